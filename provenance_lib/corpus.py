@@ -1,0 +1,116 @@
+"""Corpus shards in the Dolma3 schema: one reader and one writer for every world.
+
+A shard is a zstd-compressed JSON-lines file (``*.jsonl.zst``); each line is a document::
+
+    {"id": str, "text": str, "source": str, "metadata": {
+        "weborganizer": {"__label__<topic key>": prob, ...},      # Dolma3 ships topic probabilities ...
+        "weborganizer_max": "__label__<topic key>",               # ... and the arg-max topic
+        "weborganizer_format": {"__label__<format key>": prob},   # formats are not in Dolma3: the study adds them
+        "weborganizer_format_max": "__label__<format key>"}}      # (FormatClassifier, or the world's own label)
+
+Reading streams line by line, so memory does not grow with the shard. A corrupt or truncated shard raises one
+``ProvenanceError`` naming the shard and the line.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import zstandard
+
+from .artifacts import atomic_path
+from .errors import ProvenanceError
+
+SHARD_SUFFIX = ".jsonl.zst"
+TOPIC_PROBS, TOPIC_MAX = "weborganizer", "weborganizer_max"
+FORMAT_PROBS, FORMAT_MAX = "weborganizer_format", "weborganizer_format_max"
+
+
+def write_shard(path: str | os.PathLike, documents: Iterable[dict], level: int = 3) -> Path:
+    """Write documents as one shard (atomically; byte-identical for identical documents)."""
+    path = Path(path)
+    if not path.name.endswith(SHARD_SUFFIX):
+        raise ProvenanceError(f"shard name {path.name!r} must end in {SHARD_SUFFIX}")
+    compressor = zstandard.ZstdCompressor(level=level, write_checksum=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw, compressor.stream_writer(raw) as out:
+        for doc in documents:
+            out.write((json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n").encode())
+    return path
+
+
+def iter_shard(path: str | os.PathLike) -> Iterator[dict]:
+    """Documents of one shard, in file order; a clear error for a corrupt line or a truncated file."""
+    path = Path(path)
+    line_no = 0
+    try:
+        with open(path, "rb") as raw:
+            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+            for line_no, line in enumerate(io.TextIOWrapper(reader, encoding="utf-8"), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    doc = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ProvenanceError(
+                        f"corrupt shard {path}: line {line_no} is not valid JSON ({exc.msg})",
+                        "re-download or regenerate this shard, or move it out of the corpus folder",
+                    ) from None
+                _check_document(doc, path, line_no)
+                yield doc
+    except zstandard.ZstdError as exc:
+        raise ProvenanceError(
+            f"corrupt shard {path}: zstd stream broken after line {line_no} ({exc})",
+            "the file is truncated or not zstd: re-download or regenerate it",
+        ) from None
+    except UnicodeDecodeError:
+        raise ProvenanceError(f"corrupt shard {path}: line {line_no + 1} is not UTF-8") from None
+
+
+def _check_document(doc: object, path: Path, line_no: int) -> None:
+    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not isinstance(doc.get("text"), str):
+        raise ProvenanceError(
+            f"corrupt shard {path}: line {line_no} lacks a string 'id' and 'text' (Dolma3 schema)",
+            "check the shard's schema against provenance_lib/corpus.py",
+        )
+
+
+def list_shards(root: str | os.PathLike) -> list[Path]:
+    """All shards under a folder, sorted by path (so every process agrees on the order)."""
+    root = Path(root)
+    shards = sorted(root.rglob("*" + SHARD_SUFFIX)) if root.is_dir() else []
+    if not shards:
+        raise ProvenanceError(f"no corpus shards (*{SHARD_SUFFIX}) under {root}", "build the world first")
+    return shards
+
+
+def topic_label(doc: dict) -> str | None:
+    """The document's topic label as ``__label__<key>`` (arg-max of the probabilities if no max field), or None."""
+    return _label(doc.get("metadata") or {}, TOPIC_PROBS, TOPIC_MAX)
+
+
+def format_label(doc: dict) -> str | None:
+    return _label(doc.get("metadata") or {}, FORMAT_PROBS, FORMAT_MAX)
+
+
+def _label(metadata: dict, probs_field: str, max_field: str) -> str | None:
+    if metadata.get(max_field):
+        return metadata[max_field]
+    probs = metadata.get(probs_field)
+    return max(probs, key=probs.get) if probs else None
+
+
+def label_metadata(topic_key: str | None, format_key: str | None, topic_probs: dict | None = None,
+                   format_probs: dict | None = None) -> dict:
+    """The metadata block for a labelled document; one-hot probabilities when only the label is known."""
+    meta = {}
+    if topic_key is not None:
+        meta[TOPIC_PROBS] = topic_probs or {f"__label__{topic_key}": 1.0}
+        meta[TOPIC_MAX] = f"__label__{topic_key}"
+    if format_key is not None:
+        meta[FORMAT_PROBS] = format_probs or {f"__label__{format_key}": 1.0}
+        meta[FORMAT_MAX] = f"__label__{format_key}"
+    return meta
