@@ -74,11 +74,11 @@ def load_world(world_dir: str | Path) -> WorldInfo:
     return WorldInfo(**read_json(path))
 
 
-def ensure_world(params: StudyParams, out_dir: str | Path) -> tuple[WorldInfo, bool]:
+def ensure_world(params: StudyParams, out_dir: str | Path, force: bool = False) -> tuple[WorldInfo, bool]:
     """Reuse the world in ``out_dir`` if it was built from the same params; otherwise build a new one beside it and
     swap it in, so a failed build leaves the previous world intact. Returns the world and whether it was built now."""
     out_dir = Path(out_dir)
-    if (out_dir / "world.json").is_file():
+    if (out_dir / "world.json").is_file() and not force:
         info = load_world(out_dir)
         if info.fingerprint == fingerprint(params):
             return info, False

@@ -1,0 +1,76 @@
+"""Command line: ``python -m provenance_lib {run,world,verify}`` (also installed as ``provenance``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import ProvenanceError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m provenance_lib", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the study's stage notebooks with papermill into runs/<name>/")
+    run.add_argument("params", type=Path, help="params/<study>.yaml")
+    run.add_argument("-p", "--param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one param, e.g. -p sampling.target_per_bin=50 (repeatable)")
+    run.add_argument("--name", help="run name (default: the params file's stem)")
+    run.add_argument("--stages", help="comma-separated stages to run, e.g. 01,02 (default: all)")
+    run.add_argument("--from", dest="from_stage", help="run this stage and every later one")
+    run.add_argument("--force", action="store_true", help="re-run stages even if their record is current")
+    run.add_argument("--runs-dir", type=Path, help="where runs go (default: <project>/runs)")
+    run.add_argument("--notebooks-dir", type=Path, help="where the stage notebooks are (default: <project>/notebooks)")
+
+    world = commands.add_parser("world", help="build (or reuse) the world the params describe, alone")
+    world.add_argument("params", type=Path)
+    world.add_argument("--out", type=Path, required=True, help="folder to build the world into")
+    world.add_argument("-p", "--param", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    world.add_argument("--force", action="store_true", help="rebuild even if a matching world is there")
+
+    verify = commands.add_parser("verify", help="recompute every artifact hash of a run and report mismatches")
+    verify.add_argument("run_dir", type=Path)
+
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ProvenanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    from .runs import run_study
+
+    run_dir = run_study(args.params, args.overrides, name=args.name,
+                        stages=args.stages.split(",") if args.stages else None, from_stage=args.from_stage,
+                        force=args.force, runs_dir=args.runs_dir, notebooks_dir=args.notebooks_dir)
+    print(f"run complete: {run_dir}")
+    return 0
+
+
+def _world(args) -> int:
+    from . import params
+    from .world import ensure_world
+
+    info, built = ensure_world(params.load(args.params, args.overrides), args.out, force=args.force)
+    print(f"{info.kind} world {'built' if built else 'matching the params reused'}: {args.out}")
+    return 0
+
+
+def _verify(args) -> int:
+    from .runs import verify
+
+    problems = verify(args.run_dir)
+    for line in problems:
+        print(line)
+    print(f"{args.run_dir}: {'OK, every hash matches' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
+
+
+COMMANDS = {"run": _run, "world": _world, "verify": _verify}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Benchmark evaluation through lm-eval, on the local tasks every world writes (provenance_lib.benchmarks).
+
+Accuracy alone is coarse for small models (SmolLM2 mostly answers "A" on MMLU), so the per-item table also keeps
+the gold answer's log-likelihood and its margin over the best wrong choice: continuous measures that move before
+accuracy does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass
+class EvalResult:
+    summary: pd.DataFrame  # one row per benchmark: benchmark, task, n, acc, acc_norm, chance, mean_gold_loglik, mean_margin
+    items: pd.DataFrame    # one row per item: benchmark, id, answer, predicted, n_choices, correct, gold_loglik, margin
+
+
+def evaluate(model_path: str | Path, task_dir: str | Path, tasks: dict[str, str], *, batch_size: int = 16,
+             limit: int | None = None, device: str = "cpu", peft_path: str | Path | None = None,
+             dtype: str = "float32") -> EvalResult:
+    """Score ``model_path`` (an HF folder; ``peft_path`` adds a LoRA adapter) on the local lm-eval tasks.
+
+    ``tasks`` maps benchmark names to task names (``WorldInfo.tasks``); ``task_dir`` holds their YAMLs.
+    """
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    model_args = {"pretrained": str(model_path), "dtype": dtype, "trust_remote_code": False}
+    if peft_path is not None:
+        model_args["peft"] = str(peft_path)
+    output = lm_eval.simple_evaluate(
+        model="hf", model_args=model_args, tasks=list(tasks.values()), batch_size=batch_size, device=device,
+        limit=limit, log_samples=True, task_manager=TaskManager(include_path=str(task_dir)),
+        bootstrap_iters=0, verbosity="WARNING",
+    )
+    items = pd.DataFrame([_item_row(name, sample) for name, task in tasks.items()
+                          for sample in output["samples"][task]])
+    summary = pd.DataFrame([_summary_row(name, task, output["results"][task], items[items.benchmark == name])
+                            for name, task in tasks.items()])
+    return EvalResult(summary=summary, items=items)
+
+
+def _item_row(name: str, sample: dict) -> dict:
+    logliks = [float(resp[0]) for resp in sample["filtered_resps"]]
+    gold = int(sample["target"])
+    wrong = max(ll for i, ll in enumerate(logliks) if i != gold)
+    predicted = max(range(len(logliks)), key=logliks.__getitem__)
+    return dict(benchmark=name, id=sample["doc"]["id"], answer=gold, predicted=predicted, n_choices=len(logliks),
+                correct=float(sample["acc"]), gold_loglik=logliks[gold], margin=logliks[gold] - wrong)
+
+
+def _summary_row(name: str, task: str, metrics: dict, items: pd.DataFrame) -> dict:
+    return dict(benchmark=name, task=task, n=len(items), acc=metrics["acc,none"], acc_norm=metrics["acc_norm,none"],
+                chance=(1.0 / items.n_choices).mean(), mean_gold_loglik=items.gold_loglik.mean(),
+                mean_margin=items.margin.mean())

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+
+from provenance_lib import params
+from provenance_lib.errors import ProvenanceError
+
+PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
+
+
+@pytest.mark.parametrize("path", sorted(PARAMS_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_params_file_validates(path):
+    study = params.load(path)
+    assert study.sampling.target_per_bin > 0
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "study.yaml"
+    path.write_text((PARAMS_DIR / "testbed.yaml").read_text() + text)
+    return path
+
+
+def _error(path, overrides=()):
+    with pytest.raises(ProvenanceError) as info:
+        params.load(path, overrides)
+    return str(info.value)
+
+
+def test_unknown_key_is_named_with_file(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text((PARAMS_DIR / "testbed.yaml").read_text().replace("sampling:\n", "sampling:\n  target_per_bim: 3\n"))
+    message = _error(path)
+    assert f"{path}: sampling.target_per_bim: unknown key" in message
+
+
+def test_unknown_top_level_section(tmp_path):
+    message = _error(_write(tmp_path, "gradiends: {}\n"))
+    assert "gradiends: unknown key" in message
+
+
+def test_bad_type_names_the_key(tmp_path):
+    message = _error(PARAMS_DIR / "testbed.yaml", ["sampling.target_per_bin=many"])
+    assert "testbed.yaml: sampling.target_per_bin:" in message and "integer" in message
+
+
+def test_impossible_value_names_the_key(tmp_path):
+    message = _error(PARAMS_DIR / "testbed.yaml", ["sampling.target_per_bin=-5"])
+    assert "sampling.target_per_bin: Input should be greater than 0" in message
+
+
+def test_union_member_errors_read_like_the_yaml(tmp_path):
+    message = _error(PARAMS_DIR / "testbed.yaml", ["world.no_such_knob=1"])
+    assert "world.no_such_knob: unknown key" in message
+
+
+def test_override_applies_and_is_typed():
+    study = params.load(PARAMS_DIR / "testbed.yaml", ["sampling.target_per_bin=7", "seed=3"])
+    assert study.sampling.target_per_bin == 7 and study.seed == 3
+
+
+def test_malformed_override_is_explained():
+    assert "key.path=value" in _error(PARAMS_DIR / "testbed.yaml", ["sampling.target_per_bin"])
+
+
+def test_missing_file_is_explained(tmp_path):
+    assert "does not exist" in _error(tmp_path / "nope.yaml")
+
+
+def test_dump_round_trips(tmp_path):
+    study = params.load(PARAMS_DIR / "testbed.yaml", ["seed=11"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(params.dump(study))
+    assert params.load(path) == study
