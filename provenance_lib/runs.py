@@ -141,14 +141,13 @@ def package_versions() -> dict:
 
 
 def host_info() -> dict:
-    info = {"hostname": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "device": "cpu"}
-    if "torch" in sys.modules:  # only describe the accelerator if torch is loaded anyway (importing it costs seconds)
-        import torch
+    import torch
 
-        if torch.cuda.is_available():
-            info["device"] = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    return info
+    device = "cpu"
+    if torch.cuda.is_available():
+        device = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    return {"hostname": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "device": device}
 
 
 # ----------------------------------------------------------------------------------------------- the runner
