@@ -203,3 +203,18 @@ def test_cli_reports_bad_params_in_one_line(project):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[0].startswith("error: params/study.yaml: sampling.x: unknown key")
     assert not (project / "runs").exists()
+
+
+def test_notebook_opened_by_hand_uses_latest_run_and_never_overwrites_it(project):
+    plant_world(project, "old")
+    run(project, name="old")
+    plant_world(project, "new")
+    run(project, name="new")
+    (project / "notebooks").joinpath("x").mkdir()
+    os.chdir(project / "notebooks" / "x")  # JupyterLab's working directory is the notebook's folder
+    stage = runs.open_stage("03_third")
+    assert stage.run_dir == (project / "runs" / "new").resolve()
+    assert stage.out_dir == stage.run_dir / "interactive" / "03_third"
+    assert stage.input_dir("02_sampling") == stage.run_dir / "02_sampling"
+    with pytest.raises(ProvenanceError, match="has not completed"):
+        stage.input_dir("03_third")
