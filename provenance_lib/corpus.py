@@ -48,7 +48,7 @@ def iter_shard(path: str | os.PathLike) -> Iterator[dict]:
     line_no = 0
     try:
         with open(path, "rb") as raw:
-            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+            reader = io.BufferedReader(_FrameReader(raw), buffer_size=1 << 16)
             for line_no, line in enumerate(io.TextIOWrapper(reader, encoding="utf-8"), start=1):
                 if not line.strip():
                     continue
@@ -68,6 +68,38 @@ def iter_shard(path: str | os.PathLike) -> Iterator[dict]:
         ) from None
     except UnicodeDecodeError:
         raise ProvenanceError(f"corrupt shard {path}: line {line_no + 1} is not UTF-8") from None
+
+
+class _FrameReader(io.RawIOBase):
+    """Decompressed bytes of a zstd file, frame after frame. A file that ends inside a frame (truncated) is an
+    error: python-zstandard's stream_reader ends such a stream quietly, as if the shard were shorter."""
+
+    def __init__(self, raw):
+        self._raw, self._dctx = raw, zstandard.ZstdDecompressor()
+        self._frame, self._in_frame = self._dctx.decompressobj(), False
+        self._out, self._pos = b"", 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._pos == len(self._out):
+            chunk = self._raw.read(1 << 16)
+            if not chunk:
+                if self._in_frame:
+                    raise zstandard.ZstdError("the file ends inside a frame (truncated)")
+                return 0
+            self._out, self._pos = b"", 0
+            while chunk:
+                self._in_frame = True
+                self._out += self._frame.decompress(chunk)
+                chunk = self._frame.unused_data if self._frame.eof else b""
+                if self._frame.eof:
+                    self._frame, self._in_frame = self._dctx.decompressobj(), False
+        n = min(len(buffer), len(self._out) - self._pos)
+        buffer[:n] = self._out[self._pos:self._pos + n]
+        self._pos += n
+        return n
 
 
 def _check_document(doc: object, path: Path, line_no: int) -> None:
