@@ -56,7 +56,8 @@ QUERY_SCHEMA = pa.schema([
     ("id", pa.string()),
     ("benchmark", pa.string()),     # Benchmark.name
     ("split", pa.string()),         # "train" (few-shot / instruct tuning) or "eval" (queries and evaluation)
-    ("question", pa.string()),      # the bare question: what the query gradient is taken on
+    ("question", pa.string()),      # the zero-shot prompt as the benchmark's lm-eval task renders it (no few-shot
+                                    # examples): what evaluation scores and the query gradient is taken on
     ("choices", pa.list_(pa.string())),
     ("answer", pa.int64()),         # index into choices
     ("domain", pa.string()),
