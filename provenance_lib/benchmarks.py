@@ -90,11 +90,13 @@ def write_lm_eval_tasks(table: pa.Table, task_dir: str | Path, prefix: str) -> d
     """One lm-eval local multiple-choice task per benchmark over its eval items (task YAML + jsonl).
 
     The prompt is ``question`` and the continuation each choice, scored by log-likelihood (lm-eval's
-    ``multiple_choice``), exactly as lm-eval scores the real tasks. Returns {benchmark name: task name}.
+    ``multiple_choice``), exactly as lm-eval scores the real tasks. A YAML names its jsonl relative to its own folder,
+    so a world stays valid when it is moved or copied; ``task_configs`` resolves the path when loading.
+    Returns {benchmark name: task name}.
     """
     import json
 
-    task_dir = Path(task_dir).resolve()
+    task_dir = Path(task_dir)
     tasks = {}
     rows = table.to_pylist()
     for b in BENCHMARKS:
@@ -102,12 +104,11 @@ def write_lm_eval_tasks(table: pa.Table, task_dir: str | Path, prefix: str) -> d
         if not items:
             continue
         task = f"{prefix}_{b.slug}"
-        data_file = task_dir / f"{task}.jsonl"
-        write_text(data_file, "".join(json.dumps(r, sort_keys=True) + "\n" for r in items))
+        write_text(task_dir / f"{task}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in items))
         spec = {
             "task": task,
             "dataset_path": "json",
-            "dataset_kwargs": {"data_files": {"validation": str(data_file)}},
+            "dataset_kwargs": {"data_files": {"validation": f"{task}.jsonl"}},
             "validation_split": "validation",
             "output_type": "multiple_choice",
             "doc_to_text": "{{question}}",
@@ -120,3 +121,19 @@ def write_lm_eval_tasks(table: pa.Table, task_dir: str | Path, prefix: str) -> d
         write_text(task_dir / f"{task}.yaml", yaml.safe_dump(spec, sort_keys=False))
         tasks[b.name] = task
     return tasks
+
+
+def task_configs(task_dir: str | Path, task_names: list[str]) -> list[dict]:
+    """The local tasks as lm-eval config dicts, their data files resolved against ``task_dir`` (pass them to
+    ``lm_eval.simple_evaluate(tasks=...)``)."""
+    task_dir = Path(task_dir).resolve()
+    configs = []
+    for name in task_names:
+        path = task_dir / f"{name}.yaml"
+        if not path.is_file():
+            raise ProvenanceError(f"lm-eval task {name!r} not found: {path} is missing", "rebuild the world")
+        config = yaml.safe_load(path.read_text())
+        files = config["dataset_kwargs"]["data_files"]
+        config["dataset_kwargs"]["data_files"] = {split: str(task_dir / f) for split, f in files.items()}
+        configs.append(config)
+    return configs

@@ -28,15 +28,16 @@ def evaluate(model_path: str | Path, task_dir: str | Path, tasks: dict[str, str]
     ``tasks`` maps benchmark names to task names (``WorldInfo.tasks``); ``task_dir`` holds their YAMLs.
     """
     import lm_eval
-    from lm_eval.tasks import TaskManager
+
+    from .benchmarks import task_configs
 
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     model_args = {"pretrained": str(model_path), "dtype": dtype, "trust_remote_code": False}
     if peft_path is not None:
         model_args["peft"] = str(peft_path)
     output = lm_eval.simple_evaluate(
-        model="hf", model_args=model_args, tasks=list(tasks.values()), batch_size=batch_size, device=device,
-        limit=limit, log_samples=True, task_manager=TaskManager(include_path=str(task_dir)),
+        model="hf", model_args=model_args, tasks=task_configs(task_dir, list(tasks.values())), batch_size=batch_size,
+        device=device, limit=limit, log_samples=True,
         bootstrap_iters=0, verbosity="WARNING",
     )
     items = pd.DataFrame([_item_row(name, sample) for name, task in tasks.items()

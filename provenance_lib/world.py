@@ -33,7 +33,7 @@ class WorldInfo:
     corpus: list[str]                # shard folders or files (relative to the world folder, or absolute)
     queries: str                     # path of queries.parquet
     tasks: dict[str, str]            # benchmark name -> lm-eval task name
-    task_dir: str                    # folder holding the lm-eval task YAMLs (pass as include_path)
+    task_dir: str                    # folder holding the lm-eval task YAMLs (load with benchmarks.task_configs)
     base_model: str                  # local folder or hub id
     query_model: str
     base_revision: str | None = None
