@@ -37,10 +37,7 @@ class Classifier(Protocol):
 
 
 def taxonomy_axis(axis: str) -> Axis:
-    if axis not in AXES:
-        raise ProvenanceError(f"unknown label axis {axis!r}", f"use one of {AXES}")
-    taxonomy = load_taxonomy()
-    return taxonomy.topics if axis == "topic" else taxonomy.formats
+    return load_taxonomy().axis(axis)
 
 
 # ----------------------------------------------------------------------------------------------- id order

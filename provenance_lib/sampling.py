@@ -238,7 +238,7 @@ class DocumentLabeller:
         if key in self._ids:
             return self._ids[key]
         try:
-            label_id = getattr(self.taxonomy, axis + "s").get(value).id
+            label_id = self.taxonomy.axis(axis).get(value).id
         except ProvenanceError as exc:
             raise ProvenanceError(f"{shard.name}, document {row} (id {doc_id!r}): {exc.problem}", exc.fix) from None
         if key is not None:
@@ -249,7 +249,7 @@ class DocumentLabeller:
         texts = [doc["text"] for doc in docs]
         urls = [(doc.get("metadata") or {}).get("url") or doc.get("url") or "" for doc in docs]
         probs = np.asarray(classifier.predict_proba(texts, urls))
-        n_labels = len(getattr(self.taxonomy, axis + "s"))
+        n_labels = len(self.taxonomy.axis(axis))
         if probs.shape != (len(docs), n_labels):
             raise ProvenanceError(
                 f"the {axis} classifier returned shape {probs.shape} for {len(docs)} documents of {shard.name}",

@@ -83,6 +83,12 @@ class Taxonomy:
         self.formats = Axis("format", spec["formats"])
         self.n_bins = len(self.topics) * len(self.formats)
 
+    def axis(self, name: str) -> Axis:
+        """``"topic"`` or ``"format"`` -> that axis."""
+        if name not in ("topic", "format"):
+            raise ProvenanceError(f"unknown label axis {name!r}", "use 'topic' or 'format'")
+        return self.topics if name == "topic" else self.formats
+
     def bin_id(self, topic: str | int, format: str | int) -> int:
         return self.topics.get(topic).id * len(self.formats) + self.formats.get(format).id
 

@@ -532,7 +532,7 @@ def soft_labels(rng: random.Random, topic_id: int, format_id: int, taxonomy) -> 
     """Classifier-like probabilities: the label gets 0.55-0.97, two other labels share the rest (as in Dolma3)."""
     out = {}
     for axis, label_id in (("topic", topic_id), ("format", format_id)):
-        labels = taxonomy.topics if axis == "topic" else taxonomy.formats
+        labels = taxonomy.axis(axis)
         top = round(rng.uniform(0.55, 0.97), 4)
         others = rng.sample([l for l in labels.labels if l.id != label_id], 2)
         second = round((1 - top) * rng.uniform(0.5, 0.9), 4)
