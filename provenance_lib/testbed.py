@@ -205,5 +205,5 @@ def evaluate_models(out_dir: Path, tasks: dict[str, str]) -> dict:
     for label, folder in (("base", BASE_MODEL), ("query", QUERY_MODEL)):
         summary = evaluate(out_dir / folder, out_dir / TASK_DIR, tasks, batch_size=64).summary
         accuracy[label] = {row.benchmark: round(float(row.acc), 4) for row in summary.itertuples()}
-    accuracy["chance"] = {name: round(1 / BY_NAME[name].n_choices, 4) for name in tasks}
+    accuracy["chance"] = {row.benchmark: round(float(row.chance), 4) for row in summary.itertuples()}
     return accuracy
