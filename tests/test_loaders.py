@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import zstandard
 
-from provenance_lib import corpus, labels, models, paperworld, params
+from provenance_lib import corpus, labels, models, params
+from provenance_lib.benchmarks import lm_eval_tasks
+from provenance_lib.worlds import paper as paperworld
 from provenance_lib.benchmarks import BY_NAME
 from provenance_lib.errors import ProvenanceError
 
@@ -193,7 +195,7 @@ def test_real_lm_eval_task_offline_is_one_clear_error():
 
     manager = TaskManager(include_path=str(lm_eval_task_root() / "siqa"), include_defaults=False)
     with pytest.raises(ProvenanceError, match=r"lm-eval tasks \['social_iqa'\] could not load their data"):
-        paperworld.load_lm_eval_tasks(manager, ["social_iqa"])
+        lm_eval_tasks.load_lm_eval_tasks(manager, ["social_iqa"])
 
 
 def test_real_task_configs_render_fixture_items(tmp_path):
@@ -219,11 +221,11 @@ def test_real_task_configs_render_fixture_items(tmp_path):
                                                                 "dev": str(tmp_path / "mmlu_dev.jsonl")}}}))
     manager = TaskManager(include_path=str(tasks), include_defaults=False)
 
-    (row,) = paperworld.items_from_tasks(paperworld.load_lm_eval_tasks(manager, ["social_iqa"]), BY_NAME["SocialIQA"])
+    (row,) = lm_eval_tasks.items_from_tasks(lm_eval_tasks.load_lm_eval_tasks(manager, ["social_iqa"]), BY_NAME["SocialIQA"])
     assert row["question"] == "Q: Robin lent Sam an umbrella. How would Sam feel?\nA:"
     assert (row["choices"], row["answer"], row["split"]) == (["grateful", "angry", "bored"], 0, "eval")
 
-    rows = paperworld.items_from_tasks(paperworld.load_lm_eval_tasks(manager, ["mmlu_anatomy"]), BY_NAME["MMLU STEM"])
+    rows = lm_eval_tasks.items_from_tasks(lm_eval_tasks.load_lm_eval_tasks(manager, ["mmlu_anatomy"]), BY_NAME["MMLU STEM"])
     assert [r["split"] for r in rows] == ["eval", "eval", "train"]  # test split = eval, dev (few-shot) = train
     assert rows[1]["question"] == ("The following are multiple choice questions (with answers) about anatomy.\n\n"
                                    "Which bone is number 1?\nA. femur\nB. tibia\nC. ulna\nD. radius\nAnswer:")
@@ -234,7 +236,7 @@ def test_real_task_configs_render_fixture_items(tmp_path):
 def test_subsample_is_seeded_per_benchmark_and_split():
     rows = [{"benchmark": b, "split": s, "id": f"{b}{s}{i}"} for b in "ab" for s in ("eval", "train")
             for i in range(10)]
-    picked = paperworld.subsample(rows, 3, seed=1)
-    assert len(picked) == 12 and picked == paperworld.subsample(rows, 3, seed=1)
-    assert picked != paperworld.subsample(rows, 3, seed=2)
-    assert paperworld.subsample(rows, None, seed=1) == rows
+    picked = lm_eval_tasks.subsample(rows, 3, seed=1)
+    assert len(picked) == 12 and picked == lm_eval_tasks.subsample(rows, 3, seed=1)
+    assert picked != lm_eval_tasks.subsample(rows, 3, seed=2)
+    assert lm_eval_tasks.subsample(rows, None, seed=1) == rows

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import yaml
 
-from provenance_lib import corpus, labels, params, realmini
+from provenance_lib import corpus, labels, params
+from provenance_lib.worlds import realmini
 from provenance_lib.benchmarks import BY_NAME
 from provenance_lib.errors import ProvenanceError
-from provenance_lib.paperworld import items_from_tasks, load_lm_eval_tasks
+from provenance_lib.benchmarks import lm_eval_tasks
+from provenance_lib.benchmarks.lm_eval_tasks import items_from_tasks, load_lm_eval_tasks
 from provenance_lib.taxonomy import load as load_taxonomy
 
 REAL_MINI = Path(__file__).parents[1] / "params/real-mini.yaml"
@@ -48,7 +50,7 @@ def test_document_selection_is_seeded_and_capped():
 def test_packaged_benchmarks_are_rendered_by_lm_eval_configs(tmp_path):
     from lm_eval.tasks import TaskManager
 
-    task_dir, leaves = realmini.packaged_task_dir({"SocialIQA": ["social_iqa"], "ARC-Challenge": ["arc_challenge"]},
+    task_dir, leaves = lm_eval_tasks.packaged_task_dir({"SocialIQA": ["social_iqa"], "ARC-Challenge": ["arc_challenge"]},
                                                   tmp_path)
     assert leaves == {"SocialIQA": ["social_iqa"], "ARC-Challenge": ["arc_challenge"]}
     manager = TaskManager(include_path=str(task_dir), include_defaults=False)
@@ -61,7 +63,7 @@ def test_packaged_benchmarks_are_rendered_by_lm_eval_configs(tmp_path):
 
 
 def test_mmlu_groups_expand_to_their_subjects(tmp_path):
-    _, leaves = realmini.packaged_task_dir({"MMLU STEM": ["mmlu_stem"],
+    _, leaves = lm_eval_tasks.packaged_task_dir({"MMLU STEM": ["mmlu_stem"],
                                             "MMLU Social Sciences": ["mmlu_social_sciences_continuation"]}, tmp_path)
     assert len(leaves["MMLU STEM"]) == 19 and "mmlu_anatomy" in leaves["MMLU STEM"]
     assert len(leaves["MMLU Social Sciences"]) == 12
@@ -92,7 +94,7 @@ def test_standin_learns_mapped_topics_from_real_text(tmp_path):
 @pytest.mark.slow
 def test_real_mini_world_builds_and_evaluates(tmp_path):
     """A small real-mini world, end to end: model cached, benchmarks and corpus written, SmolLM2 evaluated."""
-    from provenance_lib.world import build_world, load_world
+    from provenance_lib.worlds import build_world, load_world
 
     study = params.load(REAL_MINI, ["world.sources={wikipedia: 40, bbc_news: 30, package_docs: 10, licenses: 5}",
                                     "benchmarks.items_per_benchmark=6"])

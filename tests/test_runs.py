@@ -16,16 +16,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from provenance_lib import params, runs
+from provenance_lib import context, params, runs
 from provenance_lib.artifacts import write_json
 from provenance_lib.errors import ProvenanceError
-from provenance_lib.world import WorldInfo, fingerprint
+from provenance_lib.worlds import WorldInfo, fingerprint
 
 PARAMS = Path(__file__).resolve().parents[1] / "params" / "testbed.yaml"
 
 HEADER = """from pathlib import Path
 import json, time
-from provenance_lib.runs import open_stage
+from provenance_lib.context import open_stage
 stage = open_stage({stage!r}, run_dir=run_dir, out_dir=out_dir)"""
 
 STAGE_CELLS = {
@@ -212,7 +212,7 @@ def test_notebook_opened_by_hand_uses_latest_run_and_never_overwrites_it(project
     run(project, name="new")
     (project / "notebooks").joinpath("x").mkdir()
     os.chdir(project / "notebooks" / "x")  # JupyterLab's working directory is the notebook's folder
-    stage = runs.open_stage("03_third")
+    stage = context.open_stage("03_third", recompute=True)
     assert stage.run_dir == (project / "runs" / "new").resolve()
     assert stage.out_dir == stage.run_dir / "interactive" / "03_third"
     assert stage.input_dir("02_sampling") == stage.run_dir / "02_sampling"

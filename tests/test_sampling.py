@@ -9,7 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from provenance_lib import corpus, params, sampling, taxonomy
+from provenance_lib import corpus, params, stats, taxonomy
+from provenance_lib.stages import sampling
+from provenance_lib.stages.sampling import index as sampling_index
 from provenance_lib.artifacts import sha256_file
 from provenance_lib.errors import ProvenanceError
 
@@ -143,13 +145,13 @@ def test_same_seed_is_byte_identical_across_shard_orders_and_workers(corpus_dir,
 
 def test_merge_ignores_the_order_of_shard_indexes(corpus_dir):
     job = job_for(corpus_dir, Path("unused"))
-    parts = [sampling.index_shards(job, [i]) for i in range(len(job.shards))]
+    parts = [sampling_index.index_shards(job, [i]) for i in range(len(job.shards))]
     selections = []
     for _ in range(3):
         random.Random(len(selections)).shuffle(parts)
         selections.append(sampling.select(sampling.CorpusIndex.concat(parts), 0, TARGET, TAX.n_bins))
     for other in selections[1:]:
-        for column in sampling.INDEX_COLUMNS:
+        for column in sampling_index.INDEX_COLUMNS:
             assert np.array_equal(getattr(selections[0].sampled, column), getattr(other.sampled, column))
         assert np.array_equal(selections[0].population_tokens, other.population_tokens)
 
@@ -235,11 +237,11 @@ def test_empty_corpus_is_an_error(tmp_path):
 
 def test_skew_statistics():
     uniform, single = np.ones(576), np.eye(576)[0]
-    assert sampling.gini(uniform) == pytest.approx(0) and sampling.gini(single) == pytest.approx(575 / 576)
-    assert sampling.effective_bins(uniform) == pytest.approx(576) and sampling.effective_bins(single) == 1
-    assert sampling.top_share(np.arange(1, 577), 10) == pytest.approx(sum(range(567, 577)) / sum(range(1, 577)))
-    table = sampling.skew_table({"population": sampling.skew_statistics(uniform, uniform),
-                                 "working_set": sampling.skew_statistics(uniform, uniform)})
+    assert stats.gini(uniform) == pytest.approx(0) and stats.gini(single) == pytest.approx(575 / 576)
+    assert stats.effective_bins(uniform) == pytest.approx(576) and stats.effective_bins(single) == 1
+    assert stats.top_share(np.arange(1, 577), 10) == pytest.approx(sum(range(567, 577)) / sum(range(1, 577)))
+    table = sampling.skew_table({"population": stats.skew_statistics(uniform, uniform),
+                                 "working_set": stats.skew_statistics(uniform, uniform)})
     assert table.loc["gini_documents", "paper_population"] == pytest.approx(0.6837)
 
 
@@ -251,8 +253,8 @@ def test_sampling_params_are_validated():
 
 
 def test_stage_run_reads_the_world_corpus_and_writes_every_artifact(corpus_dir, tmp_path):
-    from provenance_lib.runs import Stage
-    from provenance_lib.world import WorldInfo
+    from provenance_lib.context import Stage
+    from provenance_lib.worlds import WorldInfo
 
     study = params.load(Path(__file__).parents[1] / "params" / "testbed.yaml", [f"sampling.target_per_bin={TARGET}"])
     world = WorldInfo(kind="testbed", fingerprint="", corpus=["corpus"], queries="", tasks={}, task_dir="",

@@ -10,7 +10,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from provenance_lib import corpus, params, testbed
+from provenance_lib import corpus, params
+from provenance_lib.worlds import testbed
 from provenance_lib.artifacts import hash_tree, read_json
 from provenance_lib.benchmarks import BY_NAME, task_configs
 from provenance_lib.errors import ProvenanceError
@@ -47,6 +48,24 @@ def test_same_params_give_byte_identical_corpus_benchmarks_and_ground_truth(gene
 
     assert comparable(first) == comparable(tmp_path)
     assert any(k.startswith("corpus/") for k in comparable(first)) and "ground_truth.json" in comparable(first)
+
+
+def test_every_template_word_is_reserved_from_the_made_up_language():
+    """A made-up word equal to a template word ("stor" + "ed" = "stored") would blur the language; the reserved set is
+    written out, so a template word added without it must fail here."""
+    import ast
+    import inspect
+
+    from provenance_lib.worlds.testbed import documents, language, planting
+
+    words = set()
+    for module in (language, planting, documents):
+        tree = ast.parse(inspect.getsource(module))
+        docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+        words |= {word.casefold() for node in ast.walk(tree) if isinstance(node, ast.Constant)
+                  and isinstance(node.value, str) and id(node) not in docstrings for word in node.value.split()
+                  if word.isalpha()}
+    assert words - language.RESERVED_WORDS == set()
 
 
 def test_another_seed_gives_another_corpus(generated, tmp_path):
@@ -176,7 +195,7 @@ def test_bad_world_params_are_refused_with_the_key(override, message):
 
 # ----------------------------------------------------------------------------------------------- built worlds
 def _build(tmp_path_factory, name, *overrides):
-    from provenance_lib.world import build_world
+    from provenance_lib.worlds import build_world
 
     out = tmp_path_factory.mktemp(name)
     return out, build_world(_params(*overrides), out)

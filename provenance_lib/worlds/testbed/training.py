@@ -8,25 +8,15 @@ its parameter), which is what bergson's ``--optimizer_state`` reads as TrackStar
 
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import torch
 
+from ...artifacts import atomic_path
+
 PAD, EOS, UNK = "<|pad|>", "<|endoftext|>", "[UNK]"
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` intra-op threads (params.threads), restoring the previous setting after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def train_word_tokenizer(texts: Iterable[str]):
@@ -118,8 +108,6 @@ def fit(model, batches: Iterator[dict], steps: int, lr: float, warmup: float, we
 
 def save_model(model, tokenizer, out_dir: str | Path, optimizer: torch.optim.Optimizer | None = None) -> Path:
     """HF model folder (safetensors + config + tokenizer), with ``optimizer.pt`` when an optimizer is given."""
-    from .artifacts import atomic_path
-
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)

@@ -9,19 +9,19 @@ A built world is a folder::
     models/base, models/query       HF model folders when the world makes them (testbed); else paths / hub ids
     ground_truth.json               testbed only: planted bins and documents
 
-The study runner builds the world before stage 01 into ``runs/<name>/world`` and reuses it while the params it
-was built from (``seed``, ``world``, ``model``, ``benchmarks``) are unchanged.
+Each world kind (``testbed``, ``realmini``, ``paper``) builds this layout; ``provenance_lib.worlds`` dispatches to
+them and reuses a world while the params it was built from (``seed``, ``world``, ``model``, ``benchmarks``) are
+unchanged.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import read_json, replace_dir, sha256_json, write_json
-from .errors import ProvenanceError
-from .params import StudyParams
+from ..artifacts import read_json, sha256_json
+from ..errors import ProvenanceError
+from ..params import StudyParams
 
 WORLD_SECTIONS = ("seed", "world", "model", "benchmarks")
 
@@ -49,41 +49,9 @@ def fingerprint(params: StudyParams) -> str:
     return sha256_json({name: params.section(name) for name in WORLD_SECTIONS})
 
 
-def build_world(params: StudyParams, out_dir: str | Path) -> WorldInfo:
-    """Build the world the params describe into ``out_dir`` and write its ``world.json`` last."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    kind = params.world.kind
-    if kind == "testbed":
-        from . import testbed as builder
-    elif kind == "real-mini":
-        from . import realmini as builder
-    else:
-        from . import paperworld as builder
-    info = builder.build(params, out_dir)
-    info.fingerprint = fingerprint(params)
-    write_json(out_dir / "world.json", asdict(info))
-    return info
-
-
 def load_world(world_dir: str | Path) -> WorldInfo:
     path = Path(world_dir) / "world.json"
     if not path.is_file():
         raise ProvenanceError(f"no world at {world_dir} (world.json missing)",
                               "run `python -m provenance_lib world PARAMS --out DIR` or the study runner")
     return WorldInfo(**read_json(path))
-
-
-def ensure_world(params: StudyParams, out_dir: str | Path, force: bool = False) -> tuple[WorldInfo, bool]:
-    """Reuse the world in ``out_dir`` if it was built from the same params; otherwise build a new one beside it and
-    swap it in, so a failed build leaves the previous world intact. Returns the world and whether it was built now."""
-    out_dir = Path(out_dir)
-    if (out_dir / "world.json").is_file() and not force:
-        info = load_world(out_dir)
-        if info.fingerprint == fingerprint(params):
-            return info, False
-    staging = out_dir.with_name(out_dir.name + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    build_world(params, staging)
-    replace_dir(staging, out_dir)
-    return load_world(out_dir), True

@@ -18,8 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 import yaml
 
-from .artifacts import write_parquet, write_text
-from .errors import ProvenanceError
+from ..artifacts import write_parquet, write_text
+from ..errors import ProvenanceError
 
 
 @dataclass(frozen=True)

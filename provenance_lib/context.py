@@ -1,0 +1,108 @@
+"""The stage context a notebook works with: its params, the world, where it reads and where it writes.
+
+Run by the runner (papermill injects ``out_dir``, a staging folder), a notebook executes its stage. Opened by hand
+(``out_dir`` None), it shows the artifacts the run recorded for the stage, and recomputes only when asked
+(``recompute = True``, written into ``<run>/interactive/<stage>/`` so exploring never overwrites a recorded
+artifact). Every stage notebook follows the same pattern::
+
+    stage = open_stage("01_sampling", run_dir=run_dir, out_dir=out_dir, recompute=recompute)
+    result = stage.run_or_load(sampling.run, sampling.load_result)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from . import params as params_mod
+from .errors import ProvenanceError
+from .params import StudyParams
+from .record import RunRecord
+from .threads import set_threads
+from .worlds import WorldInfo, load_world
+
+T = TypeVar("T")
+
+
+# ----------------------------------------------------------------------------------------------- locations
+def project_root(start: Path | None = None) -> Path:
+    """The checkout holding ``params/`` and ``notebooks/`` (searched upward from the working directory, so a
+    notebook opened from ``notebooks/`` finds the same ``runs/`` as the command line)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params").is_dir() and (folder / "notebooks").is_dir():
+            return folder
+    return here
+
+
+def latest_run(runs_dir: Path | None = None) -> Path:
+    runs_dir = runs_dir or project_root() / "runs"
+    records = sorted(runs_dir.glob("*/run.json"), key=lambda p: p.stat().st_mtime)
+    if not records:
+        raise ProvenanceError(f"no run under {runs_dir}",
+                              "run the study first: make study (or python -m provenance_lib run params/testbed.yaml)")
+    return records[-1].parent
+
+
+# ----------------------------------------------------------------------------------------------- the context
+@dataclass
+class Stage:
+    """What a stage notebook works with: its params, the world, where to read and where to write."""
+
+    stage_id: str
+    run_dir: Path
+    out_dir: Path
+    params: StudyParams
+    world: WorldInfo
+    recompute: bool = True   # False: a notebook opened by hand shows the recorded artifacts
+
+    @property
+    def recorded_dir(self) -> Path:
+        """The stage's artifacts as the run recorded them."""
+        return self.run_dir / self.stage_id
+
+    @property
+    def world_dir(self) -> Path:
+        return self.run_dir / "world"
+
+    def world_path(self, value: str) -> Path:
+        return self.world.resolve(self.world_dir, value)
+
+    def input_dir(self, stage_id: str) -> Path:
+        record = RunRecord(self.run_dir)
+        if stage_id >= self.stage_id or not record.completed(stage_id):
+            raise ProvenanceError(f"{self.stage_id} reads {stage_id}, which has not completed in {self.run_dir}",
+                                  f"run it first: python -m provenance_lib run {self.run_dir}/params.yaml "
+                                  f"--name {self.run_dir.name} --stages {stage_id[:2]}")
+        return self.run_dir / stage_id
+
+    def run_or_load(self, run: Callable[["Stage"], T], load: Callable[[Path], T]) -> T:
+        """``run(self)`` when the stage executes (the runner, or ``recompute = True``); otherwise ``load`` the
+        recorded artifacts, after saying which run, commit and params made them."""
+        if self.recompute:
+            return run(self)
+        entry = RunRecord(self.run_dir).completed(self.stage_id)
+        if entry is None:
+            raise ProvenanceError(f"{self.stage_id} has not completed in {self.run_dir}: nothing recorded to show",
+                                  "run the study first, or set recompute = True in the parameters cell")
+        git = entry.get("git") or RunRecord(self.run_dir).data.get("git", {})
+        print(f"Showing the recorded artifacts of {self.run_dir.name}/{self.stage_id} (completed {entry.get('ended')}, "
+              f"commit {str(git.get('commit'))[:12]}{' (dirty)' if git.get('dirty') else ''}, params "
+              f"{str(entry.get('params_sha256'))[:12]}). Set recompute = True to compute them again.")
+        return load(self.recorded_dir)
+
+
+def open_stage(stage_id: str, run_dir: str | Path | None = None, out_dir: str | Path | None = None,
+               recompute: bool = False) -> Stage:
+    """The context of a stage notebook. ``run_dir`` None: the latest run. ``out_dir`` given (the runner): the stage
+    executes into it. ``out_dir`` None (a notebook opened by hand): the recorded artifacts are shown, or, with
+    ``recompute``, computed again into ``<run_dir>/interactive/<stage>``."""
+    run_dir = Path(run_dir) if run_dir else latest_run()
+    params = params_mod.load(run_dir / "params.yaml")
+    executing = out_dir is not None or recompute
+    out_dir = Path(out_dir) if out_dir else run_dir / "interactive" / stage_id
+    if executing:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    set_threads(params.threads)
+    return Stage(stage_id, run_dir, out_dir, params, load_world(run_dir / "world"), recompute=executing)

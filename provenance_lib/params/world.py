@@ -1,0 +1,159 @@
+"""The ``world`` section: what a study reads before stage 01 (a generated testbed, real-mini's packaged assets, or
+the paper's Dolma3 shards)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from ..benchmarks import BY_NAME
+from ..errors import ProvenanceError
+from ..taxonomy import load
+from .base import Section
+
+
+# --------------------------------------------------------------------------------------------------- world
+class TestbedCorpus(Section):
+    """The generated corpus outside the planted content: bin sizes, document lengths, duplicates, shards."""
+
+    documents: int = Field(default=600, gt=0, description="documents outside the planted bins (before duplicates)")
+    empty_bin_share: float = Field(default=0.4, ge=0, lt=1, description="share of the 576 bins left empty")
+    bin_size_sigma: float = Field(default=1.5, gt=0, description="lognormal sigma of bin sizes (skew)")
+    words_median: int = Field(default=45, gt=0)
+    words_sigma: float = Field(default=0.6, ge=0, description="lognormal sigma of document lengths")
+    words_min: int = Field(default=20, gt=0)
+    words_max: int = Field(default=300, gt=0)
+    topic_vocabulary: int = Field(default=30, ge=6, description="made-up nouns per topic (a third as many verbs "
+                                                                 "and adjectives)")
+    exact_duplicate_share: float = Field(default=0.03, ge=0, le=0.5)
+    near_duplicate_share: float = Field(default=0.03, ge=0, le=0.5)
+    shards: int = Field(default=4, gt=0)
+
+    @model_validator(mode="after")
+    def _lengths_ordered(self):
+        if not self.words_min <= self.words_median <= self.words_max:
+            raise ValueError("need words_min <= words_median <= words_max")
+        return self
+
+
+class TestbedItems(Section):
+    """Benchmark items per benchmark; knowledge benchmarks plant one fact per item, reasoning ones a few rules."""
+
+    eval_items: int = Field(default=64, gt=0, description="eval items per benchmark (queries and evaluation)")
+    train_items: int = Field(default=16, gt=0, description="train items per benchmark (instruct fine-tuning)")
+    values: int = Field(default=8, ge=4, le=12, description="rules per reasoning benchmark = answer words per "
+                                                           "benchmark (choices are drawn from them)")
+
+
+class TinyModel(Section):
+    """The OLMo3-architecture model the testbed trains."""
+
+    layers: int = Field(default=2, ge=1, le=8)
+    hidden: int = Field(default=128, gt=0)
+    heads: int = Field(default=4, gt=0)
+    mlp: int = Field(default=384, gt=0)
+    context: int = Field(default=128, ge=32, description="tokens per training sequence (and max positions / 2)")
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self):
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        return self
+
+
+class Training(Section):
+    """AdamW with linear warm-up and cosine decay."""
+
+    epochs: float = Field(gt=0)
+    batch_size: int = Field(gt=0, description="sequences per step")
+    lr: float = Field(gt=0)
+    warmup: float = Field(default=0.05, ge=0, lt=1, description="share of steps spent warming up")
+    weight_decay: float = Field(default=0.01, ge=0)
+
+
+DEFAULT_PLANTED = {
+    "SocialIQA": ["Literature x Customer Support"],     # the paper's headline finding
+    "MMLU Social Sciences": ["Politics x Documentation"],
+    "ARC-Challenge": ["Science & Technology x Tutorial"],
+    "MMLU STEM": ["Health x Knowledge Article"],
+}
+
+
+class TestbedWorld(Section):
+    """A generated world with planted provenance and a tiny model trained on it (known answers)."""
+
+    kind: Literal["testbed"]
+    corpus: TestbedCorpus = TestbedCorpus()
+    planted: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_PLANTED),
+                                          description="benchmark name -> bins ('Topic x Format') holding its content")
+    planted_bin_documents: int = Field(default=100, gt=0, description="documents in each planted bin")
+    planted_share: float = Field(default=0.5, ge=0, le=1, description="share of a planted bin's documents that "
+                                 "carry planted content (the rest is filler); 0 gives the control world")
+    planted_sentences: int = Field(default=16, gt=0, description="planted sentences per planted document")
+    planted_question_share: float = Field(default=0.5, ge=0, le=1, description="share of planted sentences written "
+                                          "as a benchmark question and its answer (never an eval item's)")
+    items: TestbedItems = TestbedItems()
+    model: TinyModel = TinyModel()
+    pretraining: Training = Training(epochs=4, batch_size=6, lr=1e-2)
+    finetuning: Training = Training(epochs=3, batch_size=16, lr=1e-3, warmup=0.0, weight_decay=0.0)
+
+    @field_validator("planted")
+    @classmethod
+    def _planted_bins_parse(cls, planted: dict[str, list[str]]) -> dict[str, list[str]]:
+        if set(planted) != set(BY_NAME):
+            raise ValueError(f"needs exactly the benchmarks {sorted(BY_NAME)}, got {sorted(planted)}")
+        seen: dict[int, str] = {}
+        for name, bins in planted.items():
+            if not bins:
+                raise ValueError(f"{name}: give at least one bin")
+            for text in bins:
+                try:
+                    bin_id = load().parse_bin(text)
+                except ProvenanceError as exc:
+                    raise ValueError(str(exc)) from None
+                if bin_id in seen:
+                    raise ValueError(f"bin {text!r} is planted for both {seen[bin_id]} and {name}")
+                seen[bin_id] = name
+        return planted
+
+
+RealMiniSource = Literal["wikipedia", "bbc_news", "package_docs", "licenses"]
+
+
+class StandinClassifier(Section):
+    """The stand-in for the WebOrganizer classifiers: nearest centroid on mean-pooled all-MiniLM-L6-v2 embeddings,
+    fitted on the documents whose labels map from their source's own categories."""
+
+    max_tokens: int = Field(default=128, gt=0, le=512, description="tokens of each document embedded (MiniLM was "
+                                                                   "trained on 128)")
+    batch_size: int = Field(default=32, gt=0)
+    temperature: float = Field(default=0.05, gt=0, description="softmax temperature over cosine similarities")
+    holdout: float = Field(default=0.2, gt=0, lt=1, description="share of the mapped documents held out to measure "
+                                                                "its accuracy")
+
+
+class RealMiniWorld(Section):
+    """Real text from packaged sources, real benchmark items, a real small LM; runs on a CPU."""
+
+    kind: Literal["real-mini"]
+    sources: dict[RealMiniSource, Annotated[int, Field(gt=0)] | None] = Field(
+        min_length=1, description="documents drawn (seeded) from each packaged text source; null = all of them")
+    min_words: int = Field(default=20, gt=0, description="shorter texts are left out")
+    docs_per_shard: int = Field(default=1000, gt=0)
+    standin: StandinClassifier = StandinClassifier()
+    eval_batch_size: int = Field(default=16, gt=0, description="lm-eval batch size of the zero-shot evaluation")
+
+
+class PaperWorld(Section):
+    """Dolma3 shards, OLMo3-7B and the hub benchmarks: the paper's setting (needs the hub and GPUs)."""
+
+    kind: Literal["paper"]
+    corpus: list[Path] = Field(min_length=1, description="folders (or shard files) of downloaded Dolma3 shards")
+    corpus_dataset: str = Field(default="allenai/dolma3_mix-6T-1025-7B", description="the hub dataset the shards "
+                                "were downloaded from (recorded, never fetched by the build)")
+    corpus_revision: str = "main"
+
+
+World = Annotated[Union[TestbedWorld, RealMiniWorld, PaperWorld], Field(discriminator="kind")]
