@@ -92,7 +92,7 @@ def run_study(params_path: str | Path, overrides: list[str] = (), name: str | No
     params = params_mod.load(params_path, overrides)
     root = project_root()
     notebooks_dir = Path(notebooks_dir or root / "notebooks")
-    all_stages = discover_stages(notebooks_dir)
+    all_stages = study_stages(discover_stages(notebooks_dir), params.stages)
     selected = select_stages(all_stages, stages, from_stage)
     run_dir = Path(runs_dir or root / "runs") / (name or params_path.stem)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -112,6 +112,16 @@ def run_study(params_path: str | Path, overrides: list[str] = (), name: str | No
             continue
         execute_stage(record, plan, notebooks_dir / f"{stage_id}.ipynb")
     return run_dir
+
+
+def study_stages(notebooks: list[str], wanted: list[str] | None) -> list[str]:
+    """The stages of this study: every stage notebook, or those the params' ``stages`` list names."""
+    if wanted is None:
+        return notebooks
+    unknown = sorted(set(wanted) - set(notebooks))
+    if unknown:
+        raise ProvenanceError(f"params stages {unknown} have no notebook", f"choose from {', '.join(notebooks)}")
+    return [s for s in notebooks if s in wanted]
 
 
 def select_stages(all_stages: list[str], stages: list[str] | None, from_stage: str | None) -> list[str]:

@@ -134,6 +134,15 @@ def test_force_and_stage_selection(project, capsys):
         run(project, stages=["09"])
 
 
+def test_params_stages_select_the_study_stages(project, capsys):
+    plant_world(project, "only")
+    run(project, name="only", overrides=["stages=[01_first]"])
+    out = capsys.readouterr().out
+    assert "[01_first] running" in out and "02_sampling" not in out and "03_third" not in out
+    with pytest.raises(ProvenanceError, match="have no notebook"):
+        run(project, name="only", overrides=["stages=[09_none]"])
+
+
 def test_stage_needing_an_incomplete_stage_is_refused(project):
     plant_world(project, "fresh")
     with pytest.raises(ProvenanceError, match="needs 01_first, 02_sampling"):

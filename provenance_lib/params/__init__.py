@@ -29,6 +29,9 @@ class StudyParams(Section):
     model: Models
     benchmarks: Benchmarks
     labels: Labels = Labels()
+    stages: list[str] | None = Field(default=None, min_length=1, description=(
+        "the stage notebooks this study runs (ids like 03_binning); null = all of them. A world that provides an "
+        "earlier stage's output itself (the paper's released bin matrix) lists only the stages after it"))
     sampling: Sampling
 
     def section(self, name: str) -> dict[str, Any]:

@@ -38,6 +38,8 @@ class WorldInfo:
     query_model: str
     base_revision: str | None = None
     query_revision: str | None = None
+    checkpoints: dict[str, str] = field(default_factory=dict)  # label -> folder of an intermediate base-model
+    #   checkpoint (HF format, optimizer.pt beside it when known), in training order; the last one is base_model
     extra: dict = field(default_factory=dict)  # world-specific facts worth keeping (sizes, accuracies, timings)
 
     def resolve(self, root: Path, value: str) -> Path:
