@@ -10,6 +10,19 @@ from .errors import ProvenanceError
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ProvenanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"interrupted{f': {exc}' if str(exc) else ''} (run.json says so; run again to continue)",
+              file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m provenance_lib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -40,17 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--trust-code", action="store_true", help="do not report stages made by other code")
     verify.add_argument("--notebooks-dir", type=Path, help="where the stage notebooks are (default: "
                                                              "<project>/notebooks)")
-
-    args = parser.parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except ProvenanceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:
-        print(f"interrupted{f': {exc}' if str(exc) else ''} (run.json says so; run again to continue)",
-              file=sys.stderr)
-        return 130
+    return parser
 
 
 def _run(args) -> int:

@@ -5,7 +5,6 @@ fingerprint."""
 import shutil
 from pathlib import Path
 
-import pytest
 import yaml
 
 from provenance_lib import codebase, corpus, params, worlds
