@@ -103,12 +103,14 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 
 def runner_alive(run_dir: Path) -> bool:
-    """Whether a runner holds the run's lock now."""
+    """Whether a runner holds the run's lock now (a run folder one cannot write to has none working on it)."""
     try:
         with run_lock(Path(run_dir)):
             return False
     except ProvenanceError:
         return True
+    except OSError:
+        return False
 
 
 # ----------------------------------------------------------------------------------------------- plans

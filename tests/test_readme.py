@@ -67,7 +67,7 @@ def test_every_readme_command_parses_and_names_what_exists():
         else:
             assert words[:3] == CLI, f"{shlex.join(words)}: run the CLI as {shlex.join(CLI)}"
             check_cli(words[3:], made)
-    assert {"testbed", "tb", "real-mini"} <= set(made)
+    assert {"testbed", "real-mini"} <= set(made)
 
 
 def project_copy(tmp_path: Path) -> Path:
@@ -93,9 +93,9 @@ def test_readme_testbed_commands_run_as_written(tmp_path):
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert done.returncode == 0, f"{shlex.join(words)}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         ran += 1
-        if words[3:5] == ["run", "runs/tb/params.yaml"] and len(words) == 5:  # the replay
+        if words[3:5] == ["run", "runs/testbed/params.yaml"] and len(words) == 5:  # the replay
             assert "running" not in done.stdout and done.stdout.count("unchanged: skipped") >= 1, done.stdout
         if "verify" in words:
             assert "OK" in done.stdout, done.stdout
     assert ran >= 6
-    assert not (project / "runs" / "params").exists() and (project / "runs" / "tb" / "run.json").is_file()
+    assert sorted(p.name for p in (project / "runs").iterdir()) == ["testbed"]  # never runs/params/

@@ -173,6 +173,11 @@ def test_changed_stage_param_reruns_that_stage_and_later_and_verify_finds_stale_
 
     assert main(["verify", str(run_dir)]) == 1
     assert "problem(s)" in capsys.readouterr().out
+    record = read_json(run_dir / "run.json")  # a record edited by hand no longer adds up
+    record["stages"]["02_sampling"]["params"]["sampling"]["target_per_bin"] = 99
+    write_json(run_dir / "run.json", record)
+    assert "02_sampling: its record does not add up: the fingerprint does not follow from the params, inputs and " \
+           "code it records" in verify(run_dir)
 
 
 def test_library_or_notebook_change_reruns_the_stage_unless_code_is_trusted(project, capsys, monkeypatch):
