@@ -363,7 +363,8 @@ def test_cli_reports_bad_params_in_one_line(project):
     done = subprocess.run([sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "-p", "sampling.x=1"],
                           cwd=project, capture_output=True, text=True)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[0].startswith("error: params/study.yaml: sampling.x: unknown key")
+    assert done.stderr.strip().splitlines()[0].startswith(
+        "error: params/study.yaml with -p sampling.x=1: sampling.x: unknown key")
     assert not (project / "runs").exists()
 
 
