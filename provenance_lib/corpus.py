@@ -8,8 +8,8 @@ A shard is a zstd-compressed JSON-lines file (``*.jsonl.zst``); each line is a d
         "weborganizer_format": {"__label__<format key>": prob},   # formats are not in Dolma3: the study adds them
         "weborganizer_format_max": "__label__<format key>"}}      # (FormatClassifier, or the world's own label)
 
-Reading streams line by line, so memory does not grow with the shard. A corrupt or truncated shard raises one
-``ProvenanceError`` naming the shard and the line.
+Reading streams line by line, so memory does not grow with the shard. A corrupt, truncated or zero-length shard
+raises one ``ProvenanceError`` naming the shard and the line.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ def iter_shard(path: str | os.PathLike) -> Iterator[dict]:
     line_no = 0
     try:
         with open(path, "rb") as raw:
+            if os.fstat(raw.fileno()).st_size == 0:  # even a shard of no documents holds a zstd frame
+                raise ProvenanceError(f"corrupt shard {path}: the file is empty (0 bytes)",
+                                      "the download or write was cut off: re-download or regenerate it")
             reader = io.BufferedReader(_FrameReader(raw), buffer_size=1 << 16)
             for line_no, line in enumerate(io.TextIOWrapper(reader, encoding="utf-8"), start=1):
                 if not line.strip():

@@ -131,10 +131,20 @@ def test_manifest_and_working_set(corpus_dir, tmp_path):
         assert corpus.topic_label(d) == TAX.topics.get(r["topic"]).dolma_label
 
 
-def test_same_seed_is_byte_identical_across_shard_orders_and_workers(corpus_dir, tmp_path):
-    first = sampling.sample(job_for(corpus_dir, tmp_path / "one"))
-    reversed_shards = tuple(reversed(sampling.corpus_shards([corpus_dir])))
-    second = sampling.sample(job_for(corpus_dir, tmp_path / "two", workers=2, shards=reversed_shards))
+def test_same_seed_is_byte_identical_across_shard_orders_and_workers(corpus_dir, tmp_path, monkeypatch):
+    from provenance_lib.stages.sampling import engine
+
+    read_order = []
+
+    def read_in_reverse(job, ordinals, desc="index"):  # the engine reads the shards last to first
+        read_order.append(list(reversed(ordinals)))
+        return sampling_index.index_shards(job, list(reversed(ordinals)), desc)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "index_shards", read_in_reverse)
+        first = sampling.sample(job_for(corpus_dir, tmp_path / "one"))
+    assert read_order == [[2, 1, 0]]
+    second = sampling.sample(job_for(corpus_dir, tmp_path / "two", workers=2))  # rank r reads shards r, r+2, ...
     for name in (sampling.MANIFEST, sampling.SUMMARY, sampling.SKEW):
         assert sha256_file(tmp_path / "one" / name) == sha256_file(tmp_path / "two" / name), name
     for path in (tmp_path / "one" / sampling.WORKING_SET).rglob("*.jsonl.zst"):

@@ -180,6 +180,27 @@ def test_lm_eval_loads_the_local_tasks_also_after_the_world_moved(generated, tmp
 
 
 # ----------------------------------------------------------------------------------------------- params
+def test_packed_batches_refuse_a_corpus_shorter_than_one_batch():
+    import signal
+
+    import torch
+
+    from provenance_lib.worlds.testbed import training
+
+    def too_long(signum, frame):
+        raise TimeoutError("packed_batches looped without yielding a batch")
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(20)
+    try:
+        with pytest.raises(ProvenanceError, match="fewer tokens than one batch of 6 rows"):
+            next(training.packed_batches([[5, 6, 7]] * 4, eos_id=0, context=8, batch_size=6,
+                                         generator=torch.Generator().manual_seed(0)))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.mark.parametrize("override, message", [
     ("world.planted.SocialIQA=['Literature x Nowhere']", "unknown WebOrganizer format label"),
     ("world.planted.SocialIQA=['Politics x Documentation']", "planted for both"),

@@ -2,7 +2,8 @@
 
 Every knob of the study lives here. Unknown keys, wrong types and impossible values are refused with one line that
 names the file and the key, e.g. ``params/testbed.yaml: sampling.target_per_bin: Input should be greater than 0``.
-Command-line overrides (``-p sampling.target_per_bin=50``) are applied before validation, so they are checked too.
+Command-line overrides (``-p sampling.target_per_bin=50``) are applied before validation, so they are checked too,
+and an error in a value (or a section) an override set names the override.
 """
 
 from __future__ import annotations
@@ -46,11 +47,25 @@ SHARED_SECTIONS = ("seed", "threads", "world", "model", "benchmarks", "labels")
 """Sections every stage depends on; a stage's own section is the one named like the stage (01_sampling -> sampling)."""
 
 
-def _format_error(source: str, error: dict) -> str:
-    key = ".".join(_key_path(error["loc"]))
+def _format_error(error: dict, source: str, overrides: list[str]) -> str:
+    """One line per error: where the value came from (the file, or the ``-p`` override that set it or its
+    section), the key, what is wrong, and the value when it is one (a cross-field error's input is a section:
+    printing it would bury the message)."""
+    path = _key_path(error["loc"])
+    key = ".".join(path) or "<top level>"
+    section = path[:-1] if error["type"] == "missing" else path  # a key missing from a section an override made
+    blamed = [text for text in overrides if _on_path(section, parse_override(text)[0])]
+    where = f"{source} with -p {blamed[-1]}" if blamed else source
     if error["type"] == "extra_forbidden":
-        return f"{source}: {key}: unknown key (remove it or check its spelling)"
-    return f"{source}: {key or '<top level>'}: {error['msg']} (got {error.get('input')!r})"
+        return f"{where}: {key}: unknown key (remove it or check its spelling)"
+    value = error.get("input")
+    got = "" if isinstance(value, (dict, list, BaseModel)) else f" (got {value!r})"
+    return f"{where}: {key}: {error['msg']}{got}"
+
+
+def _on_path(a: list[str], b: list[str]) -> bool:
+    """One key path leads to the other (a section and a key inside it, or the same key)."""
+    return a[:len(b)] == b[:len(a)]
 
 
 def _key_path(loc: tuple) -> list[str]:
@@ -73,24 +88,27 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Set each ``key.path=value``; a section that is null or missing (``labels.topic: null``) becomes one."""
     for text in overrides:
         path, value = parse_override(text)
         node = raw
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
+        for depth, part in enumerate(path[:-1]):
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
-                raise ProvenanceError(f"override {text!r}: {part!r} is not a section")
+                raise ProvenanceError(f"override {text!r}: {'.'.join(path[:depth + 1])} is a value, not a section",
+                                      f"set it whole: -p {'.'.join(path[:depth + 1])}=...")
         node[path[-1]] = value
     return raw
 
 
-def validate(raw: dict, source: str = "<params>") -> StudyParams:
+def validate(raw: dict, source: str = "<params>", overrides: list[str] = ()) -> StudyParams:
     try:
         return StudyParams.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors()
-        lines = [_format_error(source, e) for e in errors]
-        raise ProvenanceError("; ".join(lines), "see params/*.yaml and provenance_lib/params.py") from None
+        lines = [_format_error(e, source, list(overrides)) for e in exc.errors()]
+        raise ProvenanceError("; ".join(lines), "see params/*.yaml and provenance_lib/params/") from None
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> StudyParams:
@@ -103,7 +121,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> StudyParams:
         raise ProvenanceError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ProvenanceError(f"{path}: top level must be a mapping of sections")
-    return validate(apply_overrides(raw, list(overrides)), str(path))
+    return validate(apply_overrides(raw, list(overrides)), str(path), list(overrides))
 
 
 def dump(params: StudyParams) -> str:

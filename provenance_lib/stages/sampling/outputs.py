@@ -51,6 +51,20 @@ class SamplingResult:
 
         return pd.DataFrame(self.summary["per_bin"])
 
+    def bins_overview(self) -> str:
+        """One line: full, underfilled and empty bins, and the smallest non-empty one."""
+        bins = self.summary["bins"]
+        smallest = bins["smallest_nonempty"]
+        return (f"{bins['full']} full bins, {len(bins['underfilled'])} underfilled, {len(bins['empty'])} empty; "
+                f"smallest non-empty: {smallest['bin_name']} ({smallest['docs']} documents)")
+
+    def underfilled_table(self) -> pd.DataFrame:
+        """Bins with fewer documents than the target, smallest first (no rows when every bin is full)."""
+        import pandas as pd
+
+        rows = self.summary["bins"]["underfilled"]
+        return pd.DataFrame(rows, columns=["bin", "bin_name", "docs"]).sort_values(["docs", "bin"], ignore_index=True)
+
     def totals_table(self) -> pd.DataFrame:
         import pandas as pd
 

@@ -15,6 +15,7 @@ from typing import Iterable, Iterator, Sequence
 import torch
 
 from ...artifacts import atomic_path
+from ...errors import ProvenanceError
 
 PAD, EOS, UNK = "<|pad|>", "<|endoftext|>", "[UNK]"
 
@@ -50,7 +51,13 @@ def tiny_olmo3(tokenizer, layers: int, hidden: int, heads: int, mlp: int, max_po
 def packed_batches(documents: Sequence[Sequence[int]], eos_id: int, context: int, batch_size: int,
                    generator: torch.Generator) -> Iterator[dict]:
     """Endless pretraining batches: each epoch shuffles the documents, joins them with EOS and cuts the stream into
-    ``context``-token rows (the last partial row is dropped)."""
+    ``context``-token rows (the last partial row is dropped). Every epoch has the same number of rows, so a corpus
+    shorter than one batch is refused here instead of looping forever."""
+    rows_per_epoch = sum(len(d) + 1 for d in documents) // context
+    if rows_per_epoch < batch_size:
+        raise ProvenanceError(f"the corpus holds {rows_per_epoch} rows of {context} tokens: fewer tokens than one "
+                              f"batch of {batch_size} rows", "lower world.pretraining.batch_size or "
+                              "world.model.context, or generate more documents (world.corpus.documents)")
     while True:
         order = torch.randperm(len(documents), generator=generator).tolist()
         stream = torch.tensor([t for i in order for t in (*documents[i], eos_id)], dtype=torch.long)
