@@ -208,6 +208,14 @@ def test_partitioned_draw_writes_the_reference_manifest(tmp_path, seed, tasks, b
     assert [r["bin"] for r in kept if r["id"] == "kept"] == [KEPT]  # alone in its bin: sampled iff not dropped
 
 
+def test_ascii_fast_path_normalizes_like_normalize_text():
+    rng = random.Random(0)
+    alphabet = "aZ.\x00 \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"  # letters, others, and every ASCII char str.split splits on
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        assert sampling.index.normalized_ascii(text) == sampling.normalize_text(text).encode(), repr(text)
+
+
 def test_bucket_reductions_equal_the_whole_ones():
     """First occurrences and bottom-k computed per bucket, then joined, equal the same over all rows at once."""
     rng = np.random.default_rng(0)

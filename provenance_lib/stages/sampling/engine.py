@@ -37,8 +37,9 @@ ROWS_PER_BUCKET = 1 << 20   # buckets: null aims at ~1M rows (30 MiB) per bucket
 
 
 # ----------------------------------------------------------------------------------------------- the stage
-def sample(job: SamplingJob) -> SamplingResult:
-    """Run every step (resuming a killed run of the same plan), then write the manifest, summary and skew."""
+def sample(job: SamplingJob, keep_work: bool = False) -> SamplingResult:
+    """Run every step (resuming a killed run of the same plan), then write the manifest, summary and skew.
+    ``keep_work``: leave the work folder (rows, task logs and stats) for inspection instead of removing it."""
     if not job.shards:
         raise ProvenanceError("no corpus shards to sample from", "build the world first")
     plan = make_plan(job)
@@ -49,7 +50,8 @@ def sample(job: SamplingJob) -> SamplingResult:
     else:
         run_here(executors, job.executor, work)
     result = finish(job, plan, work)
-    shutil.rmtree(work.root)
+    if not keep_work:
+        shutil.rmtree(work.root)
     return result
 
 

@@ -61,31 +61,33 @@ def hashes_of(digests: list[bytes]) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- labels
 @dataclass
 class MetadataLabels:
-    """Topic and format ids from a document's metadata (``corpus.topic_label`` / ``format_label``), -1 where absent;
-    counts each axis's labels found and missing."""
+    """Topic and format ids from a document's metadata (``corpus.topic_label`` / ``format_label``), -1 where absent.
+    Label texts seen before are looked up in a dict: the map calls this for every document read."""
 
     taxonomy: Any = field(default_factory=taxonomy.load)
     _ids: dict = field(default_factory=dict)
 
-    def ids(self, doc: dict, shard: ShardRef, row: int, counts: Counter) -> tuple[int, int]:
-        topic, fmt = corpus.topic_label(doc), corpus.format_label(doc)
-        return (self._id("topic", topic, shard, row, doc, counts), self._id("format", fmt, shard, row, doc, counts))
+    def ids(self, doc: dict, shard: ShardRef, row: int) -> tuple[int, int]:
+        metadata = doc.get("metadata") or {}
+        topic = metadata.get(corpus.TOPIC_MAX) or corpus.topic_label(doc)
+        fmt = metadata.get(corpus.FORMAT_MAX) or corpus.format_label(doc)
+        topic_id = self._ids.get(("topic", topic)) if isinstance(topic, str) else None
+        format_id = self._ids.get(("format", fmt)) if isinstance(fmt, str) else None
+        if topic_id is None:
+            topic_id = self._id("topic", topic, shard, row, doc)
+        if format_id is None:
+            format_id = self._id("format", fmt, shard, row, doc)
+        return topic_id, format_id
 
-    def _id(self, axis: str, value: Any, shard: ShardRef, row: int, doc: dict, counts: Counter) -> int:
+    def _id(self, axis: str, value: Any, shard: ShardRef, row: int, doc: dict) -> int:
         if value is None:
-            counts[f"{axis}_absent"] += 1
             return UNLABELLED
-        counts[f"{axis}_from_metadata"] += 1
-        key = (axis, value) if isinstance(value, (str, int)) else None
-        label_id = self._ids.get(key)
-        if label_id is None:
-            try:
-                label_id = self.taxonomy.axis(axis).get(value).id
-            except ProvenanceError as exc:
-                raise ProvenanceError(f"{shard.name}, document {row} (id {doc['id']!r}): {exc.problem}",
-                                      exc.fix) from None
-            if key is not None:
-                self._ids[key] = label_id
+        try:
+            label_id = self.taxonomy.axis(axis).get(value).id
+        except ProvenanceError as exc:
+            raise ProvenanceError(f"{shard.name}, document {row} (id {doc['id']!r}): {exc.problem}", exc.fix) from None
+        if isinstance(value, str):
+            self._ids[(axis, value)] = label_id
         return label_id
 
 
@@ -93,44 +95,70 @@ class MetadataLabels:
 CHUNK_ROWS = 8192  # rows built at a time: memory does not grow with the shard
 
 
+_WHITESPACE = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"  # what str.split() splits ASCII text on, besides the space
+_ASCII_FOLD = bytes.maketrans(_WHITESPACE + bytes(range(65, 91)), b" " * len(_WHITESPACE) + bytes(range(97, 123)))
+
+
+def normalized_ascii(text: str) -> bytes:
+    """``normalize_text(text).encode()`` for an ASCII text, in one pass when it is already single-spaced: NFC
+    leaves ASCII as it is and case-folding is lower-casing there; every whitespace becomes a space, then runs of
+    spaces collapse. (The map calls this for every document read.)"""
+    folded = text.encode().translate(_ASCII_FOLD)
+    if b"  " in folded or folded[:1] == b" " or folded[-1:] == b" ":
+        folded = b" ".join(folded.split())
+    return folded
+
+
 def index_shard(shard: ShardRef, ordinal: int, labels: MetadataLabels, count_words: bool,
                 counts: Counter) -> Iterator[np.ndarray]:
-    """The rows of one shard, in chunks of ``CHUNK_ROWS``; texts are dropped as soon as they are hashed.
+    """The rows of one shard, in chunks of ``CHUNK_ROWS``; texts are dropped as soon as they are hashed. Counts
+    documents read and, per axis, labels found in the metadata and absent.
 
     ``count_words``: tokens are whitespace words (else 0: the annotate step counts base-model tokens of the unique
-    documents only). ASCII texts take a fast path that gives the same hash: NFC leaves them as they are and
-    case-folding is lower-casing there, which moves no whitespace, so their words are the normalized words."""
-    blake2b = hashlib.blake2b
-    row = 0
-    id_digests, text_digests, topics, formats, tokens = [], [], [], [], []
+    documents only). The loop runs once per document read, so it is written for speed: ASCII texts are normalized
+    on bytes (``normalized_ascii``; their word count is their spaces + 1), and a pair of label texts seen before is
+    one lookup."""
+    blake2b, pair_ids, rows_read = hashlib.blake2b, {}, 0
+    id_digests, text_digests, pairs, tokens = [], [], [], []
     for doc in corpus.iter_shard(shard.path):
         text = doc["text"]
         if text.isascii():
-            words = text.lower().split()
-            normalized, n_words = " ".join(words), len(words)
+            normalized = normalized_ascii(text)
+            words = (normalized.count(b" ") + 1 if normalized else 0) if count_words else 0
         else:
-            normalized, n_words = normalize_text(text), len(text.split())
-        text_digests.append(blake2b(normalized.encode(), digest_size=8).digest())
+            normalized = normalize_text(text).encode()
+            words = len(text.split()) if count_words else 0
+        text_digests.append(blake2b(normalized, digest_size=8).digest())
         id_digests.append(blake2b(doc["id"].encode(), digest_size=8).digest())
-        topic, fmt = labels.ids(doc, shard, row, counts)
-        topics.append(topic)
-        formats.append(fmt)
-        tokens.append(n_words if count_words else 0)
-        row += 1
+        tokens.append(words)
+        metadata = doc.get("metadata")
+        key = (metadata.get(corpus.TOPIC_MAX), metadata.get(corpus.FORMAT_MAX)) if metadata else None
+        ids = pair_ids.get(key)
+        if ids is None:
+            ids = labels.ids(doc, shard, rows_read)
+            if key is not None and isinstance(key[0], str) and isinstance(key[1], str):
+                pair_ids[key] = ids  # both max fields given: they alone decide
+        pairs.append(ids)
+        rows_read += 1
         if len(tokens) == CHUNK_ROWS:
-            yield _rows(ordinal, row, id_digests, text_digests, topics, formats, tokens)
-            id_digests, text_digests, topics, formats, tokens = [], [], [], [], []
+            yield _rows(ordinal, rows_read, id_digests, text_digests, pairs, tokens, counts)
+            id_digests, text_digests, pairs, tokens = [], [], [], []
     if tokens:
-        yield _rows(ordinal, row, id_digests, text_digests, topics, formats, tokens)
-    counts["documents"] += row
+        yield _rows(ordinal, rows_read, id_digests, text_digests, pairs, tokens, counts)
+    counts["documents"] += rows_read
 
 
-def _rows(ordinal: int, end_row: int, id_digests, text_digests, topics, formats, tokens) -> np.ndarray:
+def _rows(ordinal: int, end_row: int, id_digests, text_digests, pairs, tokens, counts: Counter) -> np.ndarray:
     rows = np.empty(len(tokens), ROW)
-    rows["position"] = (np.uint64(ordinal) << np.uint64(ROW_BITS)) | np.arange(end_row - len(tokens), end_row,
+    rows["position"] = (np.uint64(ordinal) << np.uint64(ROW_BITS)) | np.arange(end_row - len(rows), end_row,
                                                                              dtype=np.uint64)
     rows["id_hash"], rows["text_hash"] = hashes_of(id_digests), hashes_of(text_digests)
-    rows["topic"], rows["format"], rows["tokens"] = topics, formats, tokens
+    labels = np.array(pairs, dtype=np.int8).reshape(-1, 2)
+    rows["topic"], rows["format"], rows["tokens"] = labels[:, 0], labels[:, 1], tokens
+    for axis in ("topic", "format"):
+        absent = int((rows[axis] < 0).sum())
+        counts[f"{axis}_from_metadata"] += len(rows) - absent
+        counts[f"{axis}_absent"] += absent
     return rows
 
 
