@@ -18,6 +18,7 @@ from provenance_lib.stages.sampling import annotate, engine, steps
 from test_sampling import BIG, MEDIUM, TAX, doc, job_for, reference_manifest, words
 
 TESTBED = Path(__file__).resolve().parents[1] / "params" / "testbed.yaml"
+REAL_MINI = TESTBED.with_name("real-mini.yaml")
 TODAYS_TESTBED_MANIFEST = "858c5b30012ea570875d3db594f355b30745feec78d00ebd110ea11a4d081d57"
 """sha256 of the manifest the torch.distributed engine (commit 23428e6) wrote for params/testbed.yaml's corpus."""
 TESTBED_SECTIONS_THEN = "791812f6712ed81b534b90ad86bba14ea7306c580b86e536bb76983c2682c9fc"
@@ -139,12 +140,17 @@ def test_annotations_are_cached_per_shard_so_a_rerun_does_not_classify_again(tmp
     with pytest.raises(ProvenanceError, match=r"step 'annotate' failed in task 0 of 1 .*: planted classifier failure"):
         sampling.sample(job)
     assert len(FlakyFormatClassifier.labelled) == 8  # shards 0 and 1 were labelled (and cached) before the failure
+    data = tmp_path / "out" / engine.WORK / "data"
+    assert not (data / "ids").exists() and (data / "requests").is_dir()  # rows no later step reads are gone
+
     FlakyFormatClassifier.labelled, FlakyFormatClassifier.fail_on = [], None
+    corpus.write_shard(tmp_path / "c" / "x1.jsonl.zst",  # a shard changed since: mapped (all of them) and labelled again
+                       [doc(f"d1-{i}", f"shard 1 {words(i)}", topic="health") for i in range(5)])
     result = sampling.sample(job)
-    assert {t.split(" w")[0] for t in FlakyFormatClassifier.labelled} == {"shard 2"}
-    assert result.summary["documents"]["labels"]["format_from_classifier"] == 12
+    assert sorted(t.split(" w")[0] for t in FlakyFormatClassifier.labelled) == ["shard 1"] * 5 + ["shard 2"] * 4
+    assert result.summary["documents"]["labels"]["format_from_classifier"] == 13
     assert {r["bin_name"]: r["population_docs"] for r in result.summary["per_bin"] if r["population_docs"]} == \
-        {"Health x FAQ": 12}
+        {"Health x FAQ": 13}
 
 
 @pytest.mark.parametrize("requested, rank, environ, gpus, device", [
@@ -251,3 +257,60 @@ def test_worker_processes_write_the_same_manifest(tmp_path):
     sampling.sample(job_for(corpus_dir, tmp_path / "pool", tasks=4, workers=2, buckets=3))
     for name in (sampling.MANIFEST, sampling.SUMMARY, sampling.SKEW):
         assert sha256_file(tmp_path / "one" / name) == sha256_file(tmp_path / "pool" / name)
+
+
+@pytest.mark.slow
+def test_a_process_killed_mid_map_resumes(tmp_path):
+    """The stage process itself killed (SIGKILL) while map task 2 waits on its shard (a FIFO nobody writes)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    corpus_dir = four_shards(tmp_path / "world")
+    sampling.sample(job_for(corpus_dir, tmp_path / "clean", tasks=4))
+    shard = corpus_dir / "shard-2.jsonl.zst"
+    good = shard.read_bytes()
+    shard.unlink()
+    os.mkfifo(shard)
+    out = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys; sys.path.insert(0, sys.argv[3]); from pathlib import Path; from test_sampling import job_for; "
+        "from provenance_lib.stages import sampling; "
+        "sampling.sample(job_for(Path(sys.argv[1]), Path(sys.argv[2]), tasks=4))"),
+        str(corpus_dir), str(out), str(Path(__file__).parent)], stderr=subprocess.DEVNULL)
+    completions = out / engine.WORK / "map" / "completions"
+    deadline = time.time() + 120
+    while not (completions / "00001").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert sorted(p.name for p in completions.iterdir()) == ["00000", "00001"]
+    shard.unlink()
+    shard.write_bytes(good)
+    sampling.sample(job_for(corpus_dir, out, tasks=4))
+    for name in (sampling.MANIFEST, sampling.SUMMARY, sampling.SKEW):
+        assert sha256_file(out / name) == sha256_file(tmp_path / "clean" / name), name
+
+
+@pytest.mark.slow
+def test_real_mini_manifest_is_the_reference(tmp_path):
+    """The real-mini corpus (built here: minutes, for the stand-in's labels) sampled with params/real-mini.yaml."""
+    from provenance_lib.threads import torch_threads
+    from provenance_lib.worlds import realmini
+
+    study = params.load(REAL_MINI)
+    with torch_threads(study.threads):
+        documents = realmini.select_documents(study.world.sources, study.world.min_words, study.seed)
+        records, _ = realmini.label_documents(documents, study, tmp_path)
+    realmini.write_corpus(records, tmp_path / "corpus", study.world.docs_per_shard)
+    expected = reference_manifest(tmp_path / "corpus", study.seed, study.sampling.target_per_bin,
+                                  tmp_path / "reference.parquet")
+    for tasks, buckets in ((1, None), (3, 4)):
+        out = tmp_path / f"out-{tasks}"
+        sampling.sample(sampling.SamplingJob(
+            shards=tuple(sampling.corpus_shards([tmp_path / "corpus"])), out_dir=out, seed=study.seed,
+            target_per_bin=study.sampling.target_per_bin, tokens=study.sampling.tokens,
+            batch_size=study.sampling.batch_size, executor=LocalExecutor(kind="local", tasks=tasks), buckets=buckets))
+        assert sha256_file(out / sampling.MANIFEST) == expected, tasks

@@ -94,7 +94,8 @@ def prepare_work(job: SamplingJob, plan: Plan) -> Work:
         clear_outputs(job)
     elif previous["files"] != files:
         changed = [i for i, (old, new) in enumerate(zip(previous["files"], files)) if old != new]
-        for rank in {i % plan.tasks for i in changed}:
+        ranks = range(plan.tasks) if work.released("ids") else {i % plan.tasks for i in changed}
+        for rank in ranks:  # every map task if the ids step released the map's rows already
             (work.root / "map" / "completions" / f"{rank:05d}").unlink(missing_ok=True)
         for step in STEPS[1:]:
             shutil.rmtree(work.root / step.name / "completions", ignore_errors=True)
@@ -184,6 +185,7 @@ def run_here(executors: list, settings, work: Work) -> None:
             except Exception as exc:  # reported below with the task's log, whatever it was
                 error = exc
         check_step(executor, error)
+        work.release(name)
         if name == "bins":
             check_population(totals(work))
 
@@ -259,6 +261,7 @@ def wait_slurm(executors: list, work: Work, poll_seconds: float,
                 cancel_slurm([e.job_id for e in executors[i + 1:]])
                 check_step(executor, None)
             time.sleep(poll_seconds)
+        work.release(step_name(executor))
         if step_name(executor) == "bins":
             try:
                 check_population(totals(work))
