@@ -119,6 +119,7 @@ def run_stage(corpus_dir: str, out_dir: str, tasks: int, target: int, queue) -> 
         tasks_stats = [json.loads(p.read_text())[0] for p in stats_dir.glob("*.json")]
         steps[stats_dir.parent.name] = {
             "tasks": len(tasks_stats), "slowest_task_s": round(max(t["time_stats"]["total"] for t in tasks_stats), 2),
+            "cpu_s": round(sum(t["stats"]["cpu_ms"]["total"] for t in tasks_stats) / 1000, 2),
             "peak_rss_mib": max(t["stats"]["peak_rss_mib"]["total"] for t in tasks_stats)}
     docs = result.summary["documents"]["read"]
     queue.put({
@@ -126,6 +127,7 @@ def run_stage(corpus_dir: str, out_dir: str, tasks: int, target: int, queue) -> 
         "wall_s": round(wall, 2), "docs_per_s": round(docs / wall),
         "map_docs_per_s": round(docs / steps["map"]["slowest_task_s"]),
         "map_docs_per_s_per_task": round(docs / tasks / steps["map"]["slowest_task_s"]),
+        "cpu_us_per_document_read": {name: round(1e6 * step["cpu_s"] / docs, 2) for name, step in steps.items()},
         "peak_rss_mib_map_task": steps["map"]["peak_rss_mib"],
         "peak_rss_mib_any_task": max(s["peak_rss_mib"] for s in steps.values()),
         "peak_rss_mib_stage_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,

@@ -8,6 +8,7 @@ from pathlib import Path
 import dill
 import numpy as np
 import pytest
+from datatrove.executor import SlurmPipelineExecutor
 
 from provenance_lib import corpus, params
 from provenance_lib.artifacts import sha256_file, sha256_json
@@ -234,6 +235,25 @@ def test_waiting_on_slurm_reports_the_failed_task_and_cancels_the_rest(tmp_path,
     with pytest.raises(ProvenanceError, match=rf"step 'ids' failed in task 1 of 2 \(log: {log}\): out of memory"):
         engine.wait_slurm(executors, work, poll_seconds=0, queued=lambda job_id: False)
     assert cancelled == ["102", "103", "104", "105"]
+
+
+def test_a_rerun_waits_for_slurm_jobs_still_queued_instead_of_submitting_them_again(tmp_path, monkeypatch):
+    corpus_dir = four_shards(tmp_path / "world")
+    job = job_for(corpus_dir, tmp_path / "out", executor=SlurmExecutor(kind="slurm", tasks=2, partition="cpu"),
+                  buckets=2)
+    submitted, waited = iter(range(100, 200)), []
+
+    def submit(self):
+        self.job_id = str(next(submitted))
+    monkeypatch.setattr(SlurmPipelineExecutor, "run", submit)
+    monkeypatch.setattr(engine, "wait_slurm", lambda executors, *_: waited.append([e.job_id for e in executors]))
+    monkeypatch.setattr(engine, "finish", lambda *_: None)
+    monkeypatch.setattr(engine, "slurm_queued", lambda job_id: job_id == "105")
+    sampling.sample(job, keep_work=True)  # the waiting process died here (jobs 100-105 submitted)
+    sampling.sample(job, keep_work=True)  # 105 still queued: attach to 100-105
+    monkeypatch.setattr(engine, "slurm_queued", lambda job_id: False)
+    sampling.sample(job, keep_work=True)  # nothing queued (a step failed): submit what is incomplete again
+    assert waited == [[str(i) for i in range(100, 106)]] * 2 + [[str(i) for i in range(106, 112)]]
 
 
 def test_ray_without_ray_installed_is_one_clear_error(tmp_path):

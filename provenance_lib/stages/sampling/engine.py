@@ -217,13 +217,22 @@ def console_to(path: Path):
 
 # ----------------------------------------------------------------------------------------------- slurm
 def run_slurm(executors: list, settings, work: Work) -> None:
-    """Submit every step as a job array chained on the one before (afterok), then wait for them in order."""
+    """Submit every step as a job array chained on the one before (afterok), then wait for them in order. Jobs an
+    earlier attempt submitted that are still queued or running are waited for, not submitted twice."""
     if not settings.submit:
         script = write_slurm_scripts(executors, work)
         raise ProvenanceError(f"dry run: the Slurm scripts are written (submission commands in {script}); "
                               "nothing was submitted", "set sampling.executor.submit: true to launch them")
-    for executor in executors:
-        executor.run()  # outside a Slurm job, run() submits (datatrove then skips completed tasks)
+    submitted = work.root / "slurm_jobs.json"
+    earlier = json.loads(submitted.read_text()) if submitted.is_file() else {}
+    if any(slurm_queued(str(job_id)) for job_id in earlier.values()):
+        for executor in executors:
+            executor.job_id = earlier.get(step_name(executor))
+    else:
+        for executor in executors:
+            executor.run()  # outside a Slurm job, run() submits (datatrove then skips completed tasks)
+        with atomic_path(submitted) as tmp:
+            tmp.write_text(json.dumps({step_name(e): e.job_id for e in executors}))
     wait_slurm(executors, work, settings.poll_seconds)
 
 
@@ -232,7 +241,7 @@ def write_slurm_scripts(executors: list, work: Work) -> Path:
     executor (datatrove's own), and the sbatch commands in order in work/slurm_dry_run.sh."""
     from datatrove.executor import slurm
 
-    commands, script = ["#!/bin/bash", "# sbatch commands stage 01 would run, in order (dry run)"], None
+    commands = ["#!/bin/bash", "# sbatch commands stage 01 would run, in order (dry run)"]
 
     def record(contents: str, job_id_retriever: Callable, *args: str) -> str:
         job_id = f"DRY-RUN-{len(commands) - 1}"
@@ -255,7 +264,7 @@ def wait_slurm(executors: list, work: Work, poll_seconds: float,
     """Until every step's tasks completed; a step whose job left the queue with tasks incomplete failed: the rest
     of the chain is cancelled and the first failed task is reported with its log."""
     queued = queued or slurm_queued
-    for i, executor in enumerate(executors):
+    for i, executor in enumerate(tqdm(executors, desc="stage 01 (Slurm)", unit="step", file=sys.stderr)):
         while executor.get_incomplete_ranks(skip_completed=True):
             if not queued(str(executor.job_id)) and executor.get_incomplete_ranks(skip_completed=True):
                 cancel_slurm([e.job_id for e in executors[i + 1:]])

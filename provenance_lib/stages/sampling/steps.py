@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import resource
 import shutil
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,9 +106,11 @@ class SamplingStep(PipelineStep):
         self.job, self.plan, self.work = job, plan, work
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
+        cpu = time.process_time()
         with self.track_time(unit="task"):
             counts = Counter(self.process(rank, world_size))
         self.stat_update("rows", value=counts.get("rows", 0), unit="task")
+        self.stat_update("cpu_ms", value=round(1000 * (time.process_time() - cpu)), unit="task")
         # this process's peak so far: the task's own when it ran in a fresh worker (Slurm, Ray, a local pool)
         self.stat_update("peak_rss_mib", value=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, unit="task")
         write_json(self.work.counts(self.name, rank), dict(counts))
