@@ -56,8 +56,8 @@ def mix(x: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def generate(root: Path, n_docs: int, per_shard: int) -> None:
-    """Small documents (12-40 words) with topic and format labels, shard by shard (memory does not grow)."""
+def generate(root: Path, n_docs: int, per_shard: int, words: tuple[int, int] = (12, 40)) -> None:
+    """Documents of ``words`` words with topic and format labels, shard by shard (memory does not grow)."""
     tax = taxonomy.load()
     weights = np.random.default_rng(0).lognormal(0.0, 1.5, tax.n_bins) * (np.random.default_rng(1).random(tax.n_bins)
                                                                          > 0.05)
@@ -69,7 +69,7 @@ def generate(root: Path, n_docs: int, per_shard: int) -> None:
         source = np.where(is_copy, mix(index * np.uint64(17)) % np.uint64(n_docs), index)
         repeat_id = mix(index * np.uint64(13)) % np.uint64(200) == 0
         bins = np.searchsorted(cumulative, (mix(source * np.uint64(7919)) >> np.uint64(11)) / float(1 << 53))
-        lengths = 12 + mix(source) % np.uint64(29)
+        lengths = words[0] + mix(source) % np.uint64(words[1] - words[0] + 1)
         docs = []
         for i, src, n, b, copy, repeat in zip(index.tolist(), source.tolist(), lengths.tolist(), bins.tolist(),
                                               is_copy.tolist(), repeat_id.tolist()):
@@ -83,27 +83,28 @@ def generate(root: Path, n_docs: int, per_shard: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- the floor
-def read_shards(paths: list[str]) -> tuple[int, float]:
-    """Decompress and parse every line: the least any reader of these shards does. Documents and seconds (timed
-    here, like the map task's time: process start-up and imports are not in it)."""
+def read_shards(paths: list[str]) -> tuple[int, int, float]:
+    """Decompress and parse every line: the least any reader of these shards does. Documents, bytes and seconds
+    (timed here, like the map task's time: process start-up and imports are not in it)."""
     import orjson
 
-    n, started = 0, time.perf_counter()
+    n, size, started = 0, 0, time.perf_counter()
     for path in paths:
         with open(path, "rb") as raw:
             for line in io.BufferedReader(corpus._FrameReader(raw), buffer_size=1 << 16):
                 orjson.loads(line)
-                n += 1
-    return n, time.perf_counter() - started
+                n, size = n + 1, size + len(line)
+    return n, size, time.perf_counter() - started
 
 
 def floor(corpus_dir: Path, processes: int) -> dict:
     paths = [str(p) for p in corpus.list_shards(corpus_dir)]
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         parts = list(pool.map(read_shards, [paths[i::processes] for i in range(processes)]))
-    docs, slowest = sum(n for n, _ in parts), max(s for _, s in parts)
-    return {"processes": processes, "documents": docs, "slowest_process_s": round(slowest, 2),
-            "docs_per_s": round(docs / slowest)}
+    docs, size, slowest = sum(p[0] for p in parts), sum(p[1] for p in parts), max(p[2] for p in parts)
+    return {"processes": processes, "documents": docs, "mb": round(size / 1e6, 1),
+            "slowest_process_s": round(slowest, 2), "docs_per_s": round(docs / slowest),
+            "mb_per_s": round(size / 1e6 / slowest, 1)}
 
 
 # ----------------------------------------------------------------------------------------------- the stage
@@ -176,6 +177,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, nargs="+", default=[1_000_000, 4_000_000])
     parser.add_argument("--per-shard", type=int, default=15_625)
+    parser.add_argument("--words", type=int, nargs=2, default=[12, 40], metavar=("MIN", "MAX"),
+                        help="words per document (Dolma3 averages ~1,000: try --docs 100000 --words 500 1500)")
     parser.add_argument("--target", type=int, default=100,
                         help="target_per_bin (100: about 5 %% of the documents are sampled; the paper: 0.45 %%)")
     parser.add_argument("--tasks", type=int, nargs="+", default=[1, 2])
@@ -190,18 +193,18 @@ def main() -> None:
         old_dir = checkout(args.old, Path(scratch) / "old") if args.old else None
         context = multiprocessing.get_context("spawn")
         for n_docs in args.docs:
-            root = Path(args.corpus or scratch) / f"docs-{n_docs}-{args.per_shard}"
+            root = Path(args.corpus or scratch) / f"docs-{n_docs}-{args.per_shard}-{args.words[0]}-{args.words[1]}"
             started = time.perf_counter()
             if not (root / "generated").exists():
-                generate(root, n_docs, args.per_shard)
+                generate(root, n_docs, args.per_shard, tuple(args.words))
                 (root / "generated").touch()
             entry = {"documents": n_docs, "shards": len(corpus.list_shards(root / "corpus")),
                      "generate_s": round(time.perf_counter() - started, 1),
                      "floor": [floor(root / "corpus", p) for p in sorted(set(args.tasks))], "runs": []}
             for tasks in args.tasks:
                 queue = context.Queue()
-                process = context.Process(target=run_stage, args=(str(root / "corpus"), f"{scratch}/out-{n_docs}-{tasks}",
-                                                                  tasks, args.target, queue))
+                out = f"{scratch}/out-{n_docs}-{tasks}"
+                process = context.Process(target=run_stage, args=(str(root / "corpus"), out, tasks, args.target, queue))
                 process.start()
                 entry["runs"].append(queue.get())
                 process.join()

@@ -169,7 +169,8 @@ def test_same_seed_is_byte_identical_across_shard_orders_and_workers(corpus_dir,
             twin = tmp_path / name / path.relative_to(tmp_path / "one")
             assert sha256_file(path) == sha256_file(twin)
         assert first.summary == second.summary
-        assert sorted(p.name for p in (tmp_path / name).iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == \
+            sorted(p.name for p in (tmp_path / "one").iterdir())
 
 
 def adversarial_corpus(root: Path, seed: int) -> Path:
@@ -184,10 +185,13 @@ def adversarial_corpus(root: Path, seed: int) -> Path:
         docs = []
         for r in range(rng.randint(0, 25)):
             text = rng.choice(texts)
-            text = text.upper() if rng.random() < 0.2 else ("  " + text.replace(" ", "\n ") if rng.random() < 0.2 else text)
-            label = rng.random()
-            d = doc(f"id-{rng.randrange(60)}", text, rng.choice(bins)) if label > 0.1 else doc(f"u-{s}-{r}", text, topic="health")
-            docs.append(d)
+            if rng.random() < 0.2:
+                text = text.upper()
+            elif rng.random() < 0.2:
+                text = "  " + text.replace(" ", "\n ")
+            labelled = rng.random() > 0.1
+            docs.append(doc(f"id-{rng.randrange(60)}", text, rng.choice(bins)) if labelled else
+                        doc(f"u-{s}-{r}", text, topic="health"))
         shards.append(docs)
     shards[0].append(doc("blocker", "the first text of this id", BIG))
     shards[2].append(doc("blocker", "a new text under an id seen before", BIG))
@@ -337,7 +341,8 @@ def test_sampling_params_are_validated():
     with pytest.raises(ProvenanceError, match=r"sampling\.executor\.partition: Field required"):
         params.load(testbed, ["sampling.executor={kind: slurm, tasks: 4}"])
     study = params.load(testbed, ["sampling.executor={kind: slurm, tasks: 4, partition: cpu}", "sampling.buckets=8"])
-    assert (study.sampling.executor.kind, study.sampling.executor.time, study.sampling.buckets) == ("slurm", "12:00:00", 8)
+    executor = study.sampling.executor
+    assert (executor.kind, executor.time, study.sampling.buckets) == ("slurm", "12:00:00", 8)
     with pytest.raises(ProvenanceError, match="sampling.tokens"):
         params.load(Path(__file__).parents[1] / "params" / "testbed.yaml", ["sampling.tokens=bpe"])
 

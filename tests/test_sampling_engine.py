@@ -96,7 +96,8 @@ def test_a_run_killed_mid_map_resumes_without_redoing_completed_tasks(tmp_path, 
     shard.write_bytes(good)
     mapped = []
     process = steps.MapStep.process
-    monkeypatch.setattr(steps.MapStep, "process", lambda self, rank, size: mapped.append(rank) or process(self, rank, size))
+    monkeypatch.setattr(steps.MapStep, "process",
+                        lambda self, rank, size: mapped.append(rank) or process(self, rank, size))
     sampling.sample(job_for(corpus_dir, out, tasks=4, buckets=3))
     assert mapped == [2, 3]  # tasks 0 and 1 completed before the crash: not run again
     for name in (sampling.MANIFEST, sampling.SUMMARY, sampling.SKEW):
@@ -145,7 +146,8 @@ def test_annotations_are_cached_per_shard_so_a_rerun_does_not_classify_again(tmp
     assert not (data / "ids").exists() and (data / "requests").is_dir()  # rows no later step reads are gone
 
     FlakyFormatClassifier.labelled, FlakyFormatClassifier.fail_on = [], None
-    corpus.write_shard(tmp_path / "c" / "x1.jsonl.zst",  # a shard changed since: mapped (all of them) and labelled again
+    # a shard changed since: every shard is mapped again (the map's rows are gone), it alone is labelled again
+    corpus.write_shard(tmp_path / "c" / "x1.jsonl.zst",
                        [doc(f"d1-{i}", f"shard 1 {words(i)}", topic="health") for i in range(5)])
     result = sampling.sample(job)
     assert sorted(t.split(" w")[0] for t in FlakyFormatClassifier.labelled) == ["shard 1"] * 5 + ["shard 2"] * 4
