@@ -301,12 +301,12 @@ def test_a_process_killed_mid_map_resumes(tmp_path):
         "import sys; sys.path.insert(0, sys.argv[3]); from pathlib import Path; from test_sampling import job_for; "
         "from provenance_lib.stages import sampling; "
         "sampling.sample(job_for(Path(sys.argv[1]), Path(sys.argv[2]), tasks=4))"),
-        str(corpus_dir), str(out), str(Path(__file__).parent)], stderr=subprocess.DEVNULL)
+        str(corpus_dir), str(out), str(Path(__file__).parent)], stderr=subprocess.DEVNULL, start_new_session=True)
     completions = out / engine.WORK / "map" / "completions"
     deadline = time.time() + 120
     while not (completions / "00001").exists() and time.time() < deadline:
         time.sleep(0.2)
-    child.send_signal(signal.SIGKILL)
+    os.killpg(child.pid, signal.SIGKILL)  # the stage process and what it started (datatrove's manager process)
     child.wait()
     assert sorted(p.name for p in completions.iterdir()) == ["00000", "00001"]
     shard.unlink()
