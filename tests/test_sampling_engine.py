@@ -167,6 +167,21 @@ def test_each_task_classifies_on_its_own_device(requested, rank, environ, gpus, 
     assert annotate.classifier_device(requested, rank, environ, gpus) == device
 
 
+def test_a_classifier_spec_is_loaded_on_its_task_gpu(monkeypatch):
+    import torch
+
+    chosen, loaded = [], []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(annotate, "load_classifier", lambda spec, axis: loaded.append(spec.device))
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    spec = SequenceClassifierSpec(kind="sequence_classifier",
+                                  model={"source": "hub", "id": "WebOrganizer/FormatClassifier"})
+    annotate.load_on_device(spec, "format", task_rank=3)
+    annotate.load_on_device(spec.model_copy(update={"device": "cpu"}), "format", task_rank=3)
+    assert chosen == [1] and loaded == ["cuda", "cpu"]  # "cuda" is then the current device, cuda:1
+
+
 def test_asking_for_a_gpu_where_there_is_none_is_an_error():
     with pytest.raises(ProvenanceError, match="asks for device cuda, but this task sees no GPU"):
         annotate.classifier_device("cuda", 0, {}, 0)
@@ -336,3 +351,19 @@ def test_real_mini_manifest_is_the_reference(tmp_path):
             target_per_bin=study.sampling.target_per_bin, tokens=study.sampling.tokens,
             batch_size=study.sampling.batch_size, executor=LocalExecutor(kind="local", tasks=tasks), buckets=buckets))
         assert sha256_file(out / sampling.MANIFEST) == expected, tasks
+
+
+@pytest.mark.slow
+def test_a_weborganizer_interface_classifier_labels_in_the_annotate_step(tmp_path):
+    """A tiny sequence classifier with the FormatClassifier's interface, loaded from its spec by the annotate step
+    (on the CPU here: no GPU), labels every unique document the metadata leaves without a format."""
+    from test_loaders import save_standin
+
+    model = save_standin(tmp_path / "format", [label.name for label in TAX.formats])
+    spec = SequenceClassifierSpec(kind="sequence_classifier", model={"source": "local", "path": str(model)},
+                                  batch_size=4)
+    corpus.write_shard(tmp_path / "c" / "x.jsonl.zst",
+                       [doc(f"d{i}", f"the bike {words(i)}", topic="health") for i in range(10)])
+    result = sampling.sample(job_for(tmp_path / "c", tmp_path / "out", tasks=2, format_classifier=spec))
+    assert result.summary["documents"]["labels"]["format_from_classifier"] == 10
+    assert result.summary["documents"]["population"] == 10
