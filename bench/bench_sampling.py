@@ -5,6 +5,7 @@ shards of the same size; bin sizes log-normal over the 576 bins, ~2 % exact or r
 ids), then measures on each, every run in a fresh process:
 
 * floor: zstd decompression + orjson parsing of every line of the same shards, nothing else (1 and 2 processes);
+  seconds and CPU seconds (on a shared machine the CPU time is the work, the wall time also the others' load);
 * the stage on datatrove with 1 task (in its process) and 2 tasks (2 worker processes): documents/s of the map step
   (datatrove's time of the slowest map task) and of the whole stage, and the peak RSS of each task (the map's, and
   the largest of any step: a task's process peak, the stage's own process for 1 task);
@@ -83,18 +84,18 @@ def generate(root: Path, n_docs: int, per_shard: int, words: tuple[int, int] = (
 
 
 # ----------------------------------------------------------------------------------------------- the floor
-def read_shards(paths: list[str]) -> tuple[int, int, float]:
-    """Decompress and parse every line: the least any reader of these shards does. Documents, bytes and seconds
-    (timed here, like the map task's time: process start-up and imports are not in it)."""
+def read_shards(paths: list[str]) -> tuple[int, int, float, float]:
+    """Decompress and parse every line: the least any reader of these shards does. Documents, bytes, seconds and
+    CPU seconds (timed here, like a map task: process start-up and imports are not in it)."""
     import orjson
 
-    n, size, started = 0, 0, time.perf_counter()
+    n, size, started, cpu = 0, 0, time.perf_counter(), time.process_time()
     for path in paths:
         with open(path, "rb") as raw:
             for line in io.BufferedReader(corpus._FrameReader(raw), buffer_size=1 << 16):
                 orjson.loads(line)
                 n, size = n + 1, size + len(line)
-    return n, size, time.perf_counter() - started
+    return n, size, time.perf_counter() - started, time.process_time() - cpu
 
 
 def floor(corpus_dir: Path, processes: int) -> dict:
@@ -102,9 +103,10 @@ def floor(corpus_dir: Path, processes: int) -> dict:
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         parts = list(pool.map(read_shards, [paths[i::processes] for i in range(processes)]))
     docs, size, slowest = sum(p[0] for p in parts), sum(p[1] for p in parts), max(p[2] for p in parts)
+    cpu = sum(p[3] for p in parts)
     return {"processes": processes, "documents": docs, "mb": round(size / 1e6, 1),
             "slowest_process_s": round(slowest, 2), "docs_per_s": round(docs / slowest),
-            "mb_per_s": round(size / 1e6 / slowest, 1)}
+            "mb_per_s": round(size / 1e6 / slowest, 1), "cpu_us_per_document": round(1e6 * cpu / docs, 2)}
 
 
 # ----------------------------------------------------------------------------------------------- the stage
@@ -128,6 +130,7 @@ def run_stage(corpus_dir: str, out_dir: str, tasks: int, target: int, queue) -> 
         "wall_s": round(wall, 2), "docs_per_s": round(docs / wall),
         "map_docs_per_s": round(docs / steps["map"]["slowest_task_s"]),
         "map_docs_per_s_per_task": round(docs / tasks / steps["map"]["slowest_task_s"]),
+        "stage_cpu_us_per_document": round(1e6 * sum(step["cpu_s"] for step in steps.values()) / docs, 2),
         "cpu_us_per_document_read": {name: round(1e6 * step["cpu_s"] / docs, 2) for name, step in steps.items()},
         "peak_rss_mib_map_task": steps["map"]["peak_rss_mib"],
         "peak_rss_mib_any_task": max(s["peak_rss_mib"] for s in steps.values()),
@@ -143,13 +146,17 @@ from provenance_lib.stages import sampling
 corpus_dir, out_dir, workers, target = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 job = sampling.SamplingJob(shards=tuple(sampling.corpus_shards([corpus_dir])), out_dir=Path(out_dir), seed=0,
                            target_per_bin=target, workers=workers)
-started = time.perf_counter()
+def cpu(who):
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+started, cpu_before = time.perf_counter(), cpu(resource.RUSAGE_SELF)
 result = sampling.sample(job)
 wall = time.perf_counter() - started
 docs = result.summary["documents"]["read"]
+stage_cpu = cpu(resource.RUSAGE_SELF) - cpu_before + cpu(resource.RUSAGE_CHILDREN)  # helper ranks: imports included
 from provenance_lib.artifacts import sha256_file
 print(json.dumps({"engine": "torch.distributed (old)", "ranks": workers, "documents": docs, "wall_s": round(wall, 2),
-                  "docs_per_s": round(docs / wall),
+                  "docs_per_s": round(docs / wall), "stage_cpu_us_per_document": round(1e6 * stage_cpu / docs, 2),
                   "peak_rss_mib_rank0": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
                   "peak_rss_mib_helper_ranks": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024,
                   "manifest_sha256": sha256_file(Path(out_dir) / sampling.MANIFEST)}))
@@ -212,9 +219,12 @@ def main() -> None:
                 for ranks in args.tasks:
                     entry["runs"].append(run_old_engine(old_dir, root / "corpus",
                                                         Path(scratch) / f"old-{n_docs}-{ranks}", ranks, args.target))
-            floors = {f["processes"]: f["docs_per_s"] for f in entry["floor"]}
-            entry["map_share_of_floor"] = {r["tasks"]: round(r["map_docs_per_s"] / floors[r["tasks"]], 2)
-                                           for r in entry["runs"] if r["engine"] == "datatrove"}
+            floors = {f["processes"]: f for f in entry["floor"]}
+            ours = [r for r in entry["runs"] if r["engine"] == "datatrove"]
+            entry["map_share_of_floor"] = {  # wall: as run here, shared; cpu: the work, whatever the load
+                "wall": {r["tasks"]: round(r["map_docs_per_s"] / floors[r["tasks"]]["docs_per_s"], 2) for r in ours},
+                "cpu": {r["tasks"]: round(floors[r["tasks"]]["cpu_us_per_document"]
+                                          / r["cpu_us_per_document_read"]["map"], 2) for r in ours}}
             entry["same_manifest_for_every_run"] = len({r["manifest_sha256"] for r in entry["runs"]}) == 1
             report["corpora"].append(entry)
             print(json.dumps(entry), file=sys.stderr, flush=True)  # progress: one corpus at a time
