@@ -367,3 +367,28 @@ def test_a_weborganizer_interface_classifier_labels_in_the_annotate_step(tmp_pat
     result = sampling.sample(job_for(tmp_path / "c", tmp_path / "out", tasks=2, format_classifier=spec))
     assert result.summary["documents"]["labels"]["format_from_classifier"] == 10
     assert result.summary["documents"]["population"] == 10
+
+
+@pytest.mark.slow
+def test_notebook_01_runs_through_the_runner(tmp_path, capsys):
+    """The runner executes notebook 01 (papermill, a real kernel) on datatrove, over a testbed world whose corpus is
+    generated here (stage 01 needs no model), and records what it wrote."""
+    from dataclasses import asdict
+
+    from provenance_lib import runs
+    from provenance_lib.artifacts import write_json
+    from provenance_lib.worlds import WorldInfo, testbed
+    from provenance_lib.worlds.contract import fingerprint
+
+    study = params.load(TESTBED)
+    world = tmp_path / "runs" / "nb" / "world"
+    testbed.generate(study, world)
+    write_json(world / "world.json", asdict(WorldInfo(
+        kind="testbed", fingerprint=fingerprint(study), corpus=[testbed.CORPUS_DIR], queries=testbed.QUERIES,
+        tasks={}, task_dir=testbed.TASK_DIR, base_model=testbed.BASE_MODEL, query_model=testbed.QUERY_MODEL)))
+    run_dir = runs.run_study(TESTBED, name="nb", stages=["01"], runs_dir=tmp_path / "runs",
+                             notebooks_dir=TESTBED.parents[1] / "notebooks")
+    assert runs.verify(run_dir) == []
+    assert sha256_file(run_dir / "01_sampling" / sampling.MANIFEST) == reference_manifest(
+        world / testbed.CORPUS_DIR, study.seed, study.sampling.target_per_bin, tmp_path / "reference.parquet")
+    assert not (run_dir / "01_sampling" / engine.WORK).exists()
