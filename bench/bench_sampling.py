@@ -57,8 +57,10 @@ def mix(x: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def generate(root: Path, n_docs: int, per_shard: int, words: tuple[int, int] = (12, 40)) -> None:
-    """Documents of ``words`` words with topic and format labels, shard by shard (memory does not grow)."""
+def generate(root: Path, n_docs: int, per_shard: int, words: tuple[int, int] = (12, 40),
+             non_ascii: float = 0.0) -> None:
+    """Documents of ``words`` words with topic and format labels, shard by shard (memory does not grow); a share
+    ``non_ascii`` of them with a curly apostrophe (the map's slower, exact Unicode path)."""
     tax = taxonomy.load()
     weights = np.random.default_rng(0).lognormal(0.0, 1.5, tax.n_bins) * (np.random.default_rng(1).random(tax.n_bins)
                                                                          > 0.05)
@@ -76,6 +78,8 @@ def generate(root: Path, n_docs: int, per_shard: int, words: tuple[int, int] = (
                                               is_copy.tolist(), repeat_id.tolist()):
             word_ids = mix(np.uint64(src) * np.uint64(64) + np.arange(n, dtype=np.uint64)) % np.uint64(64)
             text = f"document {src}: " + " ".join(VOCABULARY[w] for w in word_ids.tolist())
+            if int(mix(np.uint64(src) * np.uint64(3))) % 1000 < non_ascii * 1000:
+                text += " that\u2019s all"
             topic, fmt = labels[min(b, tax.n_bins - 1)]
             docs.append({"id": f"doc-{(i * 7919) % n_docs if repeat else i}",
                          "text": text.upper() if copy and i % 2 else text, "source": "bench",
@@ -186,6 +190,7 @@ def main() -> None:
     parser.add_argument("--per-shard", type=int, default=15_625)
     parser.add_argument("--words", type=int, nargs=2, default=[12, 40], metavar=("MIN", "MAX"),
                         help="words per document (Dolma3 averages ~1,000: try --docs 100000 --words 500 1500)")
+    parser.add_argument("--non-ascii", type=float, default=0.0, help="share of documents with a non-ASCII character")
     parser.add_argument("--target", type=int, default=100,
                         help="target_per_bin (100: about 5 %% of the documents are sampled; the paper: 0.45 %%)")
     parser.add_argument("--tasks", type=int, nargs="+", default=[1, 2])
@@ -200,10 +205,11 @@ def main() -> None:
         old_dir = checkout(args.old, Path(scratch) / "old") if args.old else None
         context = multiprocessing.get_context("spawn")
         for n_docs in args.docs:
-            root = Path(args.corpus or scratch) / f"docs-{n_docs}-{args.per_shard}-{args.words[0]}-{args.words[1]}"
+            name = f"docs-{n_docs}-{args.per_shard}-{args.words[0]}-{args.words[1]}"
+            root = Path(args.corpus or scratch) / (name + (f"-{args.non_ascii}" if args.non_ascii else ""))
             started = time.perf_counter()
             if not (root / "generated").exists():
-                generate(root, n_docs, args.per_shard, tuple(args.words))
+                generate(root, n_docs, args.per_shard, tuple(args.words), args.non_ascii)
                 (root / "generated").touch()
             entry = {"documents": n_docs, "shards": len(corpus.list_shards(root / "corpus")),
                      "generate_s": round(time.perf_counter() - started, 1),
