@@ -254,6 +254,15 @@ def test_waiting_on_slurm_reports_the_failed_task_and_cancels_the_rest(tmp_path,
     assert cancelled == ["102", "103", "104", "105"]
 
 
+def test_a_step_refuses_to_start_before_every_task_of_the_one_before_completed(tmp_path):
+    job = job_for(four_shards(tmp_path / "world"), tmp_path / "out", tasks=2, buckets=2)
+    plan = engine.make_plan(job)
+    executors = engine.make_executors(job, plan, engine.prepare_work(job, plan))
+    executors[0].pipeline[0].run(None, rank=0, world_size=2)  # map task 0 ran, its completion is not marked
+    with pytest.raises(ProvenanceError, match=r"step 'ids' started before step 'map' completed \(0 of 2 tasks\)"):
+        executors[1].pipeline[0].run(None, rank=0, world_size=2)
+
+
 def test_a_rerun_waits_for_slurm_jobs_still_queued_instead_of_submitting_them_again(tmp_path, monkeypatch):
     corpus_dir = four_shards(tmp_path / "world")
     job = job_for(corpus_dir, tmp_path / "out", executor=SlurmExecutor(kind="slurm", tasks=2, partition="cpu"),

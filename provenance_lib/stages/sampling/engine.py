@@ -124,11 +124,13 @@ def make_executors(job: SamplingJob, plan: Plan, work: Work) -> list:
     tasks = {"map": plan.tasks, "ids": plan.buckets, "texts": plan.buckets, "annotate": plan.tasks,
              "bins": plan.buckets, "merge": plan.merge_tasks, "fetch": plan.tasks}
     settings, executors = job.executor, []
+    after = None
     for step in STEPS:
         if step.name == "annotate" and not plan.annotate:
             continue
-        options = dict(pipeline=[step(job, plan, work)], tasks=tasks[step.name],
+        options = dict(pipeline=[step(job, plan, work, after)], tasks=tasks[step.name],
                        logging_dir=str(work.root / step.name))
+        after = (step.name, tasks[step.name])
         gpus = settings.kind != "local" and step.name == "annotate" and uses_gpu(job)
         if settings.kind == "local":
             from datatrove.executor import LocalPipelineExecutor

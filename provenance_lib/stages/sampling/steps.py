@@ -36,6 +36,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from ... import taxonomy
 from ...artifacts import atomic_path, read_json, write_json
+from ...errors import ProvenanceError
 from .annotate import Annotator
 from .index import ROW, MetadataLabels, bins_of, index_shard
 from .job import ROW_BITS, WORKING_SET, SamplingJob
@@ -101,11 +102,12 @@ class SamplingStep(PipelineStep):
 
     type = "📊 - SAMPLING"
 
-    def __init__(self, job: SamplingJob, plan: Plan, work: Work):
+    def __init__(self, job: SamplingJob, plan: Plan, work: Work, after: tuple[str, int] | None = None):
         super().__init__()
-        self.job, self.plan, self.work = job, plan, work
+        self.job, self.plan, self.work, self.after = job, plan, work, after
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
+        self.check_inputs()
         cpu = time.process_time()
         with self.track_time(unit="task"):
             counts = Counter(self.process(rank, world_size))
@@ -114,6 +116,19 @@ class SamplingStep(PipelineStep):
         # this process's peak so far: the task's own when it ran in a fresh worker (Slurm, Ray, a local pool)
         self.stat_update("peak_rss_mib", value=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, unit="task")
         write_json(self.work.counts(self.name, rank), dict(counts))
+
+    def check_inputs(self) -> None:
+        """Every task of the step before (``after``: its name and task count) completed. The executors order the
+        steps already; this also holds where a scheduler would not (Slurm splits a step of more tasks than its
+        MaxArraySize into several arrays, and the next step's afterok waits for the last one only)."""
+        if self.after is None:
+            return
+        step, tasks = self.after
+        completions = self.work.root / step / "completions"
+        done = len(list(completions.iterdir())) if completions.is_dir() else 0
+        if done < tasks:
+            raise ProvenanceError(f"step {self.name!r} started before step {step!r} completed ({done} of {tasks} "
+                                  "tasks)", "run the stage again: it redoes the missing tasks first")
 
     def process(self, rank: int, world_size: int) -> Counter:
         raise NotImplementedError
