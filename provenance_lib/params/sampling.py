@@ -39,6 +39,8 @@ class SlurmExecutor(Section):
     env_command: str | None = Field(default=None, description="shell line that activates the environment on a "
                                                               "compute node, e.g. `source /path/.venv/bin/activate`")
     sbatch_args: dict[str, str] = Field(default_factory=dict, description="extra #SBATCH options, e.g. account")
+    max_array_size: int = Field(default=1001, gt=0, description="the cluster's MaxArraySize: a step of more tasks "
+                                                                "is submitted as several arrays")
     submit: bool = Field(default=True, description="false: a dry run that writes the sbatch scripts into the "
                                                    "stage folder and submits nothing")
     poll_seconds: int = Field(default=60, gt=0, description="how often the waiting process checks on the jobs")

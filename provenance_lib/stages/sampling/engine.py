@@ -144,7 +144,8 @@ def make_executors(job: SamplingJob, plan: Plan, work: Work) -> list:
                 cpus_per_task=settings.cpus_per_task, mem_per_cpu_gb=settings.mem_per_cpu_gb,
                 gpus_per_task=settings.gpus_per_task if gpus else 0, workers=settings.workers,
                 job_name=f"sampling-{step.name}", qos=settings.qos, env_command=settings.env_command or this_env(),
-                sbatch_args=dict(settings.sbatch_args), slurm_logs_folder=str(work.root / step.name / "slurm_logs"),
+                sbatch_args=dict(settings.sbatch_args), max_array_size=settings.max_array_size,
+                slurm_logs_folder=str(work.root / step.name / "slurm_logs"),
                 depends=executors[-1] if executors else None))
         else:
             from datatrove.executor import RayPipelineExecutor
