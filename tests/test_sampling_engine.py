@@ -105,6 +105,16 @@ def test_a_run_killed_mid_map_resumes_without_redoing_completed_tasks(tmp_path, 
     assert not (out / engine.WORK).exists()
 
 
+def test_every_bucket_task_gets_its_own_share_of_the_rows(tmp_path):
+    corpus_dir = four_shards(tmp_path / "world")
+    out = tmp_path / "out"
+    sampling.sample(job_for(corpus_dir, out, tasks=2, buckets=3), keep_work=True)
+    work = steps.Work(out / engine.WORK)
+    for step in ("ids", "texts", "bins"):
+        rows = [counts["rows"] for counts in work.read_counts(step)]
+        assert len(rows) == 3 and all(rows) and max(rows) < sum(rows) / 1.5, (step, rows)
+
+
 def test_a_failing_task_is_reported_with_its_log_and_writes_no_manifest(tmp_path):
     corpus_dir = four_shards(tmp_path / "world")
     bad = doc("odd", "text", BIG)
@@ -138,7 +148,7 @@ def test_annotations_are_cached_per_shard_so_a_rerun_does_not_classify_again(tmp
         corpus.write_shard(tmp_path / "c" / f"x{s}.jsonl.zst",
                            [doc(f"d{s}-{i}", f"shard {s} {words(i)}", topic="health") for i in range(4)])
     FlakyFormatClassifier.labelled, FlakyFormatClassifier.fail_on = [], "shard 2"
-    job = job_for(tmp_path / "c", tmp_path / "out", batch_size=2, format_classifier=FlakyFormatClassifier())
+    job = job_for(tmp_path / "c", tmp_path / "out", batch_size=2, buckets=3, format_classifier=FlakyFormatClassifier())
     with pytest.raises(ProvenanceError, match=r"step 'annotate' failed in task 0 of 1 .*: planted classifier failure"):
         sampling.sample(job)
     assert len(FlakyFormatClassifier.labelled) == 8  # shards 0 and 1 were labelled (and cached) before the failure

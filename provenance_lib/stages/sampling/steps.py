@@ -71,9 +71,12 @@ class Work:
     def write_parts(self, kind: str, parts: list[np.ndarray], writer: int) -> None:
         """One file per part, empty ones too: a task run again overwrites every file it wrote before."""
         for part, rows in enumerate(parts):
-            path = self.rows(kind, part, writer)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            rows.tofile(path)
+            self.write_part(kind, part, writer, rows)
+
+    def write_part(self, kind: str, part: int, writer: int, rows: np.ndarray) -> None:
+        path = self.rows(kind, part, writer)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows.tofile(path)
 
     def counts(self, step: str, task: int) -> Path:
         return self.root / "counts" / step / f"{task:05d}.json"
@@ -186,7 +189,7 @@ class DedupTextsStep(SamplingStep):
     def process(self, rank: int, world_size: int) -> Counter:
         rows = self.work.read_part("texts", rank)
         unique = first_occurrences(rows, "text_hash")
-        self.work.write_parts("unique", [unique], rank)
+        self.work.write_part("unique", rank, rank, unique)
         if self.plan.annotate:
             wanted = unique[self._needs_text(unique)]
             shard_task = (wanted["position"] >> np.uint64(ROW_BITS)).astype(np.int64) % self.plan.tasks
@@ -225,11 +228,14 @@ class BinsStep(SamplingStep):
     name = "bins"
 
     def process(self, rank: int, world_size: int) -> Counter:
-        rows = self.work.read_part("unique", rank)
+        rows = self.work.read_part("unique", rank)  # in corpus order
         if self.plan.annotate:
             annotated = self.work.read_part("annotated", rank)
-            annotated = annotated[np.argsort(annotated["position"])]
-            rows[np.searchsorted(rows["position"], annotated["position"])] = annotated  # rows are in corpus order
+            at = np.searchsorted(rows["position"], annotated["position"])
+            if (at >= len(rows)).any() or not np.array_equal(rows["position"][at], annotated["position"]):
+                raise ProvenanceError(f"bucket {rank}: annotated rows that are not among its unique rows",
+                                      "a bug: report it with the work folder")
+            rows[at] = annotated
         n_formats = len(taxonomy.load().formats)
         bins = bins_of(rows, n_formats)
         labelled = bins >= 0
