@@ -29,7 +29,7 @@ class SlurmExecutor(Section):
     partition: str
     time: str = Field(default="12:00:00", description="time limit of one array task (sbatch --time)")
     cpus_per_task: int = Field(default=1, gt=0)
-    mem_per_cpu_gb: int = Field(default=4, gt=0, description="a bucket task peaks at ~130 bytes per row of its "
+    mem_per_cpu_gb: int = Field(default=4, gt=0, description="a bucket task peaks at ~150 bytes per row of its "
                                                               "bucket (+ ~100 MiB); a map task at ~150 MiB")
     workers: int = Field(default=-1, description="array tasks running at once (sbatch --array=...%N); -1: no limit")
     qos: str | None = None

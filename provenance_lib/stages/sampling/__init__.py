@@ -19,8 +19,8 @@ No step holds the corpus. Both de-duplications are partitioned by hash: every co
 lands in the same bucket, so each bucket finds its first copies on its own; an id duplicate never reaches a text
 bucket, so it cannot hide a text. Bottom-k merges: the bottom-k of a bin is the bottom-k of the buckets' bottom-k.
 At paper scale (Dolma3 6T mix: 1.26e9 unique documents at a duplication rate of 0.673, so ~3.87e9 read) a map task
-holds a chunk of rows and a 30 MiB flush buffer; a bucket task 30 bytes per row of its bucket and ~4x that at its
-peak (3.8M rows at 1024 buckets: ~0.5 GB); a merge task the candidates of its bins (at most buckets x target each);
+holds a chunk of rows and a 7.5 MiB flush buffer; a bucket task 30 bytes per row of its bucket and ~5x that at its
+peak (3.8M rows at 1024 buckets: ~0.6 GB); a merge task the candidates of its bins (at most buckets x target each);
 the stage's own process only the sample (576 x 10,000 rows, 170 MiB) and the counts. The engine this replaced
 gathered 30 bytes per distinct id on one rank: 38 GB, twice that at its peak.
 

@@ -42,7 +42,7 @@ from .index import ROW, MetadataLabels, bins_of, index_shard
 from .job import ROW_BITS, WORKING_SET, SamplingJob
 from .select import CorpusIndex, bottom_k, bucket_of, first_occurrences, split_by, write_working_set_shard
 
-FLUSH_ROWS = 1 << 20  # rows a map task buffers before appending them to its bucket files (30 MiB)
+FLUSH_ROWS = 1 << 18  # rows a map task buffers before appending them to its bucket files (7.5 MiB)
 
 
 @dataclass(frozen=True)
