@@ -3,6 +3,7 @@ reference implementation (the manifest byte for byte, on adversarial duplicates 
 today's), determinism across seeds / shard orders / task counts / buckets, and bad input."""
 
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -212,12 +213,18 @@ def test_partitioned_draw_writes_the_reference_manifest(tmp_path, seed, tasks, b
     assert [r["bin"] for r in kept if r["id"] == "kept"] == [KEPT]  # alone in its bin: sampled iff not dropped
 
 
-def test_ascii_fast_path_normalizes_like_normalize_text():
+def test_fast_normalization_equals_normalize_text_and_keeps_the_words():
+    every_whitespace = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+    assert sampling.index._NON_ASCII_WHITESPACE.findall(every_whitespace) == [c for c in every_whitespace
+                                                                             if not c.isascii()]
     rng = random.Random(0)
-    alphabet = "aZ.\x00 \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"  # letters, others, and every ASCII char str.split splits on
-    for _ in range(3000):
-        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
-        assert sampling.index.normalized_ascii(text) == sampling.normalize_text(text).encode(), repr(text)
+    letters = "aZ.\x00\u00e9E\u0301\u00df\u0130\u03c2\ufb01\u1e9e\u212b"  # composed, combining, folding
+    for alphabet in (letters[:4] + " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f", letters + " \n", letters + every_whitespace):
+        for _ in range(2000):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+            fast = sampling.index.normalized_bytes(text)
+            assert fast == sampling.normalize_text(text).encode(), repr(text)
+            assert (fast.count(b" ") + 1 if fast else 0) == len(text.split()), repr(text)
 
 
 def test_bucket_reductions_equal_the_whole_ones():

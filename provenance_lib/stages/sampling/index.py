@@ -4,6 +4,7 @@ format, tokens), no text. Labels come from the shard metadata here; what is miss
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -96,14 +97,24 @@ CHUNK_ROWS = 8192  # rows built at a time: memory does not grow with the shard
 
 
 _WHITESPACE = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"  # what str.split() splits ASCII text on, besides the space
+_NON_ASCII_WHITESPACE = re.compile("[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")  # and beyond
 _ASCII_FOLD = bytes.maketrans(_WHITESPACE + bytes(range(65, 91)), b" " * len(_WHITESPACE) + bytes(range(97, 123)))
+_ASCII_SPACES = bytes.maketrans(_WHITESPACE, b" " * len(_WHITESPACE))
 
 
-def normalized_ascii(text: str) -> bytes:
-    """``normalize_text(text).encode()`` for an ASCII text, in one pass when it is already single-spaced: NFC
-    leaves ASCII as it is and case-folding is lower-casing there; every whitespace becomes a space, then runs of
-    spaces collapse. (The map calls this for every document read.)"""
-    folded = text.encode().translate(_ASCII_FOLD)
+def normalized_bytes(text: str) -> bytes:
+    """``normalize_text(text).encode()``, without splitting the text into words when it can: the map calls this
+    for every document read. ASCII text: NFC leaves it as it is and case-folding is lower-casing there, so one
+    byte translation lower-cases it and turns every whitespace into a space. Other text without whitespace beyond
+    ASCII: NFC and case-folding first, then the same on its UTF-8 bytes (no multi-byte sequence holds an ASCII
+    byte). Then runs of spaces collapse, if there are any. Its words (spaces + 1) are those of ``text.split()``:
+    NFC and case-folding make no whitespace and remove none."""
+    if text.isascii():
+        folded = text.encode().translate(_ASCII_FOLD)
+    elif _NON_ASCII_WHITESPACE.search(text) is None:
+        folded = unicodedata.normalize("NFC", text).casefold().encode().translate(_ASCII_SPACES)
+    else:
+        return normalize_text(text).encode()
     if b"  " in folded or folded[:1] == b" " or folded[-1:] == b" ":
         folded = b" ".join(folded.split())
     return folded
@@ -115,19 +126,13 @@ def index_shard(shard: ShardRef, ordinal: int, labels: MetadataLabels, count_wor
     documents read and, per axis, labels found in the metadata and absent.
 
     ``count_words``: tokens are whitespace words (else 0: the annotate step counts base-model tokens of the unique
-    documents only). The loop runs once per document read, so it is written for speed: ASCII texts are normalized
-    on bytes (``normalized_ascii``; their word count is their spaces + 1), and a pair of label texts seen before is
-    one lookup."""
+    documents only). The loop runs once per document read, so it is written for speed: texts are normalized on
+    bytes (``normalized_bytes``), and a pair of label texts seen before is one lookup."""
     blake2b, pair_ids, rows_read = hashlib.blake2b, {}, 0
     id_digests, text_digests, pairs, tokens = [], [], [], []
     for doc in corpus.iter_shard(shard.path):
-        text = doc["text"]
-        if text.isascii():
-            normalized = normalized_ascii(text)
-            words = (normalized.count(b" ") + 1 if normalized else 0) if count_words else 0
-        else:
-            normalized = normalize_text(text).encode()
-            words = len(text.split()) if count_words else 0
+        normalized = normalized_bytes(doc["text"])
+        words = (normalized.count(b" ") + 1 if normalized else 0) if count_words else 0
         text_digests.append(blake2b(normalized, digest_size=8).digest())
         id_digests.append(blake2b(doc["id"].encode(), digest_size=8).digest())
         tokens.append(words)
