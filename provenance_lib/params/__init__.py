@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import ProvenanceError
 from .base import Section
-from .sampling import Sampling
+from .sampling import Executor, LocalExecutor, RayExecutor, Sampling, SlurmExecutor
 from .sources import (Benchmarks, CentroidClassifierSpec, ClassifierSpec, HubModel, Labels, LocalModel, Models,
                       ModelSource, PackagedModel, SequenceClassifierSpec, WorldModel)
 from .world import PaperWorld, RealMiniWorld, StandinClassifier, TestbedWorld, World
@@ -75,8 +75,9 @@ def _key_path(loc: tuple) -> list[str]:
     return [p for i, p in enumerate(parts) if not (i > 0 and parts[i - 1] in UNION_KEYS and p in UNION_TAGS)]
 
 
-UNION_KEYS = {"world", "base", "query", "model", "topic", "format"}
-UNION_TAGS = {"testbed", "real-mini", "paper", "world", "hub", "local", "packaged", "sequence_classifier", "centroid"}
+UNION_KEYS = {"world", "base", "query", "model", "topic", "format", "executor"}
+UNION_TAGS = {"testbed", "real-mini", "paper", "world", "hub", "local", "packaged", "sequence_classifier", "centroid",
+              "slurm", "ray"}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
