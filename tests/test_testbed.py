@@ -4,6 +4,7 @@ lm-eval reading the local tasks, and (slow) the accuracy gap between the world a
 import math
 import re
 import shutil
+import statistics
 from collections import Counter
 from pathlib import Path
 
@@ -91,6 +92,17 @@ def test_shards_follow_the_dolma3_schema_with_format_labels(generated):
         taxonomy.bin_id(corpus.topic_label(doc), corpus.format_label(doc))  # both labels are taxonomy labels
 
 
+def _bin_of(doc, taxonomy):
+    return taxonomy.bin_id(corpus.topic_label(doc), corpus.format_label(doc))
+
+
+def _population(world_dir):
+    """Documents per bin once duplicates are dropped (what stage 01 samples from)."""
+    taxonomy = load_taxonomy()
+    copies = {row["id"] for row in read_json(world_dir / testbed.GROUND_TRUTH)["duplicates"]}
+    return Counter(_bin_of(d, taxonomy) for d in _documents(world_dir) if d["id"] not in copies)
+
+
 def test_corpus_is_skewed_covers_the_taxonomy_and_has_duplicates(generated):
     world_dir, _ = generated
     docs = _documents(world_dir)
@@ -100,37 +112,116 @@ def test_corpus_is_skewed_covers_the_taxonomy_and_has_duplicates(generated):
     ordered = sorted(sizes.values(), reverse=True)
     assert ordered[0] >= 20 * ordered[len(ordered) // 2]    # a few huge bins, many small
     lengths = [len(d["text"].split()) for d in docs]
-    assert min(lengths) < 40 and max(lengths) > 200
+    assert max(lengths) > 8 * min(lengths)
     texts = Counter(d["text"] for d in docs)
     truth = read_json(world_dir / testbed.GROUND_TRUTH)
     kinds = Counter(row["kind"] for row in truth["duplicates"])
     assert sum(n - 1 for n in texts.values()) >= kinds["exact"] > 0 and kinds["near"] > 0
 
 
+def test_enough_bins_fill_a_working_set_for_bin_statistics(generated):
+    """Stage 01 takes up to target_per_bin (40) documents per bin; bin-level statistics need >= 150 bins with >= 10."""
+    world_dir, _ = generated
+    assert sum(n >= 10 for n in _population(world_dir).values()) >= 150
+
+
 # ----------------------------------------------------------------------------------------------- planted content
 def test_planted_statements_occur_only_in_the_planted_documents_of_planted_bins(generated):
-    world_dir, _ = generated
+    world_dir, gen = generated
     truth = read_json(world_dir / testbed.GROUND_TRUTH)
     taxonomy = load_taxonomy()
     docs = {d["id"]: d for d in _documents(world_dir)}
     for name, planted in truth["benchmarks"].items():
-        assert planted["bins"] == [taxonomy.parse_bin(b) for b in _params().world.planted[name]]
+        assert planted["bins"] == gen.planted_bins[name] and len(planted["bins"]) == _params().world.planted_bins
         pairs = {(s["entity"] or s["key"], s["value"]) for s in planted["statements"]}
         carriers = {doc_id for doc_id, doc in docs.items()
                     if any(k in s.split() and v in s.split() for s in _sentences(doc["text"]) for k, v in pairs)}
         assert carriers == set(planted["documents"]) and carriers, name
-        for doc_id in carriers:
-            doc = docs[doc_id]
-            assert taxonomy.bin_id(corpus.topic_label(doc), corpus.format_label(doc)) in planted["bins"]
+        assert {_bin_of(docs[doc_id], taxonomy) for doc_id in carriers} == set(planted["bins"])
 
 
-def test_planted_share_sets_how_much_of_a_planted_bin_carries_content(tmp_path):
-    gen = testbed.generate(_params("world.planted_share=0.2", "world.corpus.near_duplicate_share=0",
-                                   "world.corpus.exact_duplicate_share=0"), tmp_path)
-    planted = Counter(d.planted for d in gen.documents if d.planted)
-    assert set(planted.values()) == {round(0.2 * _params().world.planted_bin_documents)}
-    control = testbed.generate(_params("world.planted_share=0"), tmp_path / "control")
-    assert not any(d.planted for d in control.documents)
+def test_each_benchmark_gets_its_dose_of_the_corpus_tokens(generated):
+    world_dir, _ = generated
+    truth = read_json(world_dir / testbed.GROUND_TRUTH)
+    docs = _documents(world_dir)
+    tokens = sum(len(d["text"].split()) for d in docs)
+    dose = _params().world.planted_token_share
+    assert 0.01 <= dose <= 0.05                             # the fair range of the known-answers issue
+    for name, planted in truth["benchmarks"].items():
+        # recount: the planted sentences' words are the statements' carriers minus their filler lines
+        assert planted["planted_tokens"] / tokens == pytest.approx(planted["planted_token_share"], rel=1e-3)
+        assert 0.9 * dose <= planted["planted_token_share"] <= 1.25 * dose, name
+        assert planted["carrier_token_share"] < 3 * dose    # carriers are ordinary documents, not planted dumps
+
+
+def test_planted_bins_are_mid_sized_never_among_the_ten_largest(generated):
+    world_dir, _ = generated
+    population = _population(world_dir)
+    truth = read_json(world_dir / testbed.GROUND_TRUTH)
+    low, high = _params().world.planted_ranks
+    for name, planted in truth["benchmarks"].items():
+        for bin_id, rank in zip(planted["bins"], planted["bin_size_ranks"]):
+            larger = sum(n > population[bin_id] for n in population.values())
+            assert larger >= 10 and low <= rank <= high, (name, bin_id, larger, rank)
+
+
+def test_planted_documents_are_as_long_as_their_bins_filler(generated):
+    world_dir, _ = generated
+    taxonomy = load_taxonomy()
+    truth = read_json(world_dir / testbed.GROUND_TRUTH)
+    copies = {row["id"] for row in truth["duplicates"]}
+    docs = [d for d in _documents(world_dir) if d["id"] not in copies]
+    for name, planted in truth["benchmarks"].items():
+        carriers = set(planted["documents"])
+        lengths = [len(d["text"].split()) for d in docs if d["id"] in carriers]
+        filler = [len(d["text"].split()) for d in docs
+                  if _bin_of(d, taxonomy) in planted["bins"] and d["id"] not in carriers]
+        assert len(filler) >= 5, name                       # the bins keep ordinary documents too
+        assert 0.7 <= statistics.median(lengths) / statistics.median(filler) <= 1.4, name
+
+
+def test_planted_bins_are_drawn_by_rule_and_differ_between_seeds(generated, tmp_path):
+    _, first = generated
+    other = testbed.generate(_params("seed=1"), tmp_path)
+    assert set(map(tuple, first.planted_bins.values())) != set(map(tuple, other.planted_bins.values()))
+
+
+def test_named_planted_bins_are_moved_to_mid_sizes(tmp_path):
+    named = {"SocialIQA": ["Literature x Customer Support"], "MMLU Social Sciences": ["Politics x Documentation"],
+             "ARC-Challenge": ["Science & Technology x Tutorial"], "MMLU STEM": ["Health x Knowledge Article"]}
+    testbed.generate(_params(f"world.planted={named}", "world.planted_token_share=0.003"), tmp_path)
+    truth = read_json(tmp_path / testbed.GROUND_TRUTH)
+    low, high = _params().world.planted_ranks
+    for name, bins in named.items():
+        assert truth["benchmarks"][name]["bin_names"] == bins
+        assert all(low <= rank <= high for rank in truth["benchmarks"][name]["bin_size_ranks"])
+
+
+def test_generation_does_not_depend_on_the_order_of_the_planted_keys(tmp_path):
+    named = {"SocialIQA": ["Literature x Customer Support", "Home & Hobbies x Q&A Forum"],
+             "MMLU Social Sciences": ["Politics x Documentation"],
+             "ARC-Challenge": ["Science & Technology x Tutorial"], "MMLU STEM": ["Health x Knowledge Article"]}
+    reordered = {name: list(reversed(bins)) for name, bins in reversed(named.items())}
+    dose = "world.planted_token_share=0.003"          # what one or two named bins hold
+    testbed.generate(_params(f"world.planted={named}", dose), tmp_path / "a")
+    testbed.generate(_params(f"world.planted={reordered}", dose), tmp_path / "b")
+    assert hash_tree(tmp_path / "a" / "corpus") == hash_tree(tmp_path / "b" / "corpus")
+
+
+def test_null_world_plants_nothing_and_keeps_every_ordinary_document(generated, tmp_path):
+    world_dir, gen = generated
+    null = testbed.generate(_params("world.planted_token_share=0"), tmp_path)
+    truth = read_json(tmp_path / testbed.GROUND_TRUTH)
+    assert not any(d.planted or d.planted_tokens for d in null.documents)
+    assert all(b["documents"] == [] and b["planted_token_share"] == 0 for b in truth["benchmarks"].values())
+    ordinary = {d.text for d in gen.documents if not d.planted}
+    assert ordinary <= {d.text for d in null.documents}     # the same corpus, less the planted lines
+
+
+def test_an_unreachable_dose_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(ProvenanceError, match="planted_token_share") as info:
+        testbed.generate(_params("world.planted_token_share=0.2"), tmp_path)
+    assert "planted_bins" in info.value.fix
 
 
 def test_reasoning_items_ask_entities_never_seen_with_a_rule(generated):
@@ -180,10 +271,18 @@ def test_lm_eval_loads_the_local_tasks_also_after_the_world_moved(generated, tmp
 
 
 # ----------------------------------------------------------------------------------------------- params
+NAMED = {"SocialIQA": ["Literature x Customer Support"], "MMLU Social Sciences": ["Politics x Documentation"],
+         "ARC-Challenge": ["Science & Technology x Tutorial"], "MMLU STEM": ["Health x Knowledge Article"]}
+
+
 @pytest.mark.parametrize("override, message", [
-    ("world.planted.SocialIQA=['Literature x Nowhere']", "unknown WebOrganizer format label"),
-    ("world.planted.SocialIQA=['Politics x Documentation']", "planted for both"),
-    ("world.planted.SocialIQA=[]", "at least one bin"),
+    (f"world.planted={ {**NAMED, 'SocialIQA': ['Literature x Nowhere']} }", "unknown WebOrganizer format label"),
+    (f"world.planted={ {**NAMED, 'SocialIQA': ['Politics x Documentation']} }", "planted for both"),
+    (f"world.planted={ {**NAMED, 'SocialIQA': []} }", "at least one bin"),
+    ("world.planted=somewhere", "auto"),
+    ("world.planted_ranks=[20,11]", "first <= last"),
+    ("world.attribute_at=middle", "checkpoint label"),
+    ("world.attribute_at=[0.9,0.5]", "low <= high"),
     ("world.model.heads=3", "multiple of heads"),
     ("world.corpus.words_min=500", "words_min <= words_median"),
 ])
@@ -207,30 +306,51 @@ def built(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_build_writes_models_with_optimizer_state_and_reports_accuracy(built):
+def test_build_saves_checkpoints_with_optimizer_state_and_attributes_one_still_learning(built):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     import torch
 
     world_dir, info = built
-    assert (info.base_model, info.query_model, info.corpus) == ("models/base", "models/query", ["corpus"])
-    model = AutoModelForCausalLM.from_pretrained(world_dir / info.base_model)
-    assert model.config.model_type == "olmo3"
+    saved = info.extra["checkpoint_models"]
+    assert len(saved) == _params().world.checkpoints and info.corpus == ["corpus"]
+    steps = [entry["step"] for entry in saved.values()]
+    assert steps == sorted(steps) and steps[-1] == info.extra["pretrain_steps"]
+    # WorldInfo.checkpoints: the training history up to the attributed base model, which is its last entry
+    assert list(info.checkpoints) == list(saved)[:len(info.checkpoints)]
+    assert list(info.checkpoints.values())[-1] == info.base_model == saved[info.extra["attributed"]]["base"]
+    for entry in saved.values():
+        model = AutoModelForCausalLM.from_pretrained(world_dir / entry["base"])
+        query = AutoModelForCausalLM.from_pretrained(world_dir / entry["query"])
+        assert model.config.model_type == "olmo3"
+        names = dict(model.named_parameters())
+        # stage 02 needs the query model's parameters shaped like the base model's
+        assert {n: p.shape for n, p in query.named_parameters()} == {n: p.shape for n, p in names.items()}
+        state = torch.load(world_dir / entry["base"] / "optimizer.pt", weights_only=False)
+        assert {e["param_name"] for e in state["state"].values()} == set(names)
+        assert all(names[e["param_name"]].shape == e["exp_avg_sq"].shape for e in state["state"].values())
+        assert set(entry["accuracy"]["base"]) == set(entry["accuracy"]["query"]) == set(BY_NAME)
     assert AutoTokenizer.from_pretrained(world_dir / info.query_model).unk_token == "[UNK]"
-    state = torch.load(world_dir / info.base_model / "optimizer.pt", weights_only=False)
-    names = dict(model.named_parameters())
-    assert all(names[entry["param_name"]].shape == entry["exp_avg_sq"].shape for entry in state["state"].values())
-    assert set(info.extra["accuracy"]["base"]) == set(BY_NAME)
+    low, high = _params().world.attribute_at                # attributed where it is still learning
+    assert sum(low <= a <= high for a in info.extra["accuracy"]["base"].values()) >= 2
+
+
+@pytest.mark.slow
+def test_the_query_model_answers_some_items_of_every_benchmark_right_and_some_wrong(built):
+    _, info = built
+    for name, (correct, wrong) in info.extra["accuracy"]["query_correct"].items():
+        assert correct > 0 and wrong > 0, name
 
 
 @pytest.mark.slow
 def test_planted_content_lifts_accuracy_and_its_absence_leaves_chance(built, tmp_path_factory):
     _, info = built
-    _, control = _build(tmp_path_factory, "testbed-control", "world.planted_share=0")
-    accuracy, chance = info.extra["accuracy"]["base"], info.extra["accuracy"]["chance"]
-    control_accuracy = control.extra["accuracy"]["base"]
+    _, control = _build(tmp_path_factory, "testbed-control", "world.planted_token_share=0")
+    final = list(info.extra["checkpoint_models"].values())[-1]["accuracy"]
+    control_final = list(control.extra["checkpoint_models"].values())[-1]["accuracy"]
+    chance = final["chance"]
     n = _params().world.items.eval_items
     for name in BY_NAME:
-        assert accuracy[name] >= chance[name] + 0.25, (name, accuracy)
-        # near chance: within three binomial standard deviations of guessing
-        assert control_accuracy[name] <= chance[name] + 3 * math.sqrt(chance[name] * (1 - chance[name]) / n), (
-            name, control_accuracy)
+        assert final["base"][name] >= chance[name] + 0.25, (name, final)
+        for side in ("base", "query"):   # near chance: within three binomial standard deviations of guessing
+            assert control_final[side][name] <= chance[name] + 3 * math.sqrt(chance[name] * (1 - chance[name]) / n), (
+                name, side, control_final)
