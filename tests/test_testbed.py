@@ -1,5 +1,7 @@
-"""The testbed world: deterministic generation, the Dolma3 shard schema, planted content confined to planted bins,
-lm-eval reading the local tasks, and (slow) the accuracy gap between the world and its control without planting."""
+"""The testbed world: deterministic generation, the Dolma3 shard schema, planted content confined to planted bins
+and fair (a small token dose in mid-sized bins, carriers as long as their filler, a null world with the same ordinary
+text), the rule that picks the attributed checkpoint, lm-eval reading the local tasks, and (slow) checkpoints saved
+with their optimizer state and the accuracy gap between the world and its null world."""
 
 import math
 import re
@@ -19,6 +21,8 @@ from provenance_lib.errors import ProvenanceError
 from provenance_lib.taxonomy import load as load_taxonomy
 
 TESTBED = Path(__file__).resolve().parents[1] / "params" / "testbed.yaml"
+NAMED = {"SocialIQA": ["Literature x Customer Support"], "MMLU Social Sciences": ["Politics x Documentation"],
+         "ARC-Challenge": ["Science & Technology x Tutorial"], "MMLU STEM": ["Health x Knowledge Article"]}
 
 
 def _params(*overrides):
@@ -69,10 +73,12 @@ def test_every_template_word_is_reserved_from_the_made_up_language():
     assert words - language.RESERVED_WORDS == set()
 
 
-def test_another_seed_gives_another_corpus(generated, tmp_path):
-    first, _ = generated
-    testbed.generate(_params("seed=1"), tmp_path)
+def test_another_seed_gives_another_corpus_and_other_planted_bins(generated, tmp_path):
+    first, first_gen = generated
+    other = testbed.generate(_params("seed=1"), tmp_path)
     assert hash_tree(first / "corpus") != hash_tree(tmp_path / "corpus")
+    # planted bins are drawn by rule from the seed, so seeds test different places
+    assert set(map(tuple, first_gen.planted_bins.values())) != set(map(tuple, other.planted_bins.values()))
 
 
 # ----------------------------------------------------------------------------------------------- corpus
@@ -133,9 +139,12 @@ def test_planted_statements_occur_only_in_the_planted_documents_of_planted_bins(
     docs = {d["id"]: d for d in _documents(world_dir)}
     for name, planted in truth["benchmarks"].items():
         assert planted["bins"] == gen.planted_bins[name] and len(planted["bins"]) == _params().world.planted_bins
-        pairs = {(s["entity"] or s["key"], s["value"]) for s in planted["statements"]}
+        values = {}                                          # entity (fact) or key (rule) -> its answers
+        for statement in planted["statements"]:
+            values.setdefault(statement["entity"] or statement["key"], set()).add(statement["value"])
         carriers = {doc_id for doc_id, doc in docs.items()
-                    if any(k in s.split() and v in s.split() for s in _sentences(doc["text"]) for k, v in pairs)}
+                    if any(values[k] & words for words in map(set, map(str.split, _sentences(doc["text"])))
+                           for k in words & values.keys())}
         assert carriers == set(planted["documents"]) and carriers, name
         assert {_bin_of(docs[doc_id], taxonomy) for doc_id in carriers} == set(planted["bins"])
 
@@ -147,11 +156,13 @@ def test_each_benchmark_gets_its_dose_of_the_corpus_tokens(generated):
     tokens = sum(len(d["text"].split()) for d in docs)
     dose = _params().world.planted_token_share
     assert 0.01 <= dose <= 0.05                             # the fair range of the known-answers issue
+    assert truth["tokens"] == tokens
     for name, planted in truth["benchmarks"].items():
-        # recount: the planted sentences' words are the statements' carriers minus their filler lines
+        carried = sum(len(d["text"].split()) for d in docs if d["id"] in set(planted["documents"]))
         assert planted["planted_tokens"] / tokens == pytest.approx(planted["planted_token_share"], rel=1e-3)
         assert 0.9 * dose <= planted["planted_token_share"] <= 1.25 * dose, name
-        assert planted["carrier_token_share"] < 3 * dose    # carriers are ordinary documents, not planted dumps
+        # carriers are ordinary documents with some lines replaced, not planted dumps
+        assert 0.3 * carried <= planted["planted_tokens"] <= 0.9 * carried, name
 
 
 def test_planted_bins_are_mid_sized_never_among_the_ten_largest(generated):
@@ -180,27 +191,17 @@ def test_planted_documents_are_as_long_as_their_bins_filler(generated):
         assert 0.7 <= statistics.median(lengths) / statistics.median(filler) <= 1.4, name
 
 
-def test_planted_bins_are_drawn_by_rule_and_differ_between_seeds(generated, tmp_path):
-    _, first = generated
-    other = testbed.generate(_params("seed=1"), tmp_path)
-    assert set(map(tuple, first.planted_bins.values())) != set(map(tuple, other.planted_bins.values()))
-
-
 def test_named_planted_bins_are_moved_to_mid_sizes(tmp_path):
-    named = {"SocialIQA": ["Literature x Customer Support"], "MMLU Social Sciences": ["Politics x Documentation"],
-             "ARC-Challenge": ["Science & Technology x Tutorial"], "MMLU STEM": ["Health x Knowledge Article"]}
-    testbed.generate(_params(f"world.planted={named}", "world.planted_token_share=0.003"), tmp_path)
+    testbed.generate(_params(f"world.planted={NAMED}", "world.planted_token_share=0.003"), tmp_path)
     truth = read_json(tmp_path / testbed.GROUND_TRUTH)
     low, high = _params().world.planted_ranks
-    for name, bins in named.items():
+    for name, bins in NAMED.items():
         assert truth["benchmarks"][name]["bin_names"] == bins
         assert all(low <= rank <= high for rank in truth["benchmarks"][name]["bin_size_ranks"])
 
 
 def test_generation_does_not_depend_on_the_order_of_the_planted_keys(tmp_path):
-    named = {"SocialIQA": ["Literature x Customer Support", "Home & Hobbies x Q&A Forum"],
-             "MMLU Social Sciences": ["Politics x Documentation"],
-             "ARC-Challenge": ["Science & Technology x Tutorial"], "MMLU STEM": ["Health x Knowledge Article"]}
+    named = {**NAMED, "SocialIQA": ["Literature x Customer Support", "Home & Hobbies x Q&A Forum"]}
     reordered = {name: list(reversed(bins)) for name, bins in reversed(named.items())}
     dose = "world.planted_token_share=0.003"          # what one or two named bins hold
     testbed.generate(_params(f"world.planted={named}", dose), tmp_path / "a")
@@ -252,6 +253,35 @@ def test_benchmarks_have_disjoint_splits_and_seen_choices(generated):
         assert len({r["answer"] for r in rows}) == b.n_choices    # the answer is not always in one place
 
 
+# ----------------------------------------------------------------------------------------------- checkpoints
+def _checkpoints(*accuracies, all_right=()):
+    """Checkpoints with these base accuracies; the query model answers some items right and some wrong, except on
+    every item of the checkpoints numbered in ``all_right``."""
+    from provenance_lib.worlds.testbed.pretrain import Checkpoint
+
+    return [Checkpoint(f"step-{100 * (i + 1):05d}", 100 * (i + 1), "", "",
+                       {"base": dict(zip("abcd", accuracy)),
+                        "query_correct": {name: [32, 0] if i + 1 in all_right else [20, 12] for name in "abcd"}})
+            for i, accuracy in enumerate(accuracies)]
+
+
+def test_the_attributed_checkpoint_is_the_one_with_most_benchmarks_still_learning():
+    from provenance_lib.worlds.testbed.pretrain import attributed
+
+    history = _checkpoints((0.3, 0.25, 0.3, 0.25), (0.6, 0.3, 0.55, 0.7), (0.95, 0.6, 0.8, 1.0), (1, 1, 1, 0.9))
+    assert attributed(history, (0.5, 0.9)).label == "step-00200"      # three benchmarks in the band
+    assert attributed(history, (0.9, 1.0)).label == "step-00400"
+    assert attributed(history, 3).label == "step-00300" and attributed(history, "final").label == "step-00400"
+    assert attributed(history, "step-00100").label == "step-00100"
+    ties = [(0.6, 0.6, 0.6, 0.6), (0.8, 0.6, 0.7, 0.9), (0.8, 0.6, 0.7, 0.9)]
+    assert attributed(_checkpoints(*ties), (0.5, 0.9)).label == "step-00200"  # all in the band: mean nearest 0.7
+    # a checkpoint whose query model gets every item of a benchmark right has no correctness differential
+    assert attributed(_checkpoints(*ties, all_right={2, 3}), (0.5, 0.9)).label == "step-00100"
+    for wrong in ("step-00500", 5):
+        with pytest.raises(ProvenanceError, match="attribute_at"):
+            attributed(history, wrong)
+
+
 # ----------------------------------------------------------------------------------------------- lm-eval
 def test_lm_eval_loads_the_local_tasks_also_after_the_world_moved(generated, tmp_path, monkeypatch):
     from lm_eval.tasks import TaskManager
@@ -271,10 +301,6 @@ def test_lm_eval_loads_the_local_tasks_also_after_the_world_moved(generated, tmp
 
 
 # ----------------------------------------------------------------------------------------------- params
-NAMED = {"SocialIQA": ["Literature x Customer Support"], "MMLU Social Sciences": ["Politics x Documentation"],
-         "ARC-Challenge": ["Science & Technology x Tutorial"], "MMLU STEM": ["Health x Knowledge Article"]}
-
-
 @pytest.mark.parametrize("override, message", [
     (f"world.planted={ {**NAMED, 'SocialIQA': ['Literature x Nowhere']} }", "unknown WebOrganizer format label"),
     (f"world.planted={ {**NAMED, 'SocialIQA': ['Politics x Documentation']} }", "planted for both"),

@@ -89,7 +89,8 @@ class Training(Section):
     weight_decay: float = Field(default=0.01, ge=0)
 
 
-AttributeAt = Union[tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]], str]
+AttributeAt = Union[tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]],
+                    Annotated[int, Field(ge=1)], str]
 
 
 class TestbedWorld(Section):
@@ -125,8 +126,9 @@ class TestbedWorld(Section):
                              "spaced over pretraining (the last at its end), each evaluated")
     attribute_at: AttributeAt = Field(default=(0.5, 0.9), description="the checkpoint that is the world's base "
                                       "model: an accuracy band = the one with the most benchmarks whose eval "
-                                      "accuracy lies in it (ties: mean accuracy nearest the band's middle); 'final'; "
-                                      "or a label like 'step-00300'")
+                                      "accuracy lies in it (ties: mean accuracy nearest the band's middle); k = the "
+                                      "k-th checkpoint (to give a null world the step its planted twin was "
+                                      "attributed at); 'final'; or a label like 'step-00300'")
     finetuning: Training = Training(epochs=3, batch_size=16, lr=1e-3, warmup=0.0, weight_decay=0.0)
 
     @field_validator("planted")
@@ -161,9 +163,9 @@ class TestbedWorld(Section):
     @classmethod
     def _checkpoint_label(cls, value):
         if isinstance(value, str) and value != "final" and not re.fullmatch(r"step-\d+", value):
-            raise ValueError(f"give an accuracy band [low, high], 'final' or a checkpoint label like 'step-00300', "
-                             f"got {value!r}")
-        if not isinstance(value, str) and value[0] > value[1]:
+            raise ValueError(f"give an accuracy band [low, high], a checkpoint number, 'final' or a checkpoint label "
+                             f"like 'step-00300', got {value!r}")
+        if isinstance(value, tuple) and value[0] > value[1]:
             raise ValueError(f"the accuracy band needs low <= high, got {list(value)}")
         return value
 

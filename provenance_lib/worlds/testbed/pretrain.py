@@ -4,10 +4,14 @@ optimizer state and evaluated, a query ("instruct") variant of each, and the che
 Why checkpoints: a fully learned answer has almost no loss left, so its gradient is weak and mostly noise (on the
 first testbed, both models scored 1.00 and the planted answers carried 4-14% of a planted document's gradient norm).
 TrackStar attributes a model that is still learning, or sums over checkpoints; so the world keeps
-``world.checkpoints`` of them and names as its base model the one ``world.attribute_at`` picks (by default the one
-with the most benchmarks at an eval accuracy of 0.5-0.9), so both correct and incorrect items exist. Benchmarks are
-learned at different steps, so one checkpoint seldom has all four mid-way: ``WorldInfo.checkpoints`` (the history up
-to the base model) lets stage 02 sum over them.
+``world.checkpoints`` of them and names as its base model the one ``world.attribute_at`` picks (by default: the query
+model answers every benchmark partly right, partly wrong, and the most benchmarks are at an eval accuracy of
+0.5-0.9). Benchmarks are learned at different steps, so one checkpoint seldom has all four mid-way:
+``WorldInfo.checkpoints`` (the history up to the base model) lets stage 02 sum over them.
+
+The query ("instruct") model of a checkpoint is it fine-tuned for a few steps on the train items in question form.
+That lifts accuracy by eliciting what the checkpoint knows, not by teaching it: in a null world (nothing planted)
+base and query models stay at chance at every checkpoint.
 
 Layout: ``models/<label>/base`` (HF folder + ``optimizer.pt``, bergson's ``--optimizer_state``) and
 ``models/<label>/query`` (that checkpoint fine-tuned on the train items; same architecture and tokenizer, so its
@@ -49,8 +53,8 @@ def train_models(params, documents: list[str], rows: list[dict], tasks: dict[str
     _check_vocabulary(tokenizer, rows)
     token_ids = tokenizer(documents, add_special_tokens=False)["input_ids"]
     arch, pre = world.model, world.pretraining
-    model = tiny_olmo3(tokenizer, arch.layers, arch.hidden, arch.heads, arch.mlp,
-                                max_positions=2 * arch.context, seed=params.seed)
+    model = tiny_olmo3(tokenizer, arch.layers, arch.hidden, arch.heads, arch.mlp, max_positions=2 * arch.context,
+                       seed=params.seed)
     steps = math.ceil(pre.epochs * packed_steps_per_epoch(token_ids, arch.context, pre.batch_size))
     save_at = sorted({math.ceil(steps * k / world.checkpoints) for k in range(1, world.checkpoints + 1)})
     checkpoints = []
@@ -63,7 +67,7 @@ def train_models(params, documents: list[str], rows: list[dict], tasks: dict[str
             checkpoints.append(ckpt)
 
     batches = packed_batches(token_ids, tokenizer.eos_token_id, arch.context, pre.batch_size,
-                                      torch.Generator().manual_seed(params.seed))
+                             torch.Generator().manual_seed(params.seed))
     start = time.perf_counter()
     _, losses = fit(model, batches, steps, pre.lr, pre.warmup, pre.weight_decay, on_step=save)
     pretrain_s = time.perf_counter() - start
@@ -99,7 +103,7 @@ def finetune_query(params, tokenizer, rows: list[dict], base_dir: Path, out_dir:
     steps = math.ceil(fine.epochs * math.ceil(len(train_rows) / fine.batch_size))
     query = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     batches = answer_batches(prompts, answers, tokenizer.pad_token_id, fine.batch_size,
-                                      torch.Generator().manual_seed(params.seed))
+                             torch.Generator().manual_seed(params.seed))
     _, losses = fit(query, batches, steps, fine.lr, fine.warmup, fine.weight_decay)
     save_model(query, tokenizer, out_dir)
     return losses[-1]
@@ -121,11 +125,18 @@ def evaluate_checkpoint(world_dir: Path, ckpt: Checkpoint, tasks: dict[str, str]
 
 
 def attributed(checkpoints: list[Checkpoint], rule) -> Checkpoint:
-    """The checkpoint ``world.attribute_at`` names: for an accuracy band, the one where the most benchmarks' base
-    accuracy lies in it (each still learning: some items right, some wrong), ties broken by the mean accuracy
-    nearest the band's middle, then by the earlier checkpoint; ``final``; or a label."""
+    """The checkpoint ``world.attribute_at`` names. For an accuracy band: preferably one where every benchmark's
+    query model answers some eval items right and some wrong (the correctness differential needs both), then the
+    one with the most benchmarks whose base accuracy lies in the band (still learning), then the mean accuracy
+    nearest the band's middle, then the earlier checkpoint. In a null world nothing is learned and this picks noise:
+    give it its planted twin's checkpoint number. A number k: the k-th; ``final``; or a label."""
     if rule == "final":
         return checkpoints[-1]
+    if isinstance(rule, int):
+        if rule > len(checkpoints):
+            raise ProvenanceError(f"world.attribute_at = {rule}, but the world saved {len(checkpoints)} checkpoints",
+                                  f"give a number from 1 to {len(checkpoints)}, or raise world.checkpoints")
+        return checkpoints[rule - 1]
     if isinstance(rule, str):
         for ckpt in checkpoints:
             if ckpt.label == rule:
@@ -134,9 +145,10 @@ def attributed(checkpoints: list[Checkpoint], rule) -> Checkpoint:
                               f"use one of {[c.label for c in checkpoints]}, 'final', or an accuracy band")
     low, high = rule
 
-    def fit(ckpt: Checkpoint) -> tuple[int, float]:
+    def fit(ckpt: Checkpoint) -> tuple[bool, int, float]:
         base = list(ckpt.accuracy["base"].values())
-        return sum(low <= a <= high for a in base), -abs(sum(base) / len(base) - (low + high) / 2)
+        mixed = all(right and wrong for right, wrong in ckpt.accuracy["query_correct"].values())
+        return mixed, sum(low <= a <= high for a in base), -abs(sum(base) / len(base) - (low + high) / 2)
 
     return max(checkpoints, key=fit)     # max keeps the first of equals: the earlier checkpoint
 
