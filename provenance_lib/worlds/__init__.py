@@ -4,7 +4,8 @@ the params it was built from are unchanged.
 
 * ``testbed``: a generated corpus with planted provenance and a tiny model trained on it (known answers);
 * ``realmini``: real text, real benchmark items and a real small LM from pip packages;
-* ``paper``: Dolma3 shards, OLMo3-7B and the hub benchmarks.
+* ``paper``: Dolma3 shards, OLMo3-7B and the hub benchmarks;
+* ``released``: the paper's released 576-bin matrix, standing in for stages 01-03 (no corpus, no model).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from pathlib import Path
 
 from ..artifacts import replace_dir, write_json
 from ..params import StudyParams
-from . import paper, realmini, testbed
+from . import paper, realmini, released, testbed
 from .contract import WorldInfo, fingerprint, load_world
 
-BUILDERS = {"testbed": testbed.build, "real-mini": realmini.build, "paper": paper.build}
+BUILDERS = {"testbed": testbed.build, "real-mini": realmini.build, "paper": paper.build, "released": released.build}
 
 
 def build_world(params: StudyParams, out_dir: str | Path) -> WorldInfo:
