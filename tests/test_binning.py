@@ -85,7 +85,7 @@ def planted_table():
     summed = scores_from_matrix(docs, queries, matrix + score_matrix(seed=1, planted=PLANTED, lift=0.8,
                                                                      docs_per_bin=10)[2])
     assert later.benchmarks == final.benchmarks
-    table, replicates, skipped = compute({"final": final, "summed": summed}, bootstrap=60)
+    table, replicates, skipped = compute({"final": final, "summed": summed}, bootstrap=40)
     return table, replicates, skipped
 
 
@@ -102,7 +102,7 @@ def test_every_variant_ranks_the_planted_bin_first(planted_table, variant):
 @pytest.fixture(scope="module")
 def null_table():
     docs, queries, matrix = score_matrix(seed=3, docs_per_bin=10)
-    return compute(scores_from_matrix(docs, queries, matrix), bootstrap=60)[0]
+    return compute(scores_from_matrix(docs, queries, matrix), bootstrap=40)[0]
 
 
 @pytest.mark.parametrize("variant", [v for v in binning.VARIANTS if v != "checkpoint_summed"])
@@ -118,7 +118,7 @@ def test_intervals_cover_the_estimate_and_replicates_are_kept_for_stage_04(plant
     inside = (scored["z_low"] <= scored["z"]) & (scored["z"] <= scored["z_high"])
     assert inside.mean() > 0.9
     n_scored = len(scored)
-    assert replicates.shape == (60, 3, 4, n_scored) and replicates.dtype == np.float32
+    assert replicates.shape == (40, 3, 4, n_scored) and replicates.dtype == np.float32
 
 
 def test_checkpoint_summed_is_skipped_with_a_reason_when_there_is_one_checkpoint():

@@ -84,7 +84,7 @@ def _differential(lift_correct: float):
     siqa = (queries["benchmark"] == "SocialIQA").to_numpy()
     matrix[np.ix_(bins == 70, siqa & right)] += lift_correct
     table, replicates, _ = binning.compute({"final": scores_from_matrix(docs, queries, matrix)},
-                                           Binning(bootstrap=80, variants=["paper"]), seed=0)
+                                           Binning(bootstrap=60, variants=["paper"]), seed=0)
     result = binning.BinningResult(None, table, dict(benchmarks=BENCHMARKS, n_queries={
         f"{b} / {s}": int(n) for (b, s), n in table.drop_duplicates(["benchmark", "split"])
         .set_index(["benchmark", "split"])["n_queries"].items()}))
@@ -139,8 +139,8 @@ def planted_run(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setattr(binning, "save_figures", lambda result: [])
     patch.setattr(contrast, "save_figures", lambda result, b: None)
-    run_dir = plant_run(tmp_path_factory.mktemp("project"), "mini", kind="real-mini",
-                        overrides=("binning.bootstrap=40", "contrast.bin_bootstrap=40"), lift=1.0, checkpoints=2)
+    run_dir = plant_run(tmp_path_factory.mktemp("project"), "mini", kind="real-mini", bins=range(0, 576, 5),
+                        overrides=("binning.bootstrap=30", "contrast.bin_bootstrap=30"), lift=1.0, checkpoints=2)
     result3 = binning.run(open_stage("03_binning", run_dir=run_dir, out_dir=run_dir / "03_binning"))
     _complete(RunRecord(run_dir), "03_binning", run_dir / "03_binning")
     result4 = contrast.run(open_stage("04_contrast", run_dir=run_dir, out_dir=run_dir / "04_contrast"))
@@ -155,7 +155,7 @@ def test_stage_03_finds_every_planted_bin_and_writes_the_released_layout(planted
     assert (run_dir / "03_binning" / "zscored_mmlu_social_science.csv").is_file()
     assert set(result.summary["variants"]) == set(binning.VARIANTS) and result.summary["skipped"] == {}
     loaded = binning.load_result(run_dir / "03_binning")
-    assert loaded.replicates().shape[0] == 40 and loaded.table.equals(result.table)
+    assert loaded.replicates().shape[0] == 30 and loaded.table.equals(result.table)
 
 
 def test_every_real_mini_table_says_what_it_may_be_read_as(planted_run):
@@ -170,7 +170,7 @@ def test_every_real_mini_table_says_what_it_may_be_read_as(planted_run):
 def test_stage_04_reads_its_tables_back_and_profiles_the_top_bins(planted_run):
     run_dir, _, result = planted_run
     loaded = contrast.load_result(run_dir / "04_contrast")
-    assert set(loaded.tables) == set(contrast.TABLES) and loaded.summary["replicates"] == 40
+    assert set(loaded.tables) == set(contrast.TABLES) and loaded.summary["replicates"] == 30
     profiles_ = result.tables["lexical_profiles"].set_index("group")
     # the planted SocialIQA bin is Literature x Customer Support, written as dialogue by the planted working set
     assert profiles_.loc["SocialIQA: top 20 bins", "dialogue_per_1k"] > profiles_.loc["working set (all bins)",

@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from ...params.binning import Binning
@@ -39,8 +38,10 @@ class Draw:
     documents: np.ndarray   # doc_scores rows, each bin resampled within itself (bin counts kept)
 
 
-def draw(scores: GradientScores, rng: np.random.Generator) -> Draw:
-    queries = np.concatenate([rng.choice(rows, size=len(rows)) for rows in map(scores.rows, scores.benchmarks)])
+def draw(scores: GradientScores, rng: np.random.Generator, masks: dict | None = None) -> Draw:
+    masks = masks or split_masks(scores.queries)
+    rows = [np.flatnonzero(masks[(benchmark, "all")]) for benchmark in scores.benchmarks]
+    queries = np.concatenate([rng.choice(r, size=len(r)) for r in rows])
     bins = scores.doc_scores["bin"].to_numpy(np.int64)
     order = np.argsort(bins, kind="stable")
     counts = np.bincount(bins, minlength=len(scores.bin_counts))
@@ -50,29 +51,31 @@ def draw(scores: GradientScores, rng: np.random.Generator) -> Draw:
     return Draw(queries, documents)
 
 
-def resample(scores: GradientScores, d: Draw) -> GradientScores:
-    """The replicate ``d`` describes (see the module docstring for how the two resamplings combine)."""
+def resample(scores: GradientScores, d: Draw, masks: dict | None = None) -> GradientScores:
+    """The replicate ``d`` describes (see the module docstring for how the two resamplings combine); ``masks``:
+    ``split_masks(scores.queries)``, passed in to compute it once per bootstrap rather than once per replicate."""
     n_bins = len(scores.bin_counts)
-    queries = scores.queries.iloc[d.queries].reset_index(drop=True)
+    old_masks = masks or split_masks(scores.queries)
+    new_masks = {key: mask[d.queries] for key, mask in old_masks.items()}
+    queries = scores.queries.take(d.queries).reset_index(drop=True)
     queries["query_index"] = np.arange(len(queries))
-    docs = {column: values.to_numpy()[d.documents] for column, values in scores.doc_scores.items()}
+    docs = scores.doc_scores.take(d.documents).reset_index(drop=True)
     old_bins = scores.doc_scores["bin"].to_numpy(np.int64)
     new_bins = old_bins[d.documents]
     drawn_rows = scores.query_bin_scores[d.queries]
     rows = drawn_rows.copy()
-    old_masks, new_masks = split_masks(scores.queries), split_masks(queries)
-    for benchmark in scores.benchmarks:
+    for benchmark in {b for b, _ in old_masks}:
         for split, column in zip(SPLITS, doc_score_columns(benchmark)):
-            old, new = old_masks[(benchmark, split)], new_masks.get((benchmark, split))
-            if not old.any() or new is None or not new.any():
+            old, new = old_masks[(benchmark, split)], new_masks[(benchmark, split)]
+            if not old.any() or not new.any():
                 continue   # no such split in the data, or none drawn in this replicate
-            drawn_docs = docs[column].astype(np.float64)
+            drawn_docs = docs[column].to_numpy(np.float64)
             if split != "all":   # every query row is in exactly one of the correct / incorrect splits
                 original = scores.doc_scores[column].to_numpy(np.float64)
                 rows[new] += _bin_mean(drawn_docs, new_bins, n_bins) - _bin_mean(original, old_bins, n_bins)
             query_shift = drawn_rows[new].mean(axis=0) - scores.query_bin_scores[old].mean(axis=0)
             docs[column] = drawn_docs + query_shift[new_bins]
-    return GradientScores(queries, rows, scores.bin_counts, pd.DataFrame(docs), scores.info)
+    return GradientScores(queries, rows, scores.bin_counts, docs, scores.info)
 
 
 def replicate_z(inputs: dict[str, GradientScores], variants: list[Variant], params: Binning, scored: np.ndarray,
@@ -84,8 +87,10 @@ def replicate_z(inputs: dict[str, GradientScores], variants: list[Variant], para
     benchmarks = inputs["final"].benchmarks
     shape = (params.bootstrap, len(SPLITS), len(benchmarks), int(scored.sum()))
     out = {v.name: np.full(shape, np.nan, dtype=np.float32) for v in variants}
+    masks = {name: split_masks(s.queries) for name, s in inputs.items()}
     for i in tqdm(range(params.bootstrap), desc="bootstrap replicates", mininterval=5):
-        replicate = {name: resample(s, draw(s, np.random.default_rng([seed, i]))) for name, s in inputs.items()}
+        replicate = {name: resample(s, draw(s, np.random.default_rng([seed, i]), masks[name]), masks[name])
+                     for name, s in inputs.items()}
         for v in variants:
             for key, z in zscores(v.aggregate(replicate[v.scores], params), scored, scales[v.name]).items():
                 out[v.name][i, SPLITS.index(key[1]), benchmarks.index(key[0])] = z[scored]

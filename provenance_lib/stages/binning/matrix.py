@@ -10,6 +10,8 @@ no score to average, and a bin of two documents would widen the spread with nois
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import pandas as pd
 
@@ -72,15 +74,22 @@ def variant_rows(variant: str, means: dict, scored: np.ndarray, scores: Gradient
 def bin_frame(benchmark: str, variant: str, split: str, mean: np.ndarray, z: np.ndarray, low: np.ndarray,
               high: np.ndarray, p: np.ndarray, n_docs: np.ndarray, n_queries: int | None,
               masked: np.ndarray) -> pd.DataFrame:
-    tax = load_taxonomy()
-    labels = [tax.bin_labels(b) for b in range(tax.n_bins)]
+    topics, formats = bin_label_columns()
     return pd.DataFrame({
-        "bin": np.arange(tax.n_bins, dtype=np.int16), "topic": [t.short for t, _ in labels],
-        "format": [f.short for _, f in labels], "benchmark": benchmark, "variant": variant, "split": split,
+        "bin": np.arange(len(topics), dtype=np.int16), "topic": topics, "format": formats,
+        "benchmark": benchmark, "variant": variant, "split": split,
         "mean_score": mean, "z": z, "z_low": low, "z_high": high, "p_value": p, "q_value": bh_qvalues(p),
         "n_docs": np.asarray(n_docs, dtype=np.int64),
-        "n_queries": pd.array([n_queries] * tax.n_bins, dtype="Int64"), "masked": np.asarray(masked, dtype=bool),
+        "n_queries": pd.array([n_queries] * len(topics), dtype="Int64"), "masked": np.asarray(masked, dtype=bool),
     })[COLUMNS]
+
+
+@cache
+def bin_label_columns() -> tuple[list[str], list[str]]:
+    """The topic and format short names of bins 0-575."""
+    tax = load_taxonomy()
+    labels = [tax.bin_labels(b) for b in range(tax.n_bins)]
+    return [t.short for t, _ in labels], [f.short for _, f in labels]
 
 
 def released_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
