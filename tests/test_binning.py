@@ -211,14 +211,18 @@ def test_a_benchmark_without_queries_is_refused(tmp_path):
         binning.load_inputs(stage)
 
 
-def test_inputs_pair_the_final_checkpoint_with_the_sum(tmp_path):
+@pytest.mark.parametrize("recipe, final", [(None, "step10"), (["step10", "final", "step2"], "step2")])
+def test_inputs_pair_the_final_checkpoint_with_the_sum(tmp_path, recipe, final):
     docs, queries, matrix = score_matrix()
     sha = __import__("hashlib").sha256(b"manifest").hexdigest()
-    stage = _stage(tmp_path, scores_from_matrix(docs, queries, 2 * matrix, manifest_sha256=sha))
-    for label, part in (("step2", matrix), ("step10", matrix * 1.0)):
-        scores_from_matrix(docs, queries, part, manifest_sha256=sha).save(tmp_path / "02_gradients/checkpoints" / label)
+    summed = scores_from_matrix(docs, queries, 2 * matrix, manifest_sha256=sha)
+    if recipe:
+        summed.info["recipe"] = {"checkpoints": recipe}
+    stage = _stage(tmp_path, summed)
+    for label in ("step2", "step10", "final") if recipe else ("step2", "step10"):
+        scores_from_matrix(docs, queries, matrix, manifest_sha256=sha).save(tmp_path / "02_gradients/checkpoints" / label)
     inputs, source = binning.load_inputs(stage)
-    assert set(inputs) == {"final", "summed"} and "checkpoints/step10 (final)" in source["scores"]
+    assert set(inputs) == {"final", "summed"} and f"checkpoints/{final} (final)" in source["scores"]
     assert source["manifest_sha256"] == sha256_file(tmp_path / "01_sampling" / "manifest.parquet")
     np.testing.assert_allclose(inputs["summed"].query_bin_scores, 2 * inputs["final"].query_bin_scores)
     assert isinstance(inputs["final"].doc_scores, pd.DataFrame)

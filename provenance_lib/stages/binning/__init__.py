@@ -56,7 +56,8 @@ def run(stage) -> BinningResult:
 
 def load_inputs(stage) -> tuple[dict[str, GradientScores], dict]:
     """Stage 02's scores, checked: same working set as this run's stage 01, every benchmark of the world scored.
-    When stage 02 summed checkpoints, {"final": the last checkpoint's own scores, "summed": the sum}."""
+    When stage 02 summed checkpoints, {"final": the last checkpoint's own scores (the last of the recipe's
+    checkpoints, else of their labels in natural order), "summed": the sum}."""
     folder = stage.input_dir(GRADIENTS)
     manifest_sha256 = sha256_file(stage.input_dir(SAMPLING) / MANIFEST)
     summed = GradientScores.load(folder)
@@ -69,7 +70,8 @@ def load_inputs(stage) -> tuple[dict[str, GradientScores], dict]:
     labels = GradientScores.checkpoints(folder)
     if not labels:
         return {"final": summed}, dict(scores="02_gradients (one checkpoint)", manifest_sha256=manifest_sha256)
-    in_order = [label for label in stage.world.checkpoints if label in labels] or natsorted(labels)
+    recorded = summed.info.get("recipe", {}).get("checkpoints", [])   # stage 02 lists them in training order
+    in_order = [label for label in recorded if label in labels] or natsorted(labels)
     final = GradientScores.load(folder, in_order[-1])
     final.check_manifest(manifest_sha256)
     return {"final": final, "summed": summed}, dict(
