@@ -161,7 +161,8 @@ def test_stage_03_finds_every_planted_bin_and_writes_the_released_layout(planted
 def test_every_real_mini_table_says_what_it_may_be_read_as(planted_run):
     _, result3, result4 = planted_run
     assert "not a provenance finding" in result3.note
-    assert f"covering {result3.summary['scored_bins']} of 576" in result3.note
+    with_documents = result3.summary["scored_bins"] + len(result3.summary["masked_bins"])
+    assert f"covering {with_documents} of 576" in result3.note
     assert result4.note == result3.note and result4.note in result4.show("paper_vs_run").caption
     statuses = set(result4.tables["paper_vs_run"]["status"].str.split(":").str[0])
     assert statuses <= {"not comparable (real-mini world)", "not produced"}

@@ -27,10 +27,10 @@ from ...taxonomy import load as load_taxonomy
 from ...worlds.released import world_matrix
 from ..gradients.scores import GradientScores
 from ..sampling import MANIFEST
-from .matrix import COLUMNS, compute, released_table
+from .matrix import compute, released_table
 from .outputs import (HEATMAP_2X2, REPLICATES, SUMMARY, TABLE, BinningResult, clip_limit, draw_heatmap, heatmap_name,
                       load_result, paper_layout, plot_heatmaps, save_figures, scale_note, write_outputs)
-from .variants import SPLITS, VARIANTS, Variant, VariantUnavailable, paper, split_rows
+from .variants import SPLITS, VARIANTS, Variant, VariantUnavailable
 
 GRADIENTS, SAMPLING = "02_gradients", "01_sampling"
 
@@ -83,15 +83,16 @@ def describe(table, params, world_kind: str) -> dict:
     """What the table holds and what was masked, for the summary."""
     tax = load_taxonomy()
     first = table[table["variant"] == "paper"].drop_duplicates("bin").sort_values("bin")
-    masked = first[first["masked"]]
+    masked = first[first["masked"] & (first["n_docs"] > 0)]
     scored = int((~first["masked"]).sum())
     queries = (table[table["variant"] == "paper"].drop_duplicates(["benchmark", "split"])
                .set_index(["benchmark", "split"])["n_queries"])
     return dict(
-        world_kind=world_kind, scale_note=scale_note(world_kind, scored),
+        world_kind=world_kind, scale_note=scale_note(world_kind, int((first["n_docs"] > 0).sum())),
         benchmarks=[b for b in BY_NAME if b in set(table["benchmark"])], splits=list(SPLITS),
         min_docs=params.min_docs, ci_level=params.ci_level, fdr=params.fdr, scored_bins=scored,
         scored_bin_ids=first.loc[~first["masked"], "bin"].astype(int).tolist(),
+        empty_bins=int((first["n_docs"] == 0).sum()),
         masked_bins=[[int(b), tax.bin_name(int(b)), int(n)] for b, n in zip(masked["bin"], masked["n_docs"])],
         n_queries={f"{b} / {s}": None if pd.isna(n) else int(n) for (b, s), n in queries.items()},
     )

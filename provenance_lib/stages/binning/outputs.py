@@ -22,16 +22,16 @@ HEATMAP_2X2 = "heatmaps_2x2.png"
 SCALE_NOTES = {
     "testbed": "Testbed world: a generated corpus with planted provenance and a tiny model. This is a known-answers "
                "check of the pipeline, not a finding about real language models.",
-    "real-mini": "Real-mini world: packaged text, not the model's pretraining data, covering {scored} of 576 bins. "
+    "real-mini": "Real-mini world: packaged text, not the model's pretraining data, covering {bins} of 576 bins. "
                  "This matrix demonstrates the pipeline on a real model; it is not a provenance finding.",
     "released": "The paper's released matrix (Matlin et al., arXiv 2606.19625, CC BY 4.0), imported as published.",
 }
 
 
-def scale_note(world_kind: str, scored_bins: int) -> str | None:
+def scale_note(world_kind: str, bins_with_documents: int) -> str | None:
     """What a figure or table of this world may be read as (None at paper scale); driven by the world kind."""
     note = SCALE_NOTES.get(world_kind)
-    return note.format(scored=scored_bins) if note else None
+    return note.format(bins=bins_with_documents) if note else None
 
 
 def heatmap_name(benchmark: str) -> str:
@@ -92,6 +92,7 @@ class BinningResult:
         return pd.DataFrame(rows)
 
     def masked_table(self) -> pd.DataFrame:
+        """Bins with documents but fewer than ``min_docs`` (empty bins are only counted: ``summary["empty_bins"]``)."""
         return pd.DataFrame(self.summary["masked_bins"], columns=["bin", "bin_name", "n_docs"])
 
     def replicates(self) -> np.ndarray | None:
