@@ -34,6 +34,11 @@ def scale_note(world_kind: str, bins_with_documents: int) -> str | None:
     return note.format(bins=bins_with_documents) if note else None
 
 
+def captioned(table: pd.DataFrame, title: str, note: str | None):
+    """A table for a notebook, captioned with the world's scale note (what it may be read as)."""
+    return table.style.set_caption(title + (f" — {note}" if note else "")).format(precision=3, na_rep="—")
+
+
 def heatmap_name(benchmark: str) -> str:
     return f"heatmap_{BY_NAME[benchmark].slug}.png"
 
@@ -52,6 +57,10 @@ class BinningResult:
     @property
     def note(self) -> str | None:
         return self.summary.get("scale_note")
+
+    def show(self, table: pd.DataFrame, title: str):
+        """``table`` captioned with ``title`` and the world's scale note, for the notebook."""
+        return captioned(table, title, self.note)
 
     def rows(self, variant: str = "paper", split: str = "all") -> pd.DataFrame:
         t = self.table

@@ -26,7 +26,7 @@ import pandas as pd
 from ...artifacts import read_json, savefig, write_json, write_text
 from ...errors import ProvenanceError
 from ...taxonomy import load as load_taxonomy
-from ..binning import BinningResult
+from ..binning import BinningResult, captioned
 from ..binning import load_result as load_binning
 from ..sampling import iter_working_set
 from . import correctness, figures, findings, lexical, paper, profiles
@@ -49,11 +49,10 @@ class ContrastResult:
     def note(self) -> str | None:
         return self.summary.get("scale_note")
 
-    def show(self, name: str, rows: int | None = None):
-        """A table for the notebook, captioned with the world's scale note (what it may be read as)."""
-        table = self.tables[name] if rows is None else self.tables[name].head(rows)
-        caption = name.replace("_", " ") + (f" — {self.note}" if self.note else "")
-        return table.style.set_caption(caption).format(precision=3, na_rep="—")
+    def show(self, name: str | pd.DataFrame, title: str | None = None):
+        """A table (by name, or a frame) for the notebook, captioned with the world's scale note."""
+        table = self.tables[name] if isinstance(name, str) else name
+        return captioned(table, title or str(name).replace("_", " "), self.note)
 
     def correlation_matrices(self) -> pd.DataFrame:
         """This run's Pearson matrix beside the paper's (one frame, two column blocks)."""
@@ -63,6 +62,13 @@ class ContrastResult:
         for row in self.tables["profile_correlations"].query("method == 'pearson'").itertuples():
             run.at[row.a, row.b] = run.at[row.b, row.a] = row.r
         return pd.concat({"this run": run, "paper": reported.astype(float)}, axis=1)
+
+    def sharper_table(self) -> pd.DataFrame:
+        """The sharper-split test as one column of named values."""
+        test = dict(self.summary["sharper_split"])
+        for contrast, value in test.pop("max_abs_delta", {}).items():
+            test[f"max |delta| ({contrast})"] = value
+        return pd.Series(test, name="value").to_frame()
 
     def agreement(self) -> pd.Series:
         """How many reported values agree, differ, or could not be produced or compared."""
