@@ -17,7 +17,9 @@ splits ``all``, ``correct`` and ``incorrect`` queries (the correctness different
   Bickel & Freedman 1981: on 10-document bins Benjamini-Hochberg flagged three null bins beside a planted one); at
   paper scale a bin's top 20% is 2,000 documents, a smooth trimmed mean, and the bootstrap holds.
 * ``format_residualized`` — the paper's bin means minus the mean of their format (over the scored bins of that
-  format), so a format that matches the queries' shape everywhere (Q&A forums) does not light up every topic.
+  format), so a format that matches the queries' shape everywhere (Q&A forums) does not light up every topic. A
+  format with a single scored bin residualizes to 0, so at small scales it can erase a real source (on the testbed
+  the planted ARC-Challenge bin is the only scored Tutorial bin).
 * ``checkpoint_summed`` — the paper's aggregation of scores summed over checkpoints (TrackStar); every other
   variant reads the final checkpoint's own scores, so ``paper`` stays the paper's single-model recipe.
 """
