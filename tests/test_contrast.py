@@ -174,8 +174,9 @@ def test_stage_04_reads_its_tables_back_and_profiles_the_top_bins(planted_run):
     assert set(loaded.tables) == set(contrast.TABLES) and loaded.summary["replicates"] == 30
     profiles_ = result.tables["lexical_profiles"].set_index("group")
     # the planted SocialIQA bin is Literature x Customer Support, written as dialogue by the planted working set
-    assert profiles_.loc["SocialIQA: top 20 bins", "dialogue_per_1k"] > profiles_.loc["working set (all bins)",
-                                                                                        "dialogue_per_1k"]
+    assert profiles_.loc["SocialIQA: top bins", "bins"] == 20
+    assert profiles_.loc["SocialIQA: top bins", "dialogue_per_1k"] > profiles_.loc["working set (all bins)",
+                                                                                   "dialogue_per_1k"]
     survival = result.tables["findings"]
     top = survival[(survival["finding"] == "top bin") & (survival["variant"] == "checkpoint_summed")]
     assert top["holds"].all()

@@ -94,10 +94,11 @@ def bin_profiles(counts: pd.DataFrame, scored_bins: list[int]) -> pd.DataFrame:
 
 
 def top_bin_profiles(counts: pd.DataFrame, z: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Per benchmark, its top-k bins (by z) pooled; and the whole working set as the baseline."""
+    """Per benchmark, its top-k scored bins (by z; fewer where fewer are scored) pooled; and the whole working set
+    as the baseline."""
     rows = [dict(group="working set (all bins)", bins=len(counts), **rates(counts.sum().to_frame().T).iloc[0])]
     for benchmark in z.columns:
         top = z[benchmark].dropna().sort_values(ascending=False).head(k).index
         chosen = counts[counts["bin"].isin(top)]
-        rows.append(dict(group=f"{benchmark}: top {k} bins", bins=len(top), **rates(chosen.sum().to_frame().T).iloc[0]))
+        rows.append(dict(group=f"{benchmark}: top bins", bins=len(top), **rates(chosen.sum().to_frame().T).iloc[0]))
     return pd.DataFrame(rows)
