@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from ..errors import ProvenanceError
 from .base import Section
+from .binning import Binning
+from .contrast import Contrast
 from .sampling import Executor, LocalExecutor, RayExecutor, Sampling, SlurmExecutor
 from .sources import (Benchmarks, CentroidClassifierSpec, ClassifierSpec, HubModel, Labels, LocalModel, Models,
                       ModelSource, PackagedModel, SequenceClassifierSpec, WorldModel)
-from .world import PaperWorld, RealMiniWorld, StandinClassifier, TestbedWorld, World
+from .world import PaperWorld, RealMiniWorld, ReleasedWorld, StandinClassifier, TestbedWorld, World
 
 
 # --------------------------------------------------------------------------------------------------- study
@@ -27,13 +29,31 @@ class StudyParams(Section):
     seed: int = 0
     threads: int = Field(default=2, gt=0, description="torch intra-op threads (set deliberately on small CPUs)")
     world: World
-    model: Models
-    benchmarks: Benchmarks
+    model: Models | None = None            # required unless the world is the released matrix (see below)
+    benchmarks: Benchmarks | None = None
     labels: Labels = Labels()
     stages: list[str] | None = Field(default=None, min_length=1, description=(
         "the stage notebooks this study runs (ids like 03_binning); null = all of them. A world that provides an "
         "earlier stage's output itself (the paper's released bin matrix) lists only the stages after it"))
-    sampling: Sampling
+    sampling: Sampling | None = None       # required when the study runs 01_sampling
+    binning: Binning = Binning()
+    contrast: Contrast = Contrast()
+
+    @model_validator(mode="after")
+    def _sections_the_study_needs(self):
+        """A world that builds a corpus, benchmarks and models needs ``model`` and ``benchmarks``; a stage the
+        study runs needs its section; the released matrix replaces stages 01-03's computation, so its study lists
+        the stages it runs."""
+        released = self.world.kind == "released"
+        if released and (self.stages is None or any(s[:2] < "03" for s in self.stages)):
+            raise ValueError("a released world has no corpus or model: list the stages after it, "
+                             "stages: [03_binning, 04_contrast]")
+        missing = [] if released else [name for name in ("model", "benchmarks") if getattr(self, name) is None]
+        runs = {s.split("_", 1)[-1] for s in self.stages} if self.stages else set(STAGE_SECTIONS_WITHOUT_DEFAULTS)
+        missing += [name for name in STAGE_SECTIONS_WITHOUT_DEFAULTS if name in runs and getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"missing section(s) {', '.join(missing)}: the study's world and stages need them")
+        return self
 
     def section(self, name: str) -> dict[str, Any]:
         """The resolved contents of one section (empty for a stage that has no params), JSON-ready."""
@@ -42,6 +62,9 @@ class StudyParams(Section):
             return value.model_dump(mode="json")
         return {} if value is None else {name: value}
 
+
+STAGE_SECTIONS_WITHOUT_DEFAULTS = ("sampling",)
+"""Stage sections a study must write out (no sensible default, e.g. documents per bin) when it runs the stage."""
 
 SHARED_SECTIONS = ("seed", "threads", "world", "model", "benchmarks", "labels")
 """Sections every stage depends on; a stage's own section is the one named like the stage (01_sampling -> sampling)."""
@@ -76,8 +99,8 @@ def _key_path(loc: tuple) -> list[str]:
 
 
 UNION_KEYS = {"world", "base", "query", "model", "topic", "format", "executor"}
-UNION_TAGS = {"testbed", "real-mini", "paper", "world", "hub", "local", "packaged", "sequence_classifier", "centroid",
-              "slurm", "ray"}
+UNION_TAGS = {"testbed", "real-mini", "paper", "released", "world", "hub", "local", "packaged", "sequence_classifier",
+              "centroid", "slurm", "ray"}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

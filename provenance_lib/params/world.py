@@ -208,4 +208,13 @@ class PaperWorld(Section):
     corpus_revision: str = "main"
 
 
-World = Annotated[Union[TestbedWorld, RealMiniWorld, PaperWorld], Field(discriminator="kind")]
+class ReleasedWorld(Section):
+    """The paper's released 576-bin matrix (CC BY 4.0) as stage 03's output: no corpus, no model."""
+
+    kind: Literal["released"]
+    folder: Path | None = Field(default=None, description=(
+        "a folder holding the four zscored_<benchmark>.csv files in the paper's layout; null = the copies shipped "
+        "in the package (provenance_lib/reference/paper_bin_scores, checked against their SOURCE.md checksums)"))
+
+
+World = Annotated[Union[TestbedWorld, RealMiniWorld, PaperWorld, ReleasedWorld], Field(discriminator="kind")]

@@ -4,7 +4,8 @@ its fingerprint (params and external inputs) and the code that builds it are unc
 
 * ``testbed``: a generated corpus with planted provenance and a tiny model trained on it (known answers);
 * ``realmini``: real text, real benchmark items and a real small LM from pip packages;
-* ``paper``: Dolma3 shards, OLMo3-7B and the hub benchmarks.
+* ``paper``: Dolma3 shards, OLMo3-7B and the hub benchmarks;
+* ``released``: the paper's released 576-bin matrix, standing in for stages 01-03 (no corpus, no model).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from pathlib import Path
 from .. import codebase
 from ..artifacts import replace_dir, write_json
 from ..params import StudyParams
-from . import contract, paper, realmini, testbed
+from . import contract, paper, realmini, released, testbed
 from .contract import WorldInfo, load_world
 
-BUILDERS = {"testbed": testbed.build, "real-mini": realmini.build, "paper": paper.build}
-INPUTS = {"real-mini": realmini.input_digest, "paper": paper.input_digest}
+BUILDERS = {"testbed": testbed.build, "real-mini": realmini.build, "paper": paper.build,
+            "released": released.build}
+INPUTS = {"real-mini": realmini.input_digest, "paper": paper.input_digest, "released": released.input_digest}
 """World kinds that read inputs outside their params: a digest of them, part of the world's fingerprint."""
 
 
