@@ -39,6 +39,7 @@ KEY_FIGURES = {   # the figures the summary embeds per stage; every other figure
     "05_unlearning": ("paired_damage.png",),
 }
 MAX_ROWS = 40
+PIPELINE = ("01_sampling", "02_gradients", "03_binning", "04_contrast", "05_unlearning")
 INVOCATION_FIELDS = dict(git={}, command="", status="", started="", ended="", interpreter={}, host={},
                          code_sha256=None, versions={})   # what the provenance table shows, for a record without any
 
@@ -92,8 +93,7 @@ def stage_row(entry: dict) -> dict:
 
 def absent_stages(record: RunRecord) -> list[str]:
     """Pipeline stages with a library package that this run has no record of (not selected, or not built yet)."""
-    known = ("01_sampling", "02_gradients", "03_binning", "04_contrast", "05_unlearning")
-    return [s for s in known if s not in record.stages]
+    return [s for s in PIPELINE if s not in record.stages]
 
 
 # ----------------------------------------------------------------------------------------------- notebooks
@@ -124,20 +124,15 @@ def stage_section(run_dir: Path, stage_id: str, world_kind: str) -> Section:
     figures. A stage whose package this checkout lacks still lists its figures."""
     section = Section(stage_id)
     folder = run_dir / stage_id
-    result = load_stage_result(stage_id, folder)
-    headline = HEADLINES.get(stage_id.split("_", 1)[1])
-    if result is not None and headline:
-        headline(section, result)
+    headline = HEADLINES.get(stage_id)
+    if headline and importlib.util.find_spec(f"provenance_lib.stages.{stage_id[3:]}") is not None:
+        try:
+            headline(section, importlib.import_module(f"provenance_lib.stages.{stage_id[3:]}").load_result(folder))
+        except (ProvenanceError, OSError) as exc:   # the report describes a broken stage rather than failing
+            section.headline = f"its recorded result could not be read: {exc}"
     names = KEY_FIGURES.get(stage_id) or tuple(p.name for p in sorted(folder.glob("*.png"))[:2])
     section.figures = [(name, data_uri(folder / name)) for name in names if (folder / name).is_file()]
     return section
-
-
-def load_stage_result(stage_id: str, folder: Path):
-    module_name = f"provenance_lib.stages.{stage_id.split('_', 1)[1]}"
-    if importlib.util.find_spec(module_name) is None:
-        return None
-    return importlib.import_module(module_name).load_result(folder)
 
 
 def frame_html(frame: pd.DataFrame, index: bool = True, max_rows: int | None = MAX_ROWS) -> str:
@@ -169,7 +164,7 @@ def _unlearning(section: Section, result) -> None:
                                                                                                False)))
 
 
-HEADLINES = {"sampling": _sampling, "binning": _binning, "contrast": _contrast, "unlearning": _unlearning}
+HEADLINES = {"01_sampling": _sampling, "03_binning": _binning, "04_contrast": _contrast, "05_unlearning": _unlearning}
 
 
 def data_uri(path: Path) -> str:
