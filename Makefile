@@ -13,7 +13,7 @@ export OMP_NUM_THREADS ?= 2
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 
-.PHONY: env study world test test-all bench clean-env
+.PHONY: env study world test test-all bench report-check clean-env
 
 env: $(VENV)/.installed
 
@@ -34,6 +34,14 @@ test: env
 
 test-all: env
 	$(PY) -m pytest -q
+
+# The report as a person sees it: headless Chromium (Debian's, installed when missing) opens runs/$(RUN)/report,
+# checks that every image loaded and no console error was raised, and keeps screenshots in runs/screenshots/.
+RUN ?= paper-released
+report-check: env
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends chromium)
+	test -f runs/$(RUN)/report/index.html || $(PY) -m provenance_lib run params/$(RUN).yaml
+	REPORT_RUN=runs/$(RUN) $(PY) -m pytest -q -m slow tests/test_report_browser.py
 
 bench: env
 	for script in bench/*.py; do $(PY) $$script || exit 1; done

@@ -1,4 +1,5 @@
-"""Command line: ``python -m provenance_lib {run,world,verify}`` (also installed as ``provenance``)."""
+"""Command line: ``python -m provenance_lib {run,world,verify,report,release,estimate}`` (also installed as
+``provenance``)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--trust-code", action="store_true", help="do not report stages made by other code")
     verify.add_argument("--notebooks-dir", type=Path, help="where the stage notebooks are (default: "
                                                              "<project>/notebooks)")
+
+    report = commands.add_parser("report", help="(re)build the run's offline HTML report, runs/<name>/report/")
+    report.add_argument("run_dir", type=Path)
+
+    release = commands.add_parser("release", help="write a run's publishable artifacts as a hub dataset folder")
+    release.add_argument("run_dir", type=Path)
+    release.add_argument("--out", type=Path, required=True, help="the release folder (new, or a previous release)")
+    release.add_argument("--document-scores", action="store_true",
+                         help="also release stage 02's per-document scores (the paper's policy: aggregates only)")
+
+    estimate = commands.add_parser("estimate", help="a dry run: the study's cost per stage in GPU-hours, CPU-hours "
+                                                    "and disk, and the commands that launch it on a cluster")
+    estimate.add_argument("params", type=Path)
+    estimate.add_argument("-p", "--param", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    estimate.add_argument("--bench", type=Path, help="JSON printed by bench/bench_gradients.py (measured ratios)")
     return parser
 
 
@@ -64,6 +80,7 @@ def _run(args) -> int:
                         force=args.force, trust_code=args.trust_code, timeout=args.timeout, runs_dir=args.runs_dir,
                         notebooks_dir=args.notebooks_dir)
     print(f"run complete: {run_dir}")
+    print(f"report: {(run_dir / 'report' / 'index.html').resolve()}")
     return 0
 
 
@@ -87,7 +104,32 @@ def _verify(args) -> int:
     return 1 if problems else 0
 
 
-COMMANDS = {"run": _run, "world": _world, "verify": _verify}
+def _report(args) -> int:
+    from .report import build_report
+
+    print(f"report: {build_report(args.run_dir).resolve()}")
+    return 0
+
+
+def _release(args) -> int:
+    from .release import build_release
+
+    out = build_release(args.run_dir, args.out, document_scores=args.document_scores)
+    print(f"release folder: {out} (load with datasets.load_dataset({str(out)!r}); card: {out / 'README.md'})")
+    return 0
+
+
+def _estimate(args) -> int:
+    from . import params
+    from .estimate import estimate, format_estimate, load_bench
+
+    costs = estimate(params.load(args.params, args.overrides), load_bench(args.bench))
+    print(format_estimate(costs, str(args.params)))
+    return 0
+
+
+COMMANDS = {"run": _run, "world": _world, "verify": _verify, "report": _report, "release": _release,
+            "estimate": _estimate}
 
 if __name__ == "__main__":
     sys.exit(main())

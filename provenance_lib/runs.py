@@ -46,6 +46,7 @@ from .execute import Ending, run_notebook, sigterm_as_interrupt
 from .params import StudyParams
 from .record import (COMPLETE, RUNNING, WORLD_STAGE, RunRecord, now, params_sha256, stage_fingerprint, stage_section,
                      stage_sections, world_stage_fingerprint)
+from .report import build_report
 from .worlds import WorldInfo, builder_code_sha256, ensure_world
 from .worlds.contract import WORLD_SECTIONS
 
@@ -206,6 +207,7 @@ def run_study(params_path: str | Path, overrides: list[str] = (), name: str | No
         write_text(run_dir / PARAMS_FILE, params_mod.dump(params))  # only now: the params of what completed
         record.completed_with(params, params_path)
         record.end(number, COMPLETE)
+        build_report(run_dir)   # the study as a page; rebuilt on every completed invocation
     return run_dir
 
 

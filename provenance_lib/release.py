@@ -1,0 +1,280 @@
+"""The release folder: a run's publishable artifacts, laid out as a Hugging Face dataset repository.
+
+``python -m provenance_lib release runs/<name> --out DIR`` copies what the paper's release policy allows —
+aggregates, ids and hashes; no document text, no document-level scores unless ``document_scores`` says otherwise —
+from the completed stages of a run, checks each file against the sha256 the run record holds for it (a file changed
+since the run wrote it stops the release), and writes beside them:
+
+``README.md``      the dataset card: the hub's YAML front matter (licence, task categories, size, source datasets,
+                   one ``configs`` entry per table so ``datasets.load_dataset(DIR, <config>)`` loads it; the paper's
+                   576-bin matrix is the default config, one split per benchmark) and what each file is
+``CITATION.cff``   cite the release, the software and the paper
+``release.json``   every file with its sha256, and for copied files the run artifact and stage it came from
+
+Adapters (stage 05) keep their folders and model cards under ``adapters/``, ready to push as model repositories.
+Stages a run does not have are named in the card as absent; the release never invents them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .artifacts import replace_dir, sha256_file, write_json, write_text
+from .errors import ProvenanceError
+from .record import COMPLETE, WORLD_STAGE, RunRecord
+from .worlds.contract import load_world
+
+CARD, CITATION, INDEX = "README.md", "CITATION.cff", "release.json"
+LICENCE = "cc-by-4.0"     # the paper released its matrix under CC BY 4.0; aggregates of a run follow it
+BENCHMARK_DATASETS = ("allenai/social_i_qa", "cais/mmlu", "allenai/ai2_arc")
+TEXT_COLUMNS = ("text", "content", "document")   # document text never leaves the run
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Which artifacts of a stage are released, where they go (``{name}``: file name, ``{stem}``, ``{rel}``: the
+    path inside the stage folder) and, for tables, the dataset config that loads them (``split``: a config with
+    one file per split, the split named by the file stem after ``zscored_``)."""
+
+    stage: str
+    pattern: str
+    target: str
+    config: str | None = None
+    split: bool = False
+    description: str = ""
+
+
+RULES = (
+    Rule("01_sampling", "manifest.parquet", "data/sampling/manifest.parquet", "sampling_manifest",
+         description="the working set: id, source shard and row, bin, topic, format, tokens, text hash (no text)"),
+    Rule("01_sampling", "sampling_summary.json", "data/sampling/{name}",
+         description="population and working-set counts per bin, corpus-skew statistics"),
+    Rule("03_binning", "zscored_*.csv", "data/bin_scores/{name}", "bin_scores", split=True,
+         description="the 576-bin matrix in the paper's released layout (topic_label, format_label, mean_score, "
+                     "zscore, doc_count), one file per benchmark: diff it against the paper's files"),
+    Rule("03_binning", "bin_influence.parquet", "data/binning/{name}", "bin_influence",
+         description="every variant and split: z, bootstrap interval, p and BH q per bin and benchmark"),
+    Rule("03_binning", "binning.json", "data/binning/{name}", description="variants, masked bins, bootstrap settings"),
+    Rule("04_contrast", "*.csv", "data/contrast/{name}", "contrast_{stem}", description="a stage 04 table"),
+    Rule("04_contrast", "contrast.json", "data/contrast/{name}", description="units, tests, what is unavailable"),
+    Rule("05_unlearning", "forget_sets/*.parquet", "data/unlearning/forget_sets/{name}", "forget_{stem}",
+         description="forget-set manifests: document ids of every targeted and random set"),
+    Rule("05_unlearning", "*.parquet", "data/unlearning/{name}", "unlearning_{stem}",
+         description="a stage 05 table (runs, benchmark items, pairs, statistics)"),
+    Rule("05_unlearning", "*.json", "data/unlearning/{name}", description="stage 05 summary"),
+    Rule("05_unlearning", "adapters/*", "adapters/{rel_in_adapters}",
+         description="a LoRA adapter with its model card (push as a model repository)"),
+    Rule("*", "*.png", "figures/{stage}/{name}", description="a figure"),
+)
+DOCUMENT_SCORES = Rule("02_gradients", "doc_scores.parquet", "data/gradients/{name}", "document_scores",
+                       description="per-document mean scores per benchmark (released on request only)")
+
+
+def build_release(run_dir: str | Path, out: str | Path, document_scores: bool = False) -> Path:
+    """Write the release folder of ``run_dir`` into ``out`` (created; an existing non-empty folder that is not a
+    release is refused). Returns ``out``."""
+    run_dir, out = Path(run_dir), Path(out)
+    record = RunRecord(run_dir)
+    if not record.path.is_file():
+        raise ProvenanceError(f"{run_dir} has no run.json", "give a run folder made by `python -m provenance_lib run`")
+    if out.exists() and any(out.iterdir()) and not (out / INDEX).is_file():
+        raise ProvenanceError(f"{out} exists and is not a release folder", "choose an empty or new --out folder")
+    staging = out.with_name(out.name + ".tmp-release")   # built aside, then swapped in: a failure leaves no half
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        write_release(record, staging, RULES + ((DOCUMENT_SCORES,) if document_scores else ()), document_scores)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_dir(staging, out)
+    return out
+
+
+def write_release(record: RunRecord, out: Path, rules: tuple[Rule, ...], document_scores: bool) -> None:
+    files = collect(record, rules)
+    for entry in files:
+        target = out / entry["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(record.run_dir / entry["source"], target)
+        if target.suffix == ".parquet" and entry["config"]:
+            check_aggregate(target)
+    info = describe_run(record)
+    write_text(out / CARD, dataset_card(info, files, out))
+    write_text(out / CITATION, citation(info))
+    generated = [dict(path=name, sha256=sha256_file(out / name), generated_by="provenance_lib.release")
+                 for name in (CARD, CITATION)]
+    write_json(out / INDEX, dict(run=info, document_scores=document_scores, files=files + generated))
+
+
+def collect(record: RunRecord, rules: tuple[Rule, ...]) -> list[dict]:
+    """The files the rules release, each checked against the sha256 its stage recorded (first matching rule wins)."""
+    files, taken = [], set()
+    for stage_id, entry in sorted(record.stages.items()):
+        if stage_id == WORLD_STAGE or entry.get("status") != COMPLETE:
+            continue
+        for source, expected in sorted(entry["outputs"].items()):
+            rel = Path(source).relative_to(stage_id).as_posix()
+            rule = next((r for r in rules if fnmatch.fnmatch(stage_id, r.stage) and matches(rel, r.pattern)), None)
+            if rule is None or source in taken:
+                continue
+            found = sha256_file(record.run_dir / source)
+            if found != expected:
+                raise ProvenanceError(f"{source} has sha256 {found[:12]}..., the run recorded {expected[:12]}...",
+                                      f"run `python -m provenance_lib verify {record.run_dir}` and rerun that stage")
+            taken.add(source)
+            name, stem = Path(rel).name, Path(rel).stem
+            target = rule.target.format(name=name, stem=stem, stage=stage_id,
+                                        rel_in_adapters=rel.split("/", 1)[-1])
+            empty = rule.config is not None and table_rows(record.run_dir / source) == 0   # not run on this world
+            files.append(dict(path=target, sha256=expected, source=source, stage=stage_id,
+                              config=None if empty else rule.config and rule.config.format(stem=stem),
+                              split=stem.removeprefix("zscored_") if rule.split else None,
+                              description=("empty: not produced on this world; " if empty else "") +
+                              rule.description))
+    return files
+
+
+def matches(rel: str, pattern: str) -> bool:
+    """fnmatch within one folder level (``*.csv`` is not ``sub/x.csv``); ``adapters/*`` takes a whole subtree."""
+    if pattern.endswith("/*"):
+        return rel.startswith(pattern[:-1])
+    return rel.count("/") == pattern.count("/") and fnmatch.fnmatch(rel, pattern)
+
+
+def check_aggregate(path: Path) -> None:
+    """The release policy, enforced: a released table carries no document text."""
+    import pyarrow.parquet as pq
+
+    columns = pq.read_schema(path).names
+    leaked = [c for c in columns if c in TEXT_COLUMNS]
+    if leaked:
+        raise ProvenanceError(f"{path.name} would release document text (columns {leaked})",
+                              "released tables hold aggregates, ids and hashes only: drop the text at its stage")
+
+
+# ----------------------------------------------------------------------------------------------- the card
+def describe_run(record: RunRecord) -> dict:
+    """What the card and the citation say about the run: world, models, corpus, stages present and absent."""
+    world_dir = record.run_dir / "world"
+    world = load_world(world_dir) if (world_dir / "world.json").is_file() else None
+    params = record.data.get("params") or {}
+    last = record.invocations[-1] if record.invocations else {}
+    completed = sorted(s for s, e in record.stages.items() if e.get("status") == COMPLETE and s != WORLD_STAGE)
+    return dict(name=record.data["name"], world=world.kind if world else None,
+                base_model=world.base_model if world else None, query_model=world.query_model if world else None,
+                corpus_dataset=(params.get("world") or {}).get("corpus_dataset"),
+                params_sha256=record.data.get("params_sha256"), commit=(last.get("git") or {}).get("commit"),
+                dirty=(last.get("git") or {}).get("dirty"), stages=completed,
+                version=(last.get("versions") or {}).get("provenance-lib"))
+
+
+def size_category(rows: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                         (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")):
+        if rows < limit:
+            return label
+    return "n>1T" if rows > 1e12 else "100M<n<1B"
+
+
+def table_rows(path: Path) -> int:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    try:
+        return len(pd.read_csv(path))
+    except pd.errors.EmptyDataError:
+        return 0
+
+
+def hub_configs(files: list[dict]) -> list[dict]:
+    """One ``configs`` entry per CSV table; the paper's matrix (``bin_scores``) is the default. ``datasets`` picks
+    one builder per repository (from the first config's files), so the configs share the paper's CSV format; the
+    parquet tables are loaded with ``load_dataset("parquet", data_files=...)`` (the card says so)."""
+    configs: dict[str, dict] = {}
+    for entry in files:
+        if not entry["config"] or not entry["path"].endswith(".csv"):
+            continue
+        config = configs.setdefault(entry["config"], dict(config_name=entry["config"], data_files=[]))
+        config["data_files"].append(dict(split=entry["split"] or "train", path=entry["path"]))
+    ordered = sorted(configs.values(), key=lambda c: (c["config_name"] != "bin_scores", c["config_name"]))
+    if ordered and ordered[0]["config_name"] == "bin_scores":
+        ordered[0] = dict(config_name="bin_scores", default=True, data_files=ordered[0]["data_files"])
+    return ordered
+
+
+def parquet_tables(files: list[dict]) -> list[dict]:
+    return [e for e in files if e["config"] and e["path"].endswith(".parquet")]
+
+
+def front_matter(info: dict, files: list[dict], out: Path) -> dict:
+    rows = sum(table_rows(out / e["path"]) for e in files if e["config"])
+    corpus = [info["corpus_dataset"]] if info["corpus_dataset"] else []
+    return dict(license=LICENCE, pretty_name=f"Capability provenance: {info['name']} ({info['world']} world)",
+                task_categories=["other"], language=["en"], size_categories=[size_category(rows)],
+                source_datasets=[f"extended|{d}" for d in (*corpus, *BENCHMARK_DATASETS)],
+                tags=["training-data-attribution", "trackstar", "weborganizer", "unlearning", "provenance"],
+                configs=hub_configs(files))
+
+
+STAGE_NAMES = {"01_sampling": "sampling", "02_gradients": "gradients", "03_binning": "binning",
+               "04_contrast": "contrast", "05_unlearning": "unlearning"}
+
+
+def dataset_card(info: dict, files: list[dict], out: Path) -> str:
+    meta = yaml.safe_dump(front_matter(info, files, out), sort_keys=False, allow_unicode=True)
+    absent = [s for s in STAGE_NAMES if s not in info["stages"]]
+    scale = ("" if info["world"] in ("paper", "released") else
+             f"\n> **Scale.** This run is a `{info['world']}` world: another corpus and model than the paper's. Its "
+             "numbers demonstrate the pipeline; they are not provenance findings about OLMo3-7B.\n")
+    lines = [f"---\n{meta}---", f"# Capability provenance release: `{info['name']}`", scale,
+             "Aggregate artifacts of one run of provenance-lib, reproducing "
+             "*Where Does Social Reasoning Come From? Capability Provenance in Language Models* (Matlin et al., "
+             "COLM 2026): TrackStar attribution of SocialIQA, MMLU Social Sciences, ARC-Challenge and MMLU STEM "
+             "to pretraining data, binned over the WebOrganizer taxonomy (24 topics x 24 formats).",
+             "", "## The run", "",
+             f"- world: `{info['world']}`; base model `{info['base_model']}`, query model `{info['query_model']}`",
+             f"- code: commit `{info['commit']}`{' (uncommitted changes)' if info['dirty'] else ''}, "
+             f"provenance-lib {info['version']}; params sha256 `{info['params_sha256']}`",
+             f"- stages released: {', '.join(info['stages']) or 'none'}"
+             + (f"; not in this run: {', '.join(absent)}" if absent else ""),
+             "", "## Loading", "", "```python", "from datasets import load_dataset",
+             'matrix = load_dataset("<this repo or folder>")   # bin_scores: one split per benchmark']
+    lines += [f'{e["config"]} = load_dataset("parquet", data_files="<this repo or folder>/{e["path"]}")'
+              for e in parquet_tables(files)]
+    lines += ["```", "", "CSV configs: " + ", ".join(f"`{c['config_name']}`" for c in hub_configs(files)) + ".",
+             "", "## Files", "", "| file | from | what | sha256 |", "|---|---|---|---|"]
+    lines += [f"| `{e['path']}` | `{e['source']}` | {e['description']} | `{e['sha256'][:16]}…` |" for e in files]
+    lines += ["", "Full hashes: `release.json` (they match the run's `run.json`).", "",
+              "## Policy", "", "Aggregates, ids and hashes only: no document text, and no document-level scores "
+              "unless the release was made with `--document-scores`.", "", "## Citation", "",
+              "See `CITATION.cff`. Cite the paper: Matlin et al., arXiv:2606.19625, COLM 2026."]
+    return "\n".join(lines) + "\n"
+
+
+def citation(info: dict) -> str:
+    cff = dict(
+        {"cff-version": "1.2.0"},
+        message="If you use this release, cite it and the study it reproduces.",
+        type="dataset", title=f"Capability provenance release: {info['name']} ({info['world']} world)",
+        license="CC-BY-4.0", authors=[dict(name="Capability provenance contributors")],
+        keywords=["training data attribution", "TrackStar", "WebOrganizer", "unlearning"],
+        **({"commit": info["commit"]} if info["commit"] else {}),
+        references=[dict(type="software", title="provenance-lib", authors=[dict(name="Capability provenance "
+                                                                               "contributors")],
+                         license="Apache-2.0", **({"version": info["version"]} if info["version"] else {}))],
+        **{"preferred-citation": dict(
+            type="conference-paper",
+            title="Where Does Social Reasoning Come From? Capability Provenance in Language Models",
+            authors=[{"family-names": "Matlin"}, {"name": "et al."}], year=2026,
+            conference=dict(name="Conference on Language Modeling (COLM 2026)"),
+            identifiers=[dict(type="other", value="arXiv:2606.19625", description="arXiv identifier")],
+            url="https://arxiv.org/abs/2606.19625")})
+    return yaml.safe_dump(cff, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,53 @@
+"""The paper-scale estimate: it runs offline on params/paper.yaml, and its totals follow the work the params imply."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from provenance_lib import params
+from provenance_lib.errors import ProvenanceError
+from provenance_lib.estimate import estimate, from_bench, token_flops, working_set
+
+PAPER = Path(__file__).resolve().parents[1] / "params" / "paper.yaml"
+
+
+def by_stage(overrides=()):
+    return {c.stage: c for c in estimate(params.load(PAPER, list(overrides)))}
+
+
+def test_paper_working_set_is_the_papers():
+    ws = working_set(params.load(PAPER))
+    assert ws["documents"] == 5_678_621 and ws["tokens"] == pytest.approx(10.5e9)
+
+
+def test_doubling_the_documents_doubles_stage_02s_document_cost():
+    base, double = by_stage(), by_stage(["sampling.target_per_bin=20000"])
+    docs = double["02_gradients"].work["documents"] / base["02_gradients"].work["documents"]
+    assert docs == pytest.approx(2, rel=0.01)
+    # stage 02 is linear in the documents, plus fixed query and curvature passes (< 1% at paper scale)
+    assert double["02_gradients"].gpu_hours / base["02_gradients"].gpu_hours == pytest.approx(docs, rel=0.01)
+    assert double["05_unlearning"].gpu_hours == base["05_unlearning"].gpu_hours   # forget sets do not grow
+    assert double["03_binning"].cpu_hours > base["03_binning"].cpu_hours
+
+
+def test_a_measured_collection_ratio_scales_stage_02():
+    p = params.load(PAPER)
+    one = {c.stage: c for c in estimate(p, {"models": {"smollm2-135m": {"ratio_to_plain": {"stage": 1.0}}}})}
+    three = {c.stage: c for c in estimate(p, {"models": {"smollm2-135m": {"ratio_to_plain": {"stage": 3.0}}}})}
+    assert three["02_gradients"].gpu_hours / one["02_gradients"].gpu_hours == pytest.approx(3, rel=0.02)
+    with pytest.raises(ProvenanceError, match="bench_gradients"):
+        from_bench({"models": {}})
+
+
+def test_longer_context_costs_more_per_token():
+    assert token_flops("olmo3-7b", 8192, 3) > token_flops("olmo3-7b", 512, 3) > 6 * 7.3e9
+
+
+def test_estimate_command_prints_totals_beside_the_paper_and_launch_commands():
+    done = subprocess.run([sys.executable, "-m", "provenance_lib", "estimate", str(PAPER)], capture_output=True,
+                          text=True, cwd=PAPER.parents[1])
+    assert done.returncode == 0, done.stderr
+    assert "37,000 H200-hours" in done.stdout and "total" in done.stdout
+    assert "--stages 02" in done.stdout and "05_unlearning" in done.stdout
