@@ -26,6 +26,7 @@ from .worlds import WorldInfo, load_world
 
 T = TypeVar("T")
 STAGING = ".staging"   # a run's folder of stages in flight: runs/<name>/.staging/<stage>/, .staging/params.yaml
+RESUMABLE = ".work"    # a stage's work it resumes, in its out_dir: kept for the next attempt of the same fingerprint
 
 
 # ----------------------------------------------------------------------------------------------- locations

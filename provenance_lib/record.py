@@ -137,7 +137,8 @@ def stage_sections(stage_id: str) -> tuple[str, ...]:
 
 
 def params_sha256(params: StudyParams, sections: tuple[str, ...]) -> str:
-    return sha256_json({name: params.section(name) for name in sections})
+    """The hash of what ``sections`` decide: where the work runs (``sampling.executor``) is left out."""
+    return sha256_json({name: params.section(name, fingerprint=True) for name in sections})
 
 
 def stage_fingerprint(params_sha: str, inputs: dict[str, str], code_sha: str, notebook_sha: str) -> str:

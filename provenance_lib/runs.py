@@ -18,8 +18,11 @@ fingerprint matches a completed record with intact artifacts, and re-runs it oth
 hashes of what it writes, the stages after it follow. ``trust_code`` (``--trust-code``) also skips a stage whose
 params and inputs match when only the code differs, and records that it did. A stage executes into a staging
 folder that replaces its artifact folder only once the notebook finished: however an attempt ends (``execute``),
-the previous artifacts stay intact and the record says how it ended. One runner at a time works on a run (a lock);
-a runner that died without a word is found out by the next one (``abandoned``).
+the previous artifacts stay intact and the record says how it ended. The work a stage resumes (``.work/`` in its
+staging folder: stage 01's completed datatrove tasks) is kept for the next attempt of the same fingerprint, so it is
+not redone; anything else an attempt that did not complete left is removed, and an attempt of another fingerprint
+starts from an empty folder. One runner at a time works on a run (a lock); a runner that died without a word is
+found out by the next one (``abandoned``).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from filelock import FileLock, Timeout
 from . import params as params_mod
 from .artifacts import hash_tree, recover_dir, replace_dir, sha256_file, write_text
 from .codebase import code_sha256, notebook_sha256, stage_code_sha256
-from .context import STAGING, invocation_params_path, project_root
+from .context import RESUMABLE, STAGING, invocation_params_path, project_root
 from .errors import ProvenanceError
 from .execute import Ending, run_notebook, sigterm_as_interrupt
 from .params import StudyParams
@@ -253,7 +256,7 @@ def _settle(record: RunRecord) -> None:
             entry = record.stages[stage_id]
             entry.get("attempt", entry)["notebook"] = str(failed.relative_to(run_dir))
             record.save()
-        shutil.rmtree(run_dir / STAGING / stage_id, ignore_errors=True)
+        clear_staging(run_dir / STAGING / stage_id, keep_work=True)
 
 
 def _build_world(record: RunRecord, params: StudyParams, number: int, trust_code: bool) -> WorldInfo:
@@ -285,17 +288,40 @@ def _build_world(record: RunRecord, params: StudyParams, number: int, trust_code
     return info
 
 
+def resumable_attempt(record: RunRecord, plan: StagePlan) -> int | None:
+    """The invocation whose attempt at this stage did not complete, ran with ``plan``'s fingerprint and left work to
+    resume (``RESUMABLE``); None: the next attempt starts from an empty folder."""
+    entry = record.stages.get(plan.stage_id, {})
+    attempt = entry.get("attempt", entry)
+    if (attempt.get("status") not in (None, COMPLETE) and attempt.get("fingerprint") == plan.fingerprint
+            and (record.run_dir / STAGING / plan.stage_id / RESUMABLE).is_dir()):
+        return attempt["invocation"]
+    return None
+
+
+def clear_staging(staging: Path, keep_work: bool) -> None:
+    """Remove what an attempt left in ``staging`` (half-written artifacts, temporary files); ``keep_work``: all but
+    the work the stage resumes (``RESUMABLE``), and the folder itself only if that is all there was."""
+    for path in (staging.iterdir() if staging.is_dir() else ()):
+        if not (keep_work and path.name == RESUMABLE):
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    if staging.is_dir() and not any(staging.iterdir()):
+        staging.rmdir()
+
+
 def execute_stage(record: RunRecord, plan: StagePlan, number: int, reason: str, timeout: float | None = None) -> None:
     run_dir, stage_id = record.run_dir, plan.stage_id
     staging = run_dir / STAGING / stage_id
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    resumes = resumable_attempt(record, plan)
+    clear_staging(staging, keep_work=resumes is not None)
+    staging.mkdir(parents=True, exist_ok=True)
     executed = run_dir / STAGING / plan.notebook.name
     final_notebook = run_dir / "notebooks" / plan.notebook.name
     failed_notebook = final_notebook.with_suffix(".failed.ipynb")
     final_notebook.parent.mkdir(exist_ok=True)
     started = time.time()
-    attempt = dict(status=RUNNING, invocation=number, reason=reason, started=_iso(started))
+    attempt = dict(status=RUNNING, invocation=number, reason=reason, started=_iso(started),
+                   fingerprint=plan.fingerprint, **({"resumes": resumes} if resumes else {}))
     record.note_attempt(stage_id, attempt)
 
     def kernel_started(pid: int) -> None:
@@ -303,20 +329,24 @@ def execute_stage(record: RunRecord, plan: StagePlan, number: int, reason: str, 
         record.note_attempt(stage_id, attempt)
 
     _say(stage_id, f"running ({reason}) {plan.notebook.name} -> {final_notebook}")
+    if resumes:
+        _say(stage_id, f"resuming the work of invocation {resumes} (same fingerprint): {staging / RESUMABLE}")
     ending = run_notebook(plan.notebook, executed, timeout=timeout, on_kernel_start=kernel_started,
                           parameters={"run_dir": str(run_dir.resolve()), "out_dir": str(staging.resolve())})
     if ending is not None:
         if executed.is_file():
             os.replace(executed, failed_notebook)
-        shutil.rmtree(staging, ignore_errors=True)
+        clear_staging(staging, keep_work=True)
         attempt.update(status=ending.status, ended=now(), error=ending.message,
                        notebook=str(failed_notebook.relative_to(run_dir)) if failed_notebook.is_file() else None)
         record.note_attempt(stage_id, attempt)
         if ending.status == "interrupted":
             raise KeyboardInterrupt(ending.message)
         cell = f" in cell {ending.cell}" if ending.cell is not None else ""
+        work = staging / RESUMABLE
+        kept = f"\n  its work is kept for a rerun with the same params and code: {work}" if work.is_dir() else ""
         raise StageEnded(ending, f"stage {stage_id} {ending.status}{cell}: {ending.message}\n"
-                                 f"  notebook: {failed_notebook}", FIXES[ending.status])
+                                 f"  notebook: {failed_notebook}{kept}", FIXES[ending.status])
     replace_dir(staging, run_dir / stage_id)
     os.replace(executed, final_notebook)
     failed_notebook.unlink(missing_ok=True)  # an earlier attempt's; this one completed
@@ -327,7 +357,7 @@ def execute_stage(record: RunRecord, plan: StagePlan, number: int, reason: str, 
         "interpreter": sys.executable, "invocation": number, "reason": reason, "started": _iso(started),
         "ended": now(), "duration_s": round(time.time() - started, 3),
         "notebook": str(final_notebook.relative_to(run_dir)), "inputs": plan.inputs,
-        "outputs": hash_tree(run_dir / stage_id, relative_to=run_dir),
+        "outputs": hash_tree(run_dir / stage_id, relative_to=run_dir), **({"resumes": resumes} if resumes else {}),
     }
     record.save()
     _say(stage_id, f"done in {time.time() - started:.1f} s")

@@ -64,7 +64,8 @@ def _recorded_params(entry: dict) -> StudyParams | None:
 def _params_yaml_differs(run_params: StudyParams | None, params: StudyParams, sections: tuple[str, ...]) -> list[str]:
     if run_params is None:
         return []
-    differ = [name for name in sections if run_params.section(name) != params.section(name)]
+    differ = [name for name in sections  # in what decides the artifacts: a changed executor is not stale
+              if run_params.section(name, fingerprint=True) != params.section(name, fingerprint=True)]
     return [f"stale: {PARAMS_FILE} differs from the params it ran with in {', '.join(differ)}"] if differ else []
 
 

@@ -304,6 +304,47 @@ def test_timeout_is_recorded_as_such(project, monkeypatch):
     assert entry["status"] == "timed out" and entry["notebook"] == "notebooks/01_first.failed.ipynb"
 
 
+RESUMING = """(stage.out_dir / 'partial.json').write_text('half-written')  # never kept: only the work it resumes
+(stage.out_dir / '.work').mkdir(exist_ok=True)
+with open(stage.out_dir / '.work' / 'attempts.txt', 'a') as f:  # each attempt adds a line to what it finds
+    f.write(f'{stage.params.sampling.target_per_bin}\\n')
+if os.environ.get('FAIL_02_sampling'):
+    raise RuntimeError('planted failure')
+(stage.out_dir / '.work').rename(stage.out_dir / 'work')
+(stage.out_dir / 'partial.json').unlink()"""
+
+
+def test_rerun_keeps_the_work_of_a_failed_attempt_of_the_same_fingerprint_which_leaves_out_the_executor(
+        project, monkeypatch, capsys):
+    plant_world(project, "w")
+    make_notebook(project / "notebooks" / "02_sampling.ipynb", "02_sampling", RESUMING)
+    monkeypatch.setenv("FAIL_02_sampling", "1")
+    with pytest.raises(ProvenanceError, match="its work is kept for a rerun with the same params and code"):
+        run(project, name="w", stages=["1", "2"])
+    monkeypatch.delenv("FAIL_02_sampling")
+    assert [p.name for p in (project / "runs/w/.staging/02_sampling").iterdir()] == [context.RESUMABLE]
+    # another executor, same fingerprint: the attempt finds the failed one's work (stage 01's completed tasks)
+    run_dir = run(project, name="w", stages=["2"], overrides=["sampling.executor.workers=2"])
+    assert (run_dir / "02_sampling" / "work" / "attempts.txt").read_text() == "40\n40\n"
+    entry = read_json(run_dir / "run.json")["stages"]["02_sampling"]
+    assert entry["resumes"] == 1 and entry["params"]["sampling"]["executor"]["workers"] == 2  # the one it ran on
+    assert not (run_dir / ".staging" / "02_sampling").exists()
+
+    ran(capsys)  # where a completed stage ran does not decide its artifacts: not re-run, not stale
+    run(project, name="w", stages=["2"], overrides=["sampling.executor.workers=3"])
+    assert ran(capsys) == [] and verify(run_dir) == []
+    assert read_json(run_dir / "run.json")["stages"]["02_sampling"]["params"]["sampling"]["executor"]["workers"] == 2
+
+    # another fingerprint: the failed attempt's work is thrown away
+    monkeypatch.setenv("FAIL_02_sampling", "1")
+    with pytest.raises(ProvenanceError, match="02_sampling failed"):
+        run(project, name="w", stages=["2"], overrides=["sampling.target_per_bin=5"])
+    monkeypatch.delenv("FAIL_02_sampling")
+    run(project, name="w", stages=["2"], overrides=["sampling.target_per_bin=6"])
+    assert (run_dir / "02_sampling" / "work" / "attempts.txt").read_text() == "6\n"
+    assert "resumes" not in read_json(run_dir / "run.json")["stages"]["02_sampling"]
+
+
 def start_runner(project: Path, name: str, sleep_stage: str, **popen) -> subprocess.Popen:
     """The CLI runner on stage 01 alone, sleeping in ``sleep_stage``; returns once that stage sleeps."""
     command = [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", name,

@@ -55,11 +55,12 @@ class StudyParams(Section):
             raise ValueError(f"missing section(s) {', '.join(missing)}: the study's world and stages need them")
         return self
 
-    def section(self, name: str) -> dict[str, Any]:
-        """The resolved contents of one section (empty for a stage that has no params), JSON-ready."""
+    def section(self, name: str, fingerprint: bool = False) -> dict[str, Any]:
+        """The resolved contents of one section (empty for a stage that has no params), JSON-ready; ``fingerprint``:
+        less its keys that decide only where the work runs (``Section.NOT_IN_FINGERPRINT``)."""
         value = getattr(self, name, None)
-        if isinstance(value, BaseModel):
-            return value.model_dump(mode="json")
+        if isinstance(value, Section):
+            return value.model_dump(mode="json", exclude=set(value.NOT_IN_FINGERPRINT) if fingerprint else None)
         return {} if value is None else {name: value}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field
 
@@ -64,6 +64,8 @@ Executor = Annotated[Union[LocalExecutor, SlurmExecutor, RayExecutor], Field(dis
 # --------------------------------------------------------------------------------------------------- stages
 class Sampling(Section):
     """Stage 01: de-duplication, labels and the stratified working set."""
+
+    NOT_IN_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"executor"})  # same manifest on any (tested)
 
     target_per_bin: int = Field(gt=0, description="documents drawn per topic x format bin (paper: 10,000)")
     tokens: Literal["whitespace", "base_model"] = Field(

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ... import taxonomy
 from ...artifacts import atomic_path
+from ...context import RESUMABLE
 from ...errors import ProvenanceError
 from .annotate import describe, needs_annotation
 from .index import bins_of
@@ -32,7 +33,8 @@ from .outputs import SamplingResult, write_outputs
 from .select import CorpusIndex, Selection, check_population
 from .steps import STEPS, Plan, Work
 
-WORK = ".work"              # the work folder inside the stage folder: removed once the stage completed
+WORK = RESUMABLE            # the work folder inside the stage folder (the runner keeps it for a rerun of the same
+                            # fingerprint): removed once the stage completed
 ROWS_PER_BUCKET = 1 << 20   # buckets: null aims at ~1M rows (30 MiB) per bucket task
 
 
