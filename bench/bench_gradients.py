@@ -6,12 +6,15 @@ the same bytes; peak memory; and the measured cost extrapolated to the paper's r
 
 Every timing of a model runs on the same token windows in the same batches (bergson's ``allocate_batches``), and
 the configurations take turns ``--repeats`` times, so machine load drifts over all of them alike; the ratios are
-medians. Configurations:
+medians of this process's CPU time (one torch thread by default): on a shared machine wall time mostly measures
+the wait for a core, CPU time the work. Wall-time medians are printed beside them. Configurations:
   plain      forward + backward with every weight's gradient (a training step without the update): the reference
-  floor      bergson's set-up (weights frozen, input embeddings requiring grad) with no hooks: the least a pass costs
+  floor      the stage's set-up (weights frozen, the embeddings' output requiring grad) with no hooks: the least a
+             pass that reaches every layer costs
   p16        bergson's collector, projection 16, no V
   p16+adam   ... with the exact Adam V (each module's full per-document gradient is formed, then projected)
-  p16+fact   ... with the factored (Adafactor) V the stage uses by default
+  p16+fact/b ... with the factored (Adafactor) V applied by bergson's normalizer (rescales inputs and gradients)
+  p16+fact   ... with the factored V folded into the projection matrices: what the stage runs by default
   stage      one stage chunk: p16+fact collection, windows summed per document, R^-1/2, unit norm, scores, bin sums
 The exact Adam V of a model without an optimizer state comes from 3 AdamW steps at learning rate 0 on the same
 windows (second moments accumulate, the weights stay). Peak memory: each configuration once more in a fresh process
@@ -39,7 +42,7 @@ PAPER = dict(documents=5_680_000, tokens=10.5e9, queries=17_267, parameters=7.3e
              gpu_hours=37_000)
 H200_TF32_FLOPS = 494.7e12   # dense TF32 tensor-core peak (fp32 storage, bergson --use_tf32_matmuls)
 MFU = 0.4                    # assumed model-FLOP utilization of a plain forward + backward at 8k-token windows
-CONFIGS = ("plain", "floor", "p16", "p16+adam", "p16+fact", "stage")
+CONFIGS = ("plain", "floor", "p16", "p16+adam", "p16+fact/b", "p16+fact", "stage")
 
 
 def texts_for(model_name: str, world: Path | None) -> list[str]:
@@ -91,6 +94,7 @@ def lr0_adam(model, windows: list[list[int]], names: list[str]) -> dict:
         plain_pass(model, windows, 4096, step=optimizer.step)
     for w in weights.values():
         w.requires_grad_(False)
+        w.grad = None
     return {n: AdamNormalizer(optimizer.state[w]["exp_avg_sq"].clone()) for n, w in weights.items()}
 
 
@@ -122,14 +126,21 @@ def runner(config: str, model, windows, adam: dict, token_batch_size: int, scrat
     factored = {n: v.to_adafactor() for n, v in adam.items()}
     if config in ("plain", "floor"):
         def run():
+            trainable = [p for p in model.parameters() if p.requires_grad]
             if config == "plain":
                 model.requires_grad_(True)
             try:
                 plain_pass(model, windows, token_batch_size)
             finally:
                 model.requires_grad_(False)
-                model.get_input_embeddings().requires_grad_(True)
+                for p in trainable:
+                    p.requires_grad_(True)
         return run
+    if config == "p16+fact/b":
+        from bergson.gradients import GradientProcessor
+
+        proc = collect.Processor(GradientProcessor(factored, projection_dim=16, projection_seed=0))
+        return lambda: collect.gradients(model, proc, examples, token_batch_size, scratch)
     if config != "stage":
         proc = collect.processor({"p16": {}, "p16+adam": adam, "p16+fact": factored}[config], 16, 0)
         return lambda: collect.gradients(model, proc, examples, token_batch_size, scratch)
@@ -160,16 +171,19 @@ def time_models(args) -> dict:
         model, _, windows, adam = setup(name, args.world, args.tokens, length)
         with tempfile.TemporaryDirectory() as scratch:
             runs = {c: runner(c, model, windows, adam, args.token_batch_size, Path(scratch)) for c in CONFIGS}
-            runs["plain"]()  # warm-up: allocator, kernels, projection matrices
-            times = {c: [] for c in CONFIGS}
+            for c in CONFIGS:  # warm-up: allocator, kernels, projection matrices
+                runs[c]()
+            cpu, wall = {c: [] for c in CONFIGS}, {c: [] for c in CONFIGS}
             for _ in range(args.repeats):
                 for c in CONFIGS:
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     runs[c]()
-                    times[c].append(time.perf_counter() - start)
-        median = {c: statistics.median(t) for c, t in times.items()}
+                    cpu[c].append(time.process_time() - start_cpu)
+                    wall[c].append(time.perf_counter() - start)
+        median = {c: statistics.median(t) for c, t in cpu.items()}
         out[name] = {"parameters": sum(p.numel() for p in model.parameters()), "windows": len(windows),
-                     "tokens": sum(map(len, windows)), "seconds": {c: round(v, 3) for c, v in median.items()},
+                     "tokens": sum(map(len, windows)), "cpu_seconds": {c: round(v, 3) for c, v in median.items()},
+                     "wall_seconds": {c: round(statistics.median(t), 3) for c, t in wall.items()},
                      "ratio_to_plain": {c: round(v / median["plain"], 3) for c, v in median.items()}}
         out[name]["peak_rss_mib"] = memory(name, args, length) if args.memory else None
     return out
@@ -211,7 +225,7 @@ def products(queries: int, dim: int, docs: int) -> dict:
     rows = pd.DataFrame({"id": [str(i) for i in range(docs)], "bin": rng.integers(0, 576, docs)})
     acc.add(rows, unit, keep_grads=False)
 
-    def best(f, n=3):
+    def best(f, n=3):  # CPU time, as above
         return min(_timed(f) for _ in range(n))
     product = best(lambda: query_bin_scores(store, acc.bin_sums, acc.counts))
     copy_q = best(lambda: (store.copy(), acc.bin_sums.copy()))
@@ -225,9 +239,9 @@ def products(queries: int, dim: int, docs: int) -> dict:
 
 
 def _timed(f) -> float:
-    start = time.perf_counter()
+    start = time.process_time()
     f()
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def extrapolate(ratio: float) -> dict:

@@ -142,3 +142,30 @@ def test_identical_scores_compare_perfectly_and_z_has_unit_spread():
     assert out["z_spearman/X"] == pytest.approx(1)
     z = z_profile(np.array([1.0, 2.0, np.nan, 4.0]))
     assert np.isnan(z[2]) and np.nanstd(z, ddof=1) == pytest.approx(1)
+
+
+# ----------------------------------------------------------------------------------------------- folded V
+def test_factored_v_folded_into_the_projection_equals_bergsons_normalizer_path(tmp_path):
+    import torch
+    from bergson.gradients import AdafactorNormalizer, GradientProcessor
+
+    from provenance_lib.stages.gradients.collect import grad_sizes
+    from provenance_lib.worlds.testbed import training
+
+    words = [f"w{i}" for i in range(40)]
+    tokenizer = training.train_word_tokenizer([" ".join(words)])
+    model = training.tiny_olmo3(tokenizer, layers=1, hidden=32, heads=2, mlp=48, max_positions=64, seed=0)
+    training.save_model(model, tokenizer, tmp_path / "m")
+    model, _ = collect.load_model(collect.ModelRef(str(tmp_path / "m")), "cpu")
+    g = torch.Generator().manual_seed(0)
+    normalizers = {}
+    for name in grad_sizes(model, 0):
+        o, i = model.base_model.get_submodule(name).weight.shape
+        normalizers[name] = AdafactorNormalizer(torch.rand(o, generator=g) + 0.1, torch.rand(i, generator=g) + 0.1)
+    examples = [collect.Example([int(t) for t in torch.randint(3, 40, (n,), generator=g)]) for n in (5, 9, 12)]
+    folded = collect.processor(normalizers, 4, 0)
+    assert folded.folded is not None
+    plain = collect.Processor(GradientProcessor(normalizers, projection_dim=4, projection_seed=0))
+    a = collect.gradients(model, folded, examples, 64, tmp_path / "s")[0]
+    b = collect.gradients(model, plain, examples, 64, tmp_path / "s")[0]
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(b).max())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -54,8 +54,12 @@ def pick_device(setting: str) -> str:
 
 
 def load_model(ref: ModelRef, device: str):
-    """(model, tokenizer) in fp32 with bergson's gradient set-up: weights frozen, the input embeddings requiring
-    grad so the backward pass reaches every layer's hooks. On CUDA, the math SDPA kernel (bergson issue #235)."""
+    """(model, tokenizer) in fp32, set up for bergson's hooks: every weight frozen, and the input embeddings' output
+    requiring grad, so the backward pass reaches every layer without forming any weight's gradient. (bergson's own
+    set-up makes the embedding weight require grad instead: each backward pass then forms its vocab x hidden
+    gradient, and with tied embeddings also the output layer's — 12% of a plain forward + backward on the testbed
+    model.) bergson reads the gradient dtype off a parameter that requires grad: the smallest one, a norm weight,
+    serves. On CUDA, the math SDPA kernel (bergson issue #235)."""
     model, tokenizer = load_causal_lm(ref, dtype=torch.float32, device=device)
     if device == "cuda":
         from bergson.config import IndexConfig
@@ -63,7 +67,8 @@ def load_model(ref: ModelRef, device: str):
 
         apply_force_math_sdp(IndexConfig(run_path="", force_math_sdp=True))
     model.requires_grad_(False)
-    model.get_input_embeddings().requires_grad_(True)
+    min(model.base_model.parameters(), key=lambda p: p.numel()).requires_grad_(True)
+    model.get_input_embeddings().register_forward_hook(lambda module, inputs, output: output.requires_grad_(True))
     return model, tokenizer
 
 
@@ -118,12 +123,63 @@ def check_models(base: ModelRef, query: ModelRef) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- gradients
-def processor(normalizers: dict, projection_dim: int, seed: int):
-    """bergson's GradientProcessor: V (normalizers, applied before projection) and the projection. Reuse one per
-    model: it caches the projection matrices."""
-    from bergson.gradients import GradientProcessor
+@dataclass
+class Processor:
+    """bergson's GradientProcessor (V and the projection; it caches the projection matrices, so reuse one per
+    model) and, when V is factored and gradients are projected, V folded into the projection matrices."""
 
-    return GradientProcessor(dict(normalizers), projection_dim=projection_dim or None, projection_seed=seed)
+    bergson: object
+    folded: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None   # module -> (row, column) scale
+    scaled: dict = field(default_factory=dict)                           # the folded matrices, cached
+
+    @property
+    def projection_dim(self) -> int:
+        return self.bergson.projection_dim or 0
+
+
+def processor(normalizers: dict, projection_dim: int, seed: int) -> Processor:
+    """V (bergson normalizers) and the projection. A factored V with a projection is folded into the projection
+    matrices (``FoldedCollector``); anything else goes to bergson as normalizers."""
+    from bergson.gradients import AdafactorNormalizer, GradientProcessor
+
+    fold = projection_dim > 0 and normalizers and all(isinstance(v, AdafactorNormalizer)
+                                                      for v in normalizers.values())
+    if not fold:
+        return Processor(GradientProcessor(dict(normalizers), projection_dim=projection_dim or None,
+                                           projection_seed=seed))
+    return Processor(GradientProcessor({}, projection_dim=projection_dim, projection_seed=seed),
+                     {name: adafactor_scales(v) for name, v in normalizers.items()})
+
+
+def adafactor_scales(normalizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """The output-gradient and input scales bergson's collector applies for an Adafactor normalizer
+    (``HookCollectorBase.forward_hook`` / ``_module_gradient``): g * sqrt(mean(r)) / sqrt(r), a / sqrt(c)."""
+    row, col = normalizer.row.add(1e-30), normalizer.col.add(1e-30)
+    return row.mean().sqrt() * row.rsqrt(), col.rsqrt()
+
+
+def _folded_collector():
+    """bergson's InMemoryCollector whose projection matrices carry the factored V: projecting a * c^-1/2 with R is
+    projecting a with R diag(c^-1/2), and likewise for the output gradients, so V costs nothing per token (bergson
+    otherwise rescales every module's inputs and output gradients, [tokens x width] each). Same numbers as the
+    normalizer path (tests/test_gradients_parts.py)."""
+    from bergson.collector.in_memory_collector import InMemoryCollector
+
+    @dataclass(kw_only=True)
+    class FoldedCollector(InMemoryCollector):
+        folded: Processor
+
+        def projection(self, name, m, n, role, device, dtype):
+            key = (name, role, device, dtype)
+            scaled = self.folded.scaled.get(key)
+            if scaled is None:
+                matrix = super().projection(name, m, n, role, device, dtype)
+                row, col = self.folded.folded[name]
+                scaled = matrix * (row if role == "left" else col).to(device, dtype)
+                self.folded.scaled[key] = scaled
+            return scaled
+
+    return FoldedCollector
 
 
 @contextlib.contextmanager
@@ -138,7 +194,7 @@ def quiet() -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
-def gradients(model, proc, examples: list[Example], token_batch_size: int, scratch: Path
+def gradients(model, proc: Processor, examples: list[Example], token_batch_size: int, scratch: Path
               ) -> tuple[np.ndarray, np.ndarray]:
     """Per-example gradients (examples x D, float32, columns in ``grad_sizes`` order) and summed losses, computed by
     bergson: its collector hooks every tracked module, divides by sqrt(V) and projects."""
@@ -149,16 +205,20 @@ def gradients(model, proc, examples: list[Example], token_batch_size: int, scrat
     from datasets import Dataset
 
     if not examples:
-        return np.zeros((0, sum(grad_sizes(model, proc.projection_dim or 0).values())), np.float32), np.zeros(0)
+        return np.zeros((0, sum(grad_sizes(model, proc.projection_dim).values())), np.float32), np.zeros(0)
     columns = {"input_ids": [e.input_ids for e in examples], "length": [len(e.input_ids) for e in examples]}
     if any(e.labels is not None for e in examples):
         columns["labels"] = [e.labels if e.labels is not None else e.input_ids for e in examples]
     data = Dataset.from_dict(columns)
-    cfg = IndexConfig(run_path=str(scratch), projection_dim=proc.projection_dim or 0, token_batch_size=token_batch_size,
+    cfg = IndexConfig(run_path=str(scratch), projection_dim=proc.projection_dim, token_batch_size=token_batch_size,
                       **LOSS)
     cfg.partial_run_path.mkdir(parents=True, exist_ok=True)  # bergson writes its token count there
     with quiet():
-        collector = InMemoryCollector(model=model.base_model, data=data, cfg=cfg, processor=proc)
+        if proc.folded:
+            collector = _folded_collector()(model=model.base_model, data=data, cfg=cfg, processor=proc.bergson,
+                                            folded=proc)
+        else:
+            collector = InMemoryCollector(model=model.base_model, data=data, cfg=cfg, processor=proc.bergson)
         batches = allocate_batches(columns["length"], token_batch_size)
         CollectorComputer(model, data, collector=collector, batches=batches, cfg=cfg).run_with_collector_hooks()
     return collector.builder.grad_buffer, collector.per_doc_losses.cpu().numpy()
