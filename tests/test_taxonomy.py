@@ -69,8 +69,9 @@ def test_packaged_reference_is_what_the_package_reads_ships_and_agrees_with_itse
     assert [f["key"] for f in tax_yaml["formats"]] == [f.key for f in TAX.formats]
     shipped = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     globs = shipped["tool"]["setuptools"]["package-data"]["provenance_lib"]
-    for path in packaged.iterdir():  # an installed (non-editable) package carries every reference file
-        assert any(path.relative_to(packaged.parent).match(g) for g in globs), path.name
+    for path in packaged.rglob("*"):  # an installed (non-editable) package carries every reference file
+        if path.is_file():
+            assert any(path.relative_to(packaged.parent).match(g) for g in globs), path.name
     # the paper's reported figures name bins, topics, formats and benchmarks this package knows
     paper = yaml.safe_load((packaged / "paper_reported.yaml").read_text())
     assert list(paper["benchmarks"]) == list(BY_NAME)
