@@ -20,16 +20,18 @@ from provenance_lib.worlds import build_world, load_world
 
 TESTBED = Path(__file__).resolve().parents[1] / "params" / "testbed.yaml"
 SMALL = [
-    "world.corpus.documents=200", "world.corpus.empty_bin_share=0.92", "world.planted_bin_documents=12",
-    "world.items.eval_items=6",
-    "world.items.train_items=4", "world.model.layers=1", "world.model.hidden=32", "world.model.heads=2",
-    "world.model.mlp=64", "world.model.context=32", "world.pretraining.epochs=1", "world.finetuning.epochs=1",
+    "world.corpus.documents=300", "world.corpus.empty_bin_share=0.9", "world.planted_bins=1",
+    "world.planted_ranks=[1,8]", "world.planted_token_share=0.02", "world.checkpoints=2", "world.attribute_at=final",
+    "world.items.eval_items=6", "world.items.train_items=4", "world.items.values=4",
+    "world.model.layers=1", "world.model.hidden=32", "world.model.heads=2", "world.model.mlp=64",
+    "world.model.context=32", "world.pretraining.epochs=1", "world.finetuning.epochs=1",
     "sampling.target_per_bin=3",
     "gradients.max_length=24", "gradients.token_batch_size=512", "gradients.checkpoint_every=16",
     "gradients.v.calibration_documents=8", "gradients.curvature.train_documents=24",
     "gradients.exactness.dims=[4]", "gradients.exactness.seeds=[0,1]", "gradients.exactness.documents=24",
     "gradients.exactness.queries_per_benchmark=2",
 ]
+QUICK = ("gradients.exactness.enabled=false", "gradients.query.variants=false")
 CONTRACT = ("queries.parquet", "query_bin_scores.npy", "bin_counts.npy", "doc_scores.parquet", "scores.json")
 
 
@@ -115,6 +117,18 @@ def test_exactness_and_variant_tables_are_recorded(study):
     assert variants == {"bare / base model", "lettered / query model", "lettered / base model"}
 
 
+def test_planted_table_ranks_every_planted_bin_against_the_ground_truth(study):
+    from provenance_lib.artifacts import read_json
+
+    run_dir, result = study
+    truth = read_json(run_dir / "world" / "ground_truth.json")
+    table = result.planted_table(truth)
+    assert len(table) == sum(len(t["bins"]) for t in truth["benchmarks"].values())
+    assert ((table["rank"] >= 1) & (table["rank"] <= table["bins"])).all()
+    carriers = result.scores.doc_scores["id"].isin({d for t in truth["benchmarks"].values() for d in t["documents"]})
+    assert carriers.any() and table["carrier AUC"].between(0, 1).all()
+
+
 # ----------------------------------------------------------------------------------------------- resume
 def test_a_killed_run_resumes_to_the_same_artifacts(study, judged, tmp_path, monkeypatch):
     run_dir, result = study
@@ -128,12 +142,11 @@ def test_a_killed_run_resumes_to_the_same_artifacts(study, judged, tmp_path, mon
         return real(*args, **kwargs)
 
     monkeypatch.setattr(engine, "score_chunk", dies_after_two_chunks)
-    quick = ["gradients.exactness.enabled=false", "gradients.query.variants=false"]
     with pytest.raises(KeyboardInterrupt):
-        gradients.run(stage02(run_dir, out, *quick))
+        gradients.run(stage02(run_dir, out, *QUICK))
     assert (out / gradients.WORK).is_dir() and not (out / "scores.json").exists()
     monkeypatch.setattr(engine, "score_chunk", real)
-    gradients.run(stage02(run_dir, out, *quick))
+    gradients.run(stage02(run_dir, out, *QUICK))
     for name in CONTRACT:
         assert sha256_file(out / name) == sha256_file(result.out_dir / name), name
     for name in (outputs.BIN_SUMS, outputs.QUERY_STORE, outputs.DOCUMENT_GRADIENTS):
@@ -151,13 +164,30 @@ def test_two_ranks_give_the_same_scores_as_one(study, judged, tmp_path):
     assert np.array_equal(two.scores.bin_counts, result.scores.bin_counts)
 
 
+# ----------------------------------------------------------------------------------------------- checkpoint sum
+@pytest.mark.slow
+def test_all_checkpoints_are_scored_each_with_its_own_query_model_and_summed(study, judged, tmp_path):
+    """[all]: every checkpoint the world lists, in training order; the top level is their sum; the attributed
+    checkpoint alone scores what the single-checkpoint run did; an earlier one takes its own query model."""
+    run_dir, result = study
+    world = load_world(run_dir / "world")
+    summed = gradients.run(stage02(run_dir, tmp_path / "02", *QUICK, "gradients.checkpoints=[all]"))
+    labels = list(world.checkpoints)
+    assert len(labels) == 2 and GradientScores.checkpoints(summed.out_dir) == sorted(labels)
+    parts = {label: GradientScores.load(summed.out_dir, label) for label in labels}
+    np.testing.assert_allclose(summed.scores.query_bin_scores, sum(p.query_bin_scores for p in parts.values()),
+                               atol=1e-6)
+    np.testing.assert_allclose(parts[labels[-1]].query_bin_scores, result.scores.query_bin_scores, atol=1e-6)
+    models = summed.scores.info["recipe"]["per_checkpoint"]
+    assert models[labels[0]]["models"]["query"] == world.extra["checkpoint_models"][labels[0]]["query"]
+    assert models[labels[-1]]["models"] == {"base": world.base_model, "query": world.query_model}
+
+
 # ----------------------------------------------------------------------------------------------- bad input
-QUICK = ("gradients.exactness.enabled=false", "gradients.query.variants=false")
-
-
 def _nan_for(doc_id: str, run_dir: Path, monkeypatch):
     """bergson returns a NaN gradient for every window of ``doc_id``."""
-    tokenizer = collect.load_model(collect.ModelRef(str(run_dir / "world" / "models" / "base")), "cpu")[1]
+    base = run_dir / "world" / load_world(run_dir / "world").base_model
+    tokenizer = collect.load_model(collect.ModelRef(str(base)), "cpu")[1]
     text = next(d["text"] for d in sampling.iter_working_set(run_dir / "01_sampling") if d["id"] == doc_id)
     first = collect.windows(tokenizer(text)["input_ids"], 24, None)[0]
     real = engine.gradients

@@ -13,6 +13,8 @@ from .base import Section
 
 FINAL = "final"
 """The checkpoint label of the world's base model itself (``WorldInfo.base_model``)."""
+ALL = "all"
+"""Every checkpoint the world lists (``WorldInfo.checkpoints``, in training order, up to the base model)."""
 
 
 class QuerySide(Section):
@@ -93,7 +95,7 @@ class Gradients(Section):
     query: QuerySide = QuerySide()
     checkpoints: list[str] = Field(default=[FINAL], min_length=1, description=(
         "base-model checkpoints (labels of WorldInfo.checkpoints, or 'final') whose scores are summed, as TrackStar "
-        "does; each one's own scores are kept under checkpoints/<label>/"))
+        "does; each one's own scores are kept under checkpoints/<label>/. [all]: every checkpoint the world lists"))
     checkpoint_every: int = Field(default=4096, gt=0, description=(
         "documents per resumable chunk: a rank saves its accumulators after each"))
     keep_document_gradients: bool = Field(default=False, description=(

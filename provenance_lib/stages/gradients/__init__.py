@@ -23,7 +23,7 @@ import pandas as pd
 from ...artifacts import read_json, sha256_file, sha256_json, write_json, write_parquet
 from ...errors import ProvenanceError
 from ...models import ModelRef
-from ...params.gradients import FINAL, Gradients
+from ...params.gradients import ALL, FINAL, Gradients
 from ...taxonomy import load as load_taxonomy
 from ...threads import set_threads
 from ..sampling import MANIFEST
@@ -50,22 +50,35 @@ def model_ref(stage, value: str, revision: str | None) -> tuple[ModelRef, Path |
 
 
 def checkpoints(stage, settings: Gradients) -> list[Checkpoint]:
-    """The base-model checkpoints to score and sum, with the model each one's query gradients come from."""
+    """The base-model checkpoints to score and sum, with the model each one's query gradients come from: the
+    world's query model, or, for an intermediate checkpoint of a world that fine-tuned one per checkpoint (the
+    testbed's ``extra.checkpoint_models``), that checkpoint's own, so both sides of a score share its weights."""
     world = stage.world
-    if len(set(settings.checkpoints)) != len(settings.checkpoints):
-        raise ProvenanceError(f"gradients.checkpoints lists a checkpoint twice: {settings.checkpoints}")
+    labels = list(world.checkpoints) if settings.checkpoints == [ALL] else settings.checkpoints
+    if not labels:
+        raise ProvenanceError("gradients.checkpoints: [all], but the world lists no checkpoints",
+                              f"use [{FINAL}]")
+    if len(set(labels)) != len(labels):
+        raise ProvenanceError(f"gradients.checkpoints lists a checkpoint twice: {labels}")
     base, base_dir = model_ref(stage, world.base_model, world.base_revision)
-    query = model_ref(stage, world.query_model, world.query_revision)[0] if settings.query.model == "query" else None
+    query = model_ref(stage, world.query_model, world.query_revision)[0]
+    own_queries = {label: m["query"] for label, m in world.extra.get("checkpoint_models", {}).items() if "query" in m}
     points = []
-    for label in settings.checkpoints:
+    for label in labels:
         if label == FINAL:
-            ref, folder = base, base_dir
+            (ref, folder), query_ref, names = (base, base_dir), query, (world.base_model, world.query_model)
         elif label in world.checkpoints:
             ref, folder = model_ref(stage, world.checkpoints[label], None)
+            query_name = own_queries.get(label, world.query_model)
+            query_ref = model_ref(stage, query_name, None)[0] if label in own_queries else query
+            names = (world.checkpoints[label], query_name)
         else:
             raise ProvenanceError(f"gradients.checkpoints names {label!r}, which the world does not have",
-                                  f"use '{FINAL}' or one of {sorted(world.checkpoints) or '(none in this world)'}")
-        points.append(Checkpoint(label, ref, folder, query or ref))
+                                  f"use '{FINAL}', '{ALL}' or one of "
+                                  f"{sorted(world.checkpoints) or '(none in this world)'}")
+        if settings.query.model == "base":
+            query_ref, names = ref, (names[0], names[0])
+        points.append(Checkpoint(label, ref, folder, query_ref, {"base": names[0], "query": names[1]}))
     return points
 
 
@@ -150,7 +163,8 @@ def run(stage) -> GradientsResult:
     n_bins = load_taxonomy().n_bins
     runs = [run_checkpoint(p, s, queries, texts, calibration, sampling_dir, work / p.label, stage.params.threads,
                            n_bins) for p in points]
-    info = recipe_info(world.base_model, world.query_model, s, runs, manifest_sha)
+    info = recipe_info(world.base_model, world.query_model, s, runs, manifest_sha,
+                       {p.label: p.names for p in points})
     parts = {r.label: checkpoint_scores(r, queries, manifest, info) for r in runs}
     for r in runs:
         save_store(r, out / STORE / r.label, work / r.label)

@@ -89,8 +89,11 @@ class GradientsResult:
         return pd.DataFrame(self.collection["per_checkpoint"]).T
 
     def planted_table(self, truth: dict) -> pd.DataFrame:
-        """Known answers (the testbed's ``ground_truth.json``): each benchmark's planted bin, its z and rank among
-        the bins with documents, and inside that bin the mean score of the planted documents vs the filler ones."""
+        """Known answers (the testbed's ``ground_truth.json``): each benchmark's planted bins, their z and rank
+        among the bins with documents, inside each the mean score of the carrier documents vs the filler ones, and
+        the carrier-document AUC over the whole working set (does a benchmark's score single out its carriers?)."""
+        from sklearn.metrics import roc_auc_score
+
         tax, docs = load_taxonomy(), self.scores.doc_scores
         rows = []
         for name, planted in truth["benchmarks"].items():
@@ -98,13 +101,15 @@ class GradientsResult:
                 continue
             z = z_profile(bin_profile(self.scores.query_bin_scores, self.scores.rows(name)))
             column = doc_score_columns(name)[0]
+            carriers = docs["id"].isin(set(planted["documents"]))
+            auc = roc_auc_score(carriers, docs[column]) if 0 < carriers.sum() < len(docs) else np.nan
             for b in planted["bins"]:
-                inside = docs[docs["bin"] == b]
-                carries = inside["id"].isin(set(planted["documents"]))
+                inside = docs["bin"] == b
                 rows.append({"benchmark": name, "planted bin": tax.bin_name(b), "z": z[b],
                              "rank": int((z[np.isfinite(z)] > z[b]).sum()) + 1, "bins": int(np.isfinite(z).sum()),
-                             "planted docs score": inside.loc[carries, column].mean(),
-                             "filler docs score": inside.loc[~carries, column].mean()})
+                             "carrier docs score": docs.loc[inside & carriers, column].mean(),
+                             "filler docs score": docs.loc[inside & ~carriers, column].mean(),
+                             "carrier AUC": auc})
         return pd.DataFrame(rows)
 
 
@@ -117,7 +122,8 @@ def load_result(out_dir: str | Path) -> GradientsResult:
 
 
 # ----------------------------------------------------------------------------------------------- records
-def recipe_info(base_model: str, query_model: str, settings, runs: list, manifest_sha256: str) -> dict:
+def recipe_info(base_model: str, query_model: str, settings, runs: list, manifest_sha256: str,
+                models: dict[str, dict]) -> dict:
     """``scores.json``: the working set the scores belong to and the recipe that made them."""
     import bergson
 
@@ -131,8 +137,8 @@ def recipe_info(base_model: str, query_model: str, settings, runs: list, manifes
         "max_length": settings.max_length, "max_windows": settings.max_windows,
         "downweight_share": settings.curvature.downweight_share, "damping": settings.curvature.damping,
         "checkpoints": [r.label for r in runs], "bergson": bergson.__version__,
-        "per_checkpoint": {r.label: {"second_moment": r.second_moment, "mixing": r.curvature.mixing.record()}
-                           for r in runs}}}
+        "per_checkpoint": {r.label: {"models": models[r.label], "second_moment": r.second_moment,
+                                     "mixing": r.curvature.mixing.record()} for r in runs}}}
 
 
 def collection_record(runs: list, exactness: dict | None, seconds: float) -> dict:

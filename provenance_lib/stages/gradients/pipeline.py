@@ -41,13 +41,14 @@ QUERY_GRADIENTS, PREPARE_RECORD = "query_gradients.npy", "prepare.json"
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A base-model checkpoint to score: its label, the model, its folder (for ``optimizer.pt``), and the model the
-    query gradients are taken on."""
+    """A base-model checkpoint to score: its label, the model, its folder (for ``optimizer.pt``), the model the
+    query gradients are taken on, and both as the world names them (recorded)."""
 
     label: str
     model: ModelRef
     model_dir: Path | None
     query_model: ModelRef
+    names: dict = field(default_factory=dict)   # {"base": ..., "query": ...} as in world.json
 
 
 @dataclass
