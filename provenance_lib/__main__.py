@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "and disk, and the commands that launch it on a cluster")
     estimate.add_argument("params", type=Path)
     estimate.add_argument("-p", "--param", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    estimate.add_argument("--bench", type=Path, help="JSON printed by bench/bench_gradients.py (measured ratios)")
+    estimate.add_argument("--bench-dir", type=Path, default=None, help="folder with the bench scripts' JSON "
+                          "(default: bench/results/ of the checkout)")
     return parser
 
 
@@ -121,9 +122,11 @@ def _release(args) -> int:
 
 def _estimate(args) -> int:
     from . import params
-    from .estimate import estimate, format_estimate, load_bench
+    from .context import project_root
+    from .estimate import estimate, format_estimate, measured_costs
 
-    costs = estimate(params.load(args.params, args.overrides), load_bench(args.bench))
+    bench_dir = args.bench_dir or project_root() / "bench" / "results"
+    costs = estimate(params.load(args.params, args.overrides), measured_costs(bench_dir))
     print(format_estimate(costs, str(args.params)))
     return 0
 

@@ -8,9 +8,10 @@ The scaling rule (Kaplan et al. 2020's FLOP count, with the attention term): one
 non-embedding-dominated parameters, L layers, width d and context T costs ``2 N + 2 L T d`` FLOPs forward; a
 forward + backward three times that; a LoRA step (frozen weights: no weight gradients) twice the forward. GPU
 seconds = FLOPs / (MFU x peak), with the MFU and peak stated in ``HARDWARE``. TrackStar's gradient collection costs
-``collection_ratio`` plain forward + backward passes (bergson's per-module projection on top of the backward;
-``bench/bench_gradients.py`` measures it as ``ratio_to_plain.stage`` — pass its JSON with ``--bench``). CPU stages
-cost documents / (documents per second per process) as ``bench/bench_sampling.py`` measures it.
+``collection_ratio`` plain forward + backward passes (bergson's per-module projection on top of the backward), and
+stage 01 costs its CPU microseconds per document read: both are measured, never assumed — read from the JSON the
+bench scripts print, kept in ``bench/results/`` (``gradients.json``: ``bench/bench_gradients.py``'s
+``ratio_to_plain.stage``; ``sampling.json``: ``bench/bench_sampling.py``'s whole-stage CPU per document).
 ``--measure`` checks the sequence-length term of the rule on this machine: it times a forward + backward of a small
 OLMo3-architecture decoder at two context lengths and compares the per-token time ratio with the rule's.
 
@@ -42,8 +43,6 @@ HARDWARE = dict(   # H200 SXM dense tensor-core peaks (NVIDIA datasheet); MFUs a
     mfu_inference=0.25,    # lm-eval log-likelihoods and classifier batches: short, padded sequences
 )
 DEFAULTS = dict(   # what a section that this checkout's params lack would say: the paper's configuration
-    collection_ratio=1.5,            # bergson collection / plain forward + backward (replace with --bench)
-    sampling_docs_per_s=24_600,      # bench_sampling.py, one process, shared 2-core machine (README)
     query_tokens=300,                # a bare question + answer (3-4 shot prompts for evaluation: 500 per choice)
     eval_tokens_per_choice=500, choices=3.8,
     gradients=dict(max_length=8192, checkpoints=["final"],
@@ -126,10 +125,12 @@ def stage_sampling(params: StudyParams, costs: dict) -> StageCost:
         "01_sampling", dict(documents_read=pop["read"], documents_classified=pop["unique"],
                             working_set_documents=ws["documents"]),
         gpu_hours=gpu_hours(flops, "peak_bf16", "mfu_inference"),
-        cpu_hours=pop["read"] / costs["sampling_docs_per_s"] / 3600,
+        cpu_hours=pop["read"] * costs["sampling_cpu_us_per_document"] / 1e6 / 3600,
         disk_gb=(pop["tokens"] * BYTES["text_per_token"] + ws["documents"] * BYTES["manifest_row"]) / 1e9,
         notes=["GPU: FormatClassifier on every unique document (Dolma3 carries topics only)",
-               "CPU: de-duplication and selection at the measured documents/s per process",
+               f"CPU: de-duplication and selection at the measured {costs['sampling_cpu_us_per_document']:g} CPU us "
+               "per document read; tokenizing the unique documents (token counts, the classifier's input) not "
+               "included",
                "disk: the downloaded Dolma3 shards dominate"],
         launch=f"python -m provenance_lib run {{params}} --stages 01   # login node: datatrove submits "
                f"{params.sampling.executor.kind if params.sampling and params.sampling.executor else 'local'} jobs")
@@ -217,17 +218,33 @@ def measure_numpy(elements: int = 1 << 22, repeats: int = 3) -> float:
     return elements / best
 
 
-def estimate(params: StudyParams, bench: dict | None = None) -> list[StageCost]:
-    costs = {**DEFAULTS, "cpu_element_ops_per_s": measure_numpy()}
-    if bench:
-        costs.update(from_bench(bench))
+def estimate(params: StudyParams, measured: dict) -> list[StageCost]:
+    """``measured``: the per-unit costs ``measured_costs`` reads from the bench scripts' output."""
+    costs = {**DEFAULTS, **measured, "cpu_element_ops_per_s": measure_numpy()}
     return [stage_sampling(params, costs), stage_gradients(params, costs), stage_cpu("03_binning", params, costs),
             stage_cpu("04_contrast", params, costs), stage_unlearning(params, costs)]
 
 
+BENCH_COMMANDS = {"gradients.json": "bench/bench_gradients.py --world runs/testbed/world",
+                  "sampling.json": "bench/bench_sampling.py --docs 100000 --words 500 1500 --per-shard 2000 "
+                                   "--tasks 1 --old ''"}
+
+
+def measured_costs(folder: str | Path) -> dict:
+    """Per-unit costs from the bench scripts' JSON in ``folder``: stage 02's ratio to a plain forward + backward
+    (SmolLM2's row when measured, else the testbed model's) and stage 01's CPU per document read."""
+    bench = {}
+    for name, command in BENCH_COMMANDS.items():
+        path = Path(folder) / name
+        if not path.is_file():
+            raise ProvenanceError(f"no measured per-unit cost: {path} is missing",
+                                  f"run `python {command} > {path}` (or pass --bench-dir)")
+        bench[name] = json.loads(path.read_text())
+    return {**from_bench(bench["gradients.json"]), **sampling_from_bench(bench["sampling.json"])}
+
+
 def from_bench(bench: dict) -> dict:
-    """Per-unit costs from a bench script's JSON output (``bench_gradients.py``: the stage's ratio to a plain
-    forward + backward, preferring SmolLM2's row)."""
+    """``bench_gradients.py``'s JSON: the whole stage's CPU-time ratio to a plain forward + backward."""
     models = bench.get("models") or {}
     row = models.get("smollm2-135m") or next(iter(models.values()), None)
     if not row or "stage" not in row.get("ratio_to_plain", {}):
@@ -236,8 +253,15 @@ def from_bench(bench: dict) -> dict:
     return {"collection_ratio": float(row["ratio_to_plain"]["stage"])}
 
 
-def load_bench(path: str | Path | None) -> dict | None:
-    return None if path is None else json.loads(Path(path).read_text())
+def sampling_from_bench(bench: dict) -> dict:
+    """``bench_sampling.py``'s JSON: the datatrove stage's CPU per document read, one task (the largest corpus)."""
+    runs = [run for corpus in bench.get("corpora", []) for run in corpus.get("runs", [])
+            if run.get("engine") == "datatrove" and run.get("tasks") == 1]
+    if not runs:
+        raise ProvenanceError("the bench JSON has no one-task datatrove run",
+                              "pass the JSON that bench/bench_sampling.py prints")
+    largest = max(runs, key=lambda run: run["documents"])
+    return {"sampling_cpu_us_per_document": float(largest["stage_cpu_us_per_document"])}
 
 
 def format_estimate(costs: list[StageCost], params_path: str) -> str:

@@ -8,13 +8,14 @@ import pytest
 
 from provenance_lib import params
 from provenance_lib.errors import ProvenanceError
-from provenance_lib.estimate import estimate, from_bench, token_flops, working_set
+from provenance_lib.estimate import estimate, from_bench, measured_costs, token_flops, working_set
 
 PAPER = Path(__file__).resolve().parents[1] / "params" / "paper.yaml"
+MEASURED = measured_costs(PAPER.parents[1] / "bench" / "results")
 
 
 def by_stage(overrides=()):
-    return {c.stage: c for c in estimate(params.load(PAPER, list(overrides)))}
+    return {c.stage: c for c in estimate(params.load(PAPER, list(overrides)), MEASURED)}
 
 
 def test_paper_working_set_is_the_papers():
@@ -34,8 +35,10 @@ def test_doubling_the_documents_doubles_stage_02s_document_cost():
 
 def test_a_measured_collection_ratio_scales_stage_02():
     p = params.load(PAPER)
-    one = {c.stage: c for c in estimate(p, {"models": {"smollm2-135m": {"ratio_to_plain": {"stage": 1.0}}}})}
-    three = {c.stage: c for c in estimate(p, {"models": {"smollm2-135m": {"ratio_to_plain": {"stage": 3.0}}}})}
+    ratio = {stage: {**MEASURED, **from_bench({"models": {"smollm2-135m": {"ratio_to_plain": {"stage": stage}}}})}
+             for stage in (1.0, 3.0)}
+    one = {c.stage: c for c in estimate(p, ratio[1.0])}
+    three = {c.stage: c for c in estimate(p, ratio[3.0])}
     assert three["02_gradients"].gpu_hours / one["02_gradients"].gpu_hours == pytest.approx(3, rel=0.02)
     with pytest.raises(ProvenanceError, match="bench_gradients"):
         from_bench({"models": {}})
@@ -51,3 +54,8 @@ def test_estimate_command_prints_totals_beside_the_paper_and_launch_commands():
     assert done.returncode == 0, done.stderr
     assert "37,000 H200-hours" in done.stdout and "total" in done.stdout
     assert "--stages 02" in done.stdout and "05_unlearning" in done.stdout
+
+
+def test_a_missing_measurement_is_an_error_naming_the_bench_to_run(tmp_path):
+    with pytest.raises(ProvenanceError, match="bench_gradients.py"):
+        measured_costs(tmp_path)
