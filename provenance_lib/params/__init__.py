@@ -18,6 +18,7 @@ from .base import Section
 from .sampling import Sampling
 from .sources import (Benchmarks, CentroidClassifierSpec, ClassifierSpec, HubModel, Labels, LocalModel, Models,
                       ModelSource, PackagedModel, SequenceClassifierSpec, WorldModel)
+from .unlearning import Unlearning
 from .world import PaperWorld, RealMiniWorld, StandinClassifier, TestbedWorld, World
 
 
@@ -33,6 +34,7 @@ class StudyParams(Section):
         "the stage notebooks this study runs (ids like 03_binning); null = all of them. A world that provides an "
         "earlier stage's output itself (the paper's released bin matrix) lists only the stages after it"))
     sampling: Sampling
+    unlearning: Unlearning = Unlearning()
 
     def section(self, name: str) -> dict[str, Any]:
         """The resolved contents of one section (empty for a stage that has no params), JSON-ready."""
