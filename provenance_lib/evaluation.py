@@ -31,6 +31,7 @@ def evaluate(model_path, task_dir: str | Path, tasks: dict[str, str], *, batch_s
     few-shot examples per benchmark name (drawn by lm-eval from the task's other items), zero-shot when absent.
     """
     import lm_eval
+    from lm_eval.tasks import TaskManager
 
     from .benchmarks import task_configs
 
@@ -50,6 +51,9 @@ def evaluate(model_path, task_dir: str | Path, tasks: dict[str, str], *, batch_s
         model=model, model_args=model_args, tasks=configs, batch_size=batch_size,
         device=device, limit=limit, log_samples=True,
         bootstrap_iters=0, verbosity="WARNING",
+        # the tasks are self-contained configs: indexing lm-eval's thousands of built-in task YAMLs (what a default
+        # TaskManager does) costs ~10-80 s per call, more than scoring a few hundred items
+        task_manager=TaskManager(include_defaults=False),
     )
     items = pd.DataFrame([_item_row(name, sample) for name, task in tasks.items()
                           for sample in output["samples"][task]])
