@@ -61,6 +61,10 @@ def test_targeted_sets_take_the_top_documents_and_random_ones_match_count_and_to
     assert by_construction[("bin", 0)].random.ids != by_construction[("bin", 1)].random.ids  # seeds differ
     again = build_pairs(scores.doc_scores, forget, ["SocialIQA"], [literature], seeds=[0, 1])
     assert [p.random.ids for p in again] == [p.random.ids for p in pairs]  # and replay exactly
+    count_only = build_pairs(scores.doc_scores, forget.model_copy(update={"token_tolerance": None}), ["SocialIQA"],
+                             [literature], seeds=[0])
+    assert all(p.random.size == 5 and p.random.tokens_matched is None for p in count_only)
+    assert shortfalls([s for p in count_only for s in (p.targeted, p.random)]).empty  # not reported as unmatched
 
 
 def test_an_underfilled_pool_is_reported_and_the_pair_matched_never_shrunk_silently():

@@ -45,8 +45,9 @@ class ForgetSets(Section):
                           "configuration (its meaning there is not documented; here: docs may not exceed it)")
     min_tokens: int = Field(default=512, ge=0, description="documents shorter than this (manifest tokens) are never "
                             "forgotten (paper: 512 estimated tokens)")
-    token_tolerance: float = Field(default=0.10, ge=0, lt=1, description="a random set's tokens stay within this "
-                                   "share of its targeted set's (paper: 10%)")
+    token_tolerance: float | None = Field(default=0.10, ge=0, lt=1, description="a random set's tokens stay "
+                                          "within this share of its targeted set's (paper: 10%); null: match the "
+                                          "count only")
     match_attempts: int = Field(default=1000, gt=0, description="seeded uniform draws tried for a token-matched "
                                 "random set; the closest is kept, and reported, if none is within tolerance")
     global_control: bool = Field(default=True, description="also forget a same-size uniform sample of the whole "

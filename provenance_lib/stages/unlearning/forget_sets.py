@@ -106,24 +106,25 @@ def targeted_set(pool: pd.DataFrame, benchmark: str, wanted: int, **meta) -> For
                      pool=len(pool), benchmark=benchmark, **meta)
 
 
-def matched_random_set(pool: pd.DataFrame, partner: ForgetSet, tolerance: float, attempts: int,
+def matched_random_set(pool: pd.DataFrame, partner: ForgetSet, tolerance: float | None, attempts: int,
                        **meta) -> ForgetSet:
-    """A uniform draw of ``partner.size`` pool documents whose tokens are within ``tolerance`` of the partner's."""
+    """A uniform draw of ``partner.size`` pool documents whose tokens are within ``tolerance`` of the partner's
+    (``None``: the first draw, matched in count only)."""
     rng = seeded_rng("random", partner.name)
     tokens = pool["tokens"].to_numpy(np.int64)
     target, n = partner.tokens, partner.size
     best, best_gap = None, np.inf
-    for _ in range(attempts):
+    for _ in range(attempts if tolerance is not None else 1):
         draw = rng.choice(len(pool), size=n, replace=False)
         gap = abs(int(tokens[draw].sum()) - target)
         if gap < best_gap:
             best, best_gap = draw, gap
-        if gap <= tolerance * target:
+        if tolerance is not None and gap <= tolerance * target:
             break
     chosen = pool.iloc[best]
     return ForgetSet(kind="random", ids=tuple(chosen["id"]), tokens=int(chosen["tokens"].sum()),
-                     requested=partner.requested,
-                     pool=len(pool), benchmark=partner.benchmark, tokens_matched=bool(best_gap <= tolerance * target),
+                     requested=partner.requested, pool=len(pool), benchmark=partner.benchmark,
+                     tokens_matched=None if tolerance is None else bool(best_gap <= tolerance * target),
                      partner=partner.name, **meta)
 
 
