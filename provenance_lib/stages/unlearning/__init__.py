@@ -204,7 +204,9 @@ def run_tables(plan: jobs.Plan, finished: list[dict]) -> tuple[pd.DataFrame, pd.
 
 def _release_adapters(finished: list[dict], target: Path) -> None:
     """Every run's adapter under ``adapters/<set name>`` (a global control: ``<set name>-steps<N>``, as pairs whose
-    targeted runs stopped at different steps share its set), hard-linked where the disk allows."""
+    targeted runs stopped at different steps share its set), hard-linked where the disk allows. Replaces what an
+    earlier execution into the same folder released."""
+    shutil.rmtree(target, ignore_errors=True)
     for task in finished:
         for kind, (folder, done) in task.items():
             dest = target / (f"{done['set']}-steps{done['steps']}" if kind == "global" else done["set"])
