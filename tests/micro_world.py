@@ -76,7 +76,8 @@ def build(root: Path) -> MicroWorld:
     for k, (name, bench) in enumerate(BY_NAME.items()):
         for i in range(4):
             choices = ANSWERS[:bench.n_choices]
-            rows.append(dict(id=f"{bench.slug}-{i}", benchmark=name, split="eval", question=f"w{i + 4 * k} the answer is",
+            question = f"w{i + 4 * k} the answer is"
+            rows.append(dict(id=f"{bench.slug}-{i}", benchmark=name, split="eval", question=question,
                              choices=choices, answer=i % bench.n_choices, domain=bench.domain,
                              capability=bench.capability, subject=name))
     table = write_queries(root / "queries.parquet", rows)

@@ -44,7 +44,8 @@ class DocumentStore:
             rows: list[dict] = []
             for doc in documents:
                 sampling = doc["metadata"]["sampling"]
-                rows.append({"id": doc["id"], "bin": sampling["bin"], "tokens": sampling["tokens"], "text": doc["text"]})
+                rows.append({"id": doc["id"], "bin": sampling["bin"], "tokens": sampling["tokens"],
+                             "text": doc["text"]})
                 if len(rows) == batch:
                     writer.write_batch(pa.RecordBatch.from_pylist(rows, schema=STORE_SCHEMA))
                     rows = []

@@ -206,7 +206,8 @@ def collect(plan: Plan) -> tuple[list[dict[str, tuple[Path, dict]]], list[int]]:
         folder = run_folder(plan, task["targeted"], _first_steps(plan), task["exclude_topic"])
         runs = {"targeted": (folder, _finished(folder))}
         if runs["targeted"][1] is not None:
-            for (name, steps, exclude), kind in zip(_partners(task, runs["targeted"][1]["steps"]), ("random", "global")):
+            partners = _partners(task, runs["targeted"][1]["steps"])
+            for (name, steps, exclude), kind in zip(partners, ("random", "global")):
                 folder = run_folder(plan, name, steps, exclude)
                 runs[kind] = (folder, _finished(folder))
         if any(done is None for _, done in runs.values()):
