@@ -4,9 +4,9 @@ the misaligned benchmarks (selectivity > 1); on the control world (no planted co
 such difference.
 
 The study runs through the runner and notebook 05. Stage 02 does not exist on this branch yet, so its scores are
-the oracle attribution (``oracle.py``: ground-truth planted documents), registered in the run record as stage 02's
-output. ONCE STAGE 02 EXISTS: drop ``_register_oracle_scores`` and run ``stages=["01", "02", "05"]`` in one call, so
-the known answer tests the real attribution too.
+the oracle attribution (``standin_scores.oracle_scores``: the ground truth's planted documents), registered in the
+run record as stage 02's output. ONCE STAGE 02 EXISTS: drop ``register_as_stage_02`` and run
+``stages=["01", "02", "05"]`` in one call, so the known answer tests the real attribution too.
 """
 
 from pathlib import Path
@@ -14,32 +14,21 @@ from pathlib import Path
 import pytest
 
 from provenance_lib import runs
-from provenance_lib.artifacts import hash_tree
-from provenance_lib.record import RunRecord, now
 from provenance_lib.stages import unlearning
 from provenance_lib.taxonomy import load as load_taxonomy
-from oracle import oracle_scores
+from standin_scores import oracle_scores, register_as_stage_02
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = ["unlearning.forget.benchmarks=[SocialIQA]", "unlearning.forget.topics=[Literature]",
-            "unlearning.forget.constructions=[bin]", "unlearning.forget.seeds=8"]
-
-
-def _register_oracle_scores(run_dir: Path) -> None:
-    """Write the oracle's scores as ``02_gradients`` and record that stage as complete."""
-    folder = run_dir / "02_gradients"
-    oracle_scores(run_dir / "world", run_dir / "01_sampling").save(folder)
-    record = RunRecord(run_dir)
-    record.stages["02_gradients"] = {"status": "complete", "fingerprint": "oracle", "ended": now(), "inputs": {},
-                                     "outputs": hash_tree(folder, relative_to=run_dir)}
-    record.save()
+            "unlearning.forget.constructions=[bin]", "unlearning.forget.seeds=8",
+            "unlearning.forget.global_control=false"]
 
 
 def _study(tmp_path: Path, planted_share: float) -> unlearning.UnlearningResult:
     overrides = [f"world.planted_share={planted_share}", *PROTOCOL]
     kwargs = dict(name=f"share{planted_share}", runs_dir=tmp_path, notebooks_dir=ROOT / "notebooks")
     run_dir = runs.run_study(ROOT / "params" / "testbed.yaml", overrides, stages=["01"], **kwargs)
-    _register_oracle_scores(run_dir)
+    register_as_stage_02(run_dir, oracle_scores(run_dir / "world", run_dir / "01_sampling"))
     runs.run_study(ROOT / "params" / "testbed.yaml", overrides, stages=["05"], **kwargs)
     assert runs.verify(run_dir) == []
     return unlearning.load_result(run_dir / "05_unlearning")
