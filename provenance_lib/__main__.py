@@ -10,6 +10,19 @@ from .errors import ProvenanceError
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ProvenanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"interrupted{f': {exc}' if str(exc) else ''} (run.json says so; run again to continue)",
+              file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m provenance_lib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -21,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--stages", help="comma-separated stages to run, e.g. 01,02 (default: all)")
     run.add_argument("--from", dest="from_stage", help="run this stage and every later one")
     run.add_argument("--force", action="store_true", help="re-run stages even if their record is current")
+    run.add_argument("--trust-code", action="store_true",
+                     help="skip a stage whose params and inputs are unchanged even if its library code or notebook "
+                          "changed (recorded as such in run.json)")
+    run.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a stage whose cell runs longer than this")
     run.add_argument("--runs-dir", type=Path, help="where runs go (default: <project>/runs)")
     run.add_argument("--notebooks-dir", type=Path, help="where the stage notebooks are (default: <project>/notebooks)")
 
@@ -30,15 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     world.add_argument("-p", "--param", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     world.add_argument("--force", action="store_true", help="rebuild even if a matching world is there")
 
-    verify = commands.add_parser("verify", help="recompute every artifact hash of a run and report mismatches")
+    verify = commands.add_parser("verify", help="recompute every artifact hash and fingerprint of a run; report "
+                                                "modified artifacts and stale stages")
     verify.add_argument("run_dir", type=Path)
-
-    args = parser.parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except ProvenanceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    verify.add_argument("--trust-code", action="store_true", help="do not report stages made by other code")
+    verify.add_argument("--notebooks-dir", type=Path, help="where the stage notebooks are (default: "
+                                                             "<project>/notebooks)")
+    return parser
 
 
 def _run(args) -> int:
@@ -46,7 +61,8 @@ def _run(args) -> int:
 
     run_dir = run_study(args.params, args.overrides, name=args.name,
                         stages=args.stages.split(",") if args.stages else None, from_stage=args.from_stage,
-                        force=args.force, runs_dir=args.runs_dir, notebooks_dir=args.notebooks_dir)
+                        force=args.force, trust_code=args.trust_code, timeout=args.timeout, runs_dir=args.runs_dir,
+                        notebooks_dir=args.notebooks_dir)
     print(f"run complete: {run_dir}")
     return 0
 
@@ -61,12 +77,13 @@ def _world(args) -> int:
 
 
 def _verify(args) -> int:
-    from .runs import verify
+    from .verify import verify
 
-    problems = verify(args.run_dir)
+    problems = verify(args.run_dir, args.notebooks_dir, trust_code=args.trust_code)
     for line in problems:
         print(line)
-    print(f"{args.run_dir}: {'OK, every hash matches' if not problems else f'{len(problems)} problem(s)'}")
+    verdict = f"{len(problems)} problem(s)" if problems else "OK: every hash matches, every stage is current"
+    print(f"{args.run_dir}: {verdict}")
     return 1 if problems else 0
 
 

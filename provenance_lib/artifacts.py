@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 TMP_PREFIX = ".tmp-"
 
 
@@ -44,8 +46,23 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Sorted keys and a trailing newline: the same content always gives the same bytes (and hash)."""
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Sorted keys and a trailing newline: the same content always gives the same bytes (and hash). numpy numbers
+    and arrays are written as numbers (``json_value``); any other non-JSON type is refused, never stringified."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=json_value) + "\n")
+
+
+def json_value(obj: Any) -> Any:
+    """The JSON form of the non-JSON values an artifact may hold: numpy scalars and arrays become numbers and lists,
+    paths become strings. Anything else is a ``TypeError``: ``default=str`` would write ``"3"`` for
+    ``numpy.int64(3)`` and a later reader would compute with a string."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"{type(obj).__module__}.{type(obj).__qualname__} is not JSON: convert it before writing "
+                    f"(got {obj!r:.80})")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -74,18 +91,35 @@ def savefig(path: str | os.PathLike, fig) -> Path:
 
 
 def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> Path:
-    """Move a finished folder onto ``target``, removing what was there: the old folder stays whole until the new
-    one is complete."""
+    """Move the finished folder ``new`` onto ``target``. A folder cannot be renamed onto a non-empty one, so the
+    old copy is first renamed aside to ``<target>.old``: at every instant ``target`` or ``<target>.old`` holds a
+    complete copy, and ``recover_dir`` (run first here, and by the runner before it reads a run) puts the old copy
+    back if a kill came between the two renames. Nothing deletes the only complete copy."""
     import shutil
 
     new, target = Path(new), Path(target)
-    trash = target.with_name(target.name + ".old")
-    shutil.rmtree(trash, ignore_errors=True)
+    aside = recover_dir(target)
     if target.exists():
-        os.replace(target, trash)
+        os.replace(target, aside)
     os.replace(new, target)
-    shutil.rmtree(trash, ignore_errors=True)
+    shutil.rmtree(aside, ignore_errors=True)
     return target
+
+
+def recover_dir(target: str | os.PathLike) -> Path:
+    """Finish what an interrupted ``replace_dir`` left: ``<target>.old`` without ``target`` is the old copy, renamed
+    aside just before the kill, and goes back; beside a complete ``target`` it is leftover and is removed. Returns
+    the ``.old`` path."""
+    import shutil
+
+    target = Path(target)
+    aside = target.with_name(target.name + ".old")
+    if aside.exists():
+        if target.exists():
+            shutil.rmtree(aside)
+        else:
+            os.replace(aside, target)
+    return aside
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -97,7 +131,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def sha256_json(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=json_value).encode()).hexdigest()
 
 
 def hash_tree(root: str | os.PathLike, relative_to: str | os.PathLike | None = None) -> dict[str, str]:

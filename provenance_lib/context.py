@@ -1,9 +1,11 @@
 """The stage context a notebook works with: its params, the world, where it reads and where it writes.
 
-Run by the runner (papermill injects ``out_dir``, a staging folder), a notebook executes its stage. Opened by hand
-(``out_dir`` None), it shows the artifacts the run recorded for the stage, and recomputes only when asked
-(``recompute = True``, written into ``<run>/interactive/<stage>/`` so exploring never overwrites a recorded
-artifact). Every stage notebook follows the same pattern::
+Run by the runner (papermill injects ``out_dir``, a staging folder), a notebook executes its stage with the params
+of the invocation in flight, which the runner writes beside the staging folders (``.staging/params.yaml``). Opened
+by hand (``out_dir`` None), it shows the artifacts the run recorded for the stage, with the params they were made
+with (``run.json``), and recomputes only when asked (``recompute = True``, written into
+``<run>/interactive/<stage>/`` so exploring never overwrites a recorded artifact). Every stage notebook follows the
+same pattern::
 
     stage = open_stage("01_sampling", run_dir=run_dir, out_dir=out_dir, recompute=recompute)
     result = stage.run_or_load(sampling.run, sampling.load_result)
@@ -23,6 +25,7 @@ from .threads import set_threads
 from .worlds import WorldInfo, load_world
 
 T = TypeVar("T")
+STAGING = ".staging"   # a run's folder of stages in flight: runs/<name>/.staging/<stage>/, .staging/params.yaml
 
 
 # ----------------------------------------------------------------------------------------------- locations
@@ -74,7 +77,7 @@ class Stage:
         if stage_id >= self.stage_id or not record.completed(stage_id):
             raise ProvenanceError(f"{self.stage_id} reads {stage_id}, which has not completed in {self.run_dir}",
                                   f"run it first: python -m provenance_lib run {self.run_dir}/params.yaml "
-                                  f"--name {self.run_dir.name} --stages {stage_id[:2]}")
+                                  f"--stages {stage_id[:2]}")
         return self.run_dir / stage_id
 
     def run_or_load(self, run: Callable[["Stage"], T], load: Callable[[Path], T]) -> T:
@@ -86,7 +89,7 @@ class Stage:
         if entry is None:
             raise ProvenanceError(f"{self.stage_id} has not completed in {self.run_dir}: nothing recorded to show",
                                   "run the study first, or set recompute = True in the parameters cell")
-        git = entry.get("git") or RunRecord(self.run_dir).data.get("git", {})
+        git = entry.get("git") or {}
         print(f"Showing the recorded artifacts of {self.run_dir.name}/{self.stage_id} (completed {entry.get('ended')}, "
               f"commit {str(git.get('commit'))[:12]}{' (dirty)' if git.get('dirty') else ''}, params "
               f"{str(entry.get('params_sha256'))[:12]}). Set recompute = True to compute them again.")
@@ -99,10 +102,31 @@ def open_stage(stage_id: str, run_dir: str | Path | None = None, out_dir: str | 
     executes into it. ``out_dir`` None (a notebook opened by hand): the recorded artifacts are shown, or, with
     ``recompute``, computed again into ``<run_dir>/interactive/<stage>``."""
     run_dir = Path(run_dir) if run_dir else latest_run()
-    params = params_mod.load(run_dir / "params.yaml")
+    params = stage_params(run_dir, stage_id, out_dir)
     executing = out_dir is not None or recompute
     out_dir = Path(out_dir) if out_dir else run_dir / "interactive" / stage_id
     if executing:
         out_dir.mkdir(parents=True, exist_ok=True)
     set_threads(params.threads)
     return Stage(stage_id, run_dir, out_dir, params, load_world(run_dir / "world"), recompute=executing)
+
+
+def invocation_params_path(run_dir: str | Path) -> Path:
+    """Where the runner writes the params of the invocation in flight, for the stages it executes."""
+    return Path(run_dir) / STAGING / "params.yaml"
+
+
+def stage_params(run_dir: Path, stage_id: str, out_dir: str | Path | None = None) -> StudyParams:
+    """The params a stage works with. Executing in the run's staging folder (the runner): the invocation's. Opened
+    by hand: those its recorded artifacts were made with; for a stage that never completed, the run's params.yaml
+    (the last invocation that completed)."""
+    if out_dir is not None and Path(out_dir).resolve().parent == (Path(run_dir) / STAGING).resolve():
+        return params_mod.load(invocation_params_path(run_dir))
+    entry = RunRecord(run_dir).completed(stage_id)
+    if entry and "params" in entry:
+        return params_mod.validate(entry["params"], f"{run_dir}/run.json: stages.{stage_id}.params")
+    if not (Path(run_dir) / "params.yaml").is_file():
+        raise ProvenanceError(f"{run_dir} has no params.yaml: no invocation of the runner completed there",
+                              f"run the study: python -m provenance_lib run params/<study>.yaml --name "
+                              f"{Path(run_dir).name}")
+    return params_mod.load(Path(run_dir) / "params.yaml")

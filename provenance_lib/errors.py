@@ -8,3 +8,7 @@ class ProvenanceError(Exception):
         self.problem = problem
         self.fix = fix
         super().__init__(problem if fix is None else f"{problem} (fix: {fix})")
+
+    def __reduce__(self):
+        """Pickle problem and fix apart, so the error a worker process raises arrives whole."""
+        return type(self), (self.problem, self.fix)

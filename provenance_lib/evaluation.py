@@ -51,9 +51,8 @@ def evaluate(model_path, task_dir: str | Path, tasks: dict[str, str], *, batch_s
         model=model, model_args=model_args, tasks=configs, batch_size=batch_size,
         device=device, limit=limit, log_samples=True,
         bootstrap_iters=0, verbosity="WARNING",
-        # the tasks are self-contained configs: indexing lm-eval's thousands of built-in task YAMLs (what a default
-        # TaskManager does) costs ~10-80 s per call, more than scoring a few hundred items
-        task_manager=TaskManager(include_defaults=False),
+        # the tasks are local configs: indexing lm-eval's ~14k built-in task YAMLs took ~90% of a call's time
+        task_manager=TaskManager(include_defaults=False, metadata=model_args),
     )
     items = pd.DataFrame([_item_row(name, sample) for name, task in tasks.items()
                           for sample in output["samples"][task]])

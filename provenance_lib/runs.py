@@ -1,41 +1,72 @@
-"""Runs: the papermill runner that executes a study's stage notebooks into ``runs/<name>/``, and ``verify``.
+"""Runs: the papermill runner that executes a study's stage notebooks into ``runs/<name>/``.
 
 A run is a folder::
 
-    runs/<name>/params.yaml              resolved params (replayable: python -m provenance_lib run runs/<name>/params.yaml)
-    runs/<name>/run.json                 the record: git, params hash, versions, host, and per stage its timings and
-                                         the sha256 of every artifact it read and wrote
-    runs/<name>/world/                   the world (see provenance_lib.worlds)
-    runs/<name>/NN_stage/                a stage's artifacts
-    runs/<name>/notebooks/NN_stage.ipynb the executed notebook (NN_stage.failed.ipynb if a cell failed)
+    runs/<name>/params.yaml               the params of the last invocation that completed; replaying it
+                                          (python -m provenance_lib run runs/<name>/params.yaml) works on this run
+    runs/<name>/run.json                  the record (``provenance_lib.record``)
+    runs/<name>/world/                    the world (``provenance_lib.worlds``)
+    runs/<name>/NN_stage/                 a stage's artifacts
+    runs/<name>/notebooks/NN_stage.ipynb  the executed notebook; NN_stage.failed.ipynb: the last attempt that did
+                                          not complete, as far as it got
+    runs/<name>/.staging/                 stages in flight, and the params of the invocation in flight
 
-A stage is a notebook ``notebooks/NN_<section>.ipynb``: it depends on the shared params sections, its own section
-(named like the stage) and everything earlier stages wrote. Its fingerprint hashes exactly those, so a rerun skips a
-stage whose fingerprint matches a completed record, and a changed section re-runs that stage and, through the
-hashes of what it writes, the stages after it. A stage executes into a staging folder that replaces its artifact
-folder only once the notebook finished, so a failed or killed stage leaves the previous artifacts intact.
+A stage is a notebook ``notebooks/NN_<section>.ipynb``. Its fingerprint (``record.stage_fingerprint``) hashes what
+decides its artifacts: the shared params sections and its own (named like the stage), the sha256 of everything
+earlier stages wrote, the library code it runs (``codebase``) and its notebook. A rerun skips a stage whose
+fingerprint matches a completed record with intact artifacts, and re-runs it otherwise, saying why; through the
+hashes of what it writes, the stages after it follow. ``trust_code`` (``--trust-code``) also skips a stage whose
+params and inputs match when only the code differs, and records that it did. A stage executes into a staging
+folder that replaces its artifact folder only once the notebook finished: however an attempt ends (``execute``),
+the previous artifacts stay intact and the record says how it ended. One runner at a time works on a run (a lock);
+a runner that died without a word is found out by the next one (``abandoned``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
+
+from filelock import FileLock, Timeout
 
 from . import params as params_mod
-from .artifacts import hash_tree, replace_dir, sha256_file, sha256_json, write_text
-from .context import project_root
+from .artifacts import hash_tree, recover_dir, replace_dir, sha256_file, write_text
+from .codebase import code_sha256, notebook_sha256, stage_code_sha256
+from .context import STAGING, invocation_params_path, project_root
 from .errors import ProvenanceError
-from .params import SHARED_SECTIONS, StudyParams
-from .record import RunRecord, now
-from .worlds import WorldInfo, ensure_world
+from .execute import Ending, run_notebook, sigterm_as_interrupt
+from .params import StudyParams
+from .record import (COMPLETE, RUNNING, WORLD_STAGE, RunRecord, now, params_sha256, stage_fingerprint, stage_section,
+                     stage_sections, world_stage_fingerprint)
+from .worlds import WorldInfo, builder_code_sha256, ensure_world
+from .worlds.contract import WORLD_SECTIONS
 
-WORLD_STAGE = "00_world"
 STAGE_PATTERN = re.compile(r"^(\d\d)_([a-z][a-z0-9_]*)\.ipynb$")
+PARAMS_FILE, LOCK = "params.yaml", ".lock"
+WORLD_DIR = "world"
+CODE_REASONS = {"library code changed", "notebook changed"}  # what --trust-code lets pass
+FIXES = {
+    "failed": "read the failing cell's traceback in that notebook",
+    "killed": "if it ran out of memory, lower the stage's batch sizes or workers in the params; then run again",
+    "timed out": "raise --timeout, or make the stage's slow cell faster",
+    "error": "the stage's previous artifacts are intact; fix the cause and run again",
+}
+
+
+class StageEnded(ProvenanceError):
+    """A stage's attempt did not complete; ``ending`` says how (``execute.Ending``)."""
+
+    def __init__(self, ending: Ending, problem: str, fix: str):
+        super().__init__(problem, fix)
+        self.ending = ending
 
 
 # ----------------------------------------------------------------------------------------------- locations
@@ -47,30 +78,75 @@ def discover_stages(notebooks_dir: Path) -> list[str]:
     return stages
 
 
-def stage_section(stage_id: str) -> str:
-    return stage_id.split("_", 1)[1]
+def run_folder(params_path: Path, name: str | None, runs_dir: Path | None, default_runs_dir: Path) -> Path:
+    """``<runs>/<name>``; without a name, a run's own params.yaml replays into that run, any other params file into
+    ``<runs>/<its stem>``."""
+    replay = params_path.name == PARAMS_FILE and (params_path.parent / "run.json").is_file()
+    if name is None and replay:
+        return (Path(runs_dir) / params_path.parent.name) if runs_dir else params_path.parent
+    return Path(runs_dir or default_runs_dir) / (name or params_path.stem)
 
 
-# ----------------------------------------------------------------------------------------------- the runner
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """One runner at a time on a run; the lock dies with its process, so a killed runner never blocks the next."""
+    lock = FileLock(run_dir / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ProvenanceError(f"another runner is working on {run_dir}",
+                              "wait for it to finish (or stop it), then run again") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def runner_alive(run_dir: Path) -> bool:
+    """Whether a runner holds the run's lock now (a run folder one cannot write to has none working on it)."""
+    try:
+        with run_lock(Path(run_dir)):
+            return False
+    except ProvenanceError:
+        return True
+    except OSError:
+        return False
+
+
+# ----------------------------------------------------------------------------------------------- plans
 @dataclass
 class StagePlan:
     stage_id: str
-    fingerprint: str
-    inputs: dict[str, str]
+    notebook: Path
+    params: StudyParams
     params_sha256: str
+    inputs: dict[str, str]
+    code_sha256: str
+    notebook_sha256: str
+
+    @property
+    def fingerprint(self) -> str:
+        return stage_fingerprint(self.params_sha256, self.inputs, self.code_sha256, self.notebook_sha256)
 
 
-def plan_stage(record: RunRecord, params: StudyParams, stage_id: str) -> StagePlan:
-    sections = {name: params.section(name) for name in (*SHARED_SECTIONS, stage_section(stage_id))}
-    inputs = record.outputs_before(stage_id)
-    params_sha = sha256_json(sections)
-    return StagePlan(stage_id, sha256_json({"params": params_sha, "inputs": inputs}), inputs, params_sha)
+def plan_stage(record: RunRecord, params: StudyParams, stage_id: str, notebook: Path) -> StagePlan:
+    return StagePlan(stage_id, notebook, params, params_sha256(params, stage_sections(stage_id)),
+                     record.outputs_before(stage_id), stage_code_sha256(notebook), notebook_sha256(notebook))
 
 
-def is_current(record: RunRecord, plan: StagePlan) -> bool:
-    """A completed record with the same fingerprint whose outputs are still on disk, unmodified."""
+def reasons_to_run(record: RunRecord, plan: StagePlan) -> list[str]:
+    """Why the recorded artifacts are not current for ``plan`` (empty: they are)."""
     entry = record.completed(plan.stage_id)
-    return bool(entry and entry["fingerprint"] == plan.fingerprint and not check_hashes(record.run_dir, entry["outputs"]))
+    if entry is None:
+        return ["never completed"]
+    if check_hashes(record.run_dir, entry["outputs"]):
+        return ["its artifacts were modified or removed"]
+    reasons = [why for changed, why in (
+        (entry.get("params_sha256") != plan.params_sha256, "params changed"),
+        (entry.get("inputs") != plan.inputs, "inputs changed"),
+        (entry.get("code_sha256") != plan.code_sha256, "library code changed"),
+        (entry.get("notebook_sha256") != plan.notebook_sha256, "notebook changed")) if changed]
+    return reasons or ([] if entry["fingerprint"] == plan.fingerprint else ["fingerprint changed"])
 
 
 def check_hashes(run_dir: Path, hashes: dict[str, str]) -> list[str]:
@@ -84,33 +160,52 @@ def check_hashes(run_dir: Path, hashes: dict[str, str]) -> list[str]:
     return problems
 
 
+# ----------------------------------------------------------------------------------------------- the runner
 def run_study(params_path: str | Path, overrides: list[str] = (), name: str | None = None,
               stages: list[str] | None = None, from_stage: str | None = None, force: bool = False,
-              runs_dir: str | Path | None = None, notebooks_dir: str | Path | None = None) -> Path:
-    """Build (or reuse) the world, then execute the selected stage notebooks in order. Returns the run folder."""
+              trust_code: bool = False, timeout: float | None = None, runs_dir: str | Path | None = None,
+              notebooks_dir: str | Path | None = None) -> Path:
+    """Build (or reuse) the world, then execute the selected stage notebooks in order. Returns the run folder.
+    ``timeout``: seconds a cell may run (None: no limit)."""
     params_path = Path(params_path)
     params = params_mod.load(params_path, overrides)
     root = project_root()
     notebooks_dir = Path(notebooks_dir or root / "notebooks")
     all_stages = study_stages(discover_stages(notebooks_dir), params.stages)
     selected = select_stages(all_stages, stages, from_stage)
-    run_dir = Path(runs_dir or root / "runs") / (name or params_path.stem)
+    run_dir = run_folder(params_path, name, runs_dir and Path(runs_dir), root / "runs")
     run_dir.mkdir(parents=True, exist_ok=True)
-    record = RunRecord(run_dir)
-    record.start(params, params_path)
-    write_text(run_dir / "params.yaml", params_mod.dump(params))
-
-    _build_world(record, params)
-    for stage_id in selected:
-        plan = plan_stage(record, params, stage_id)
-        missing = [s for s in all_stages if s < stage_id and not record.completed(s)]
-        if missing:
-            raise ProvenanceError(f"stage {stage_id} needs {', '.join(missing)}, which has not completed in {run_dir}",
-                                  f"run the earlier stages first (--from {missing[0][:2]})")
-        if not force and is_current(record, plan):
-            _say(stage_id, "unchanged: skipped")
-            continue
-        execute_stage(record, plan, notebooks_dir / f"{stage_id}.ipynb")
+    with run_lock(run_dir), sigterm_as_interrupt():
+        record = RunRecord(run_dir)
+        _settle(record)
+        number = record.begin(params, params_path, trust_code, code_sha256())
+        write_text(invocation_params_path(run_dir), params_mod.dump(params))
+        try:
+            _build_world(record, params, number, trust_code)
+            for stage_id in selected:
+                missing = [s for s in all_stages if s < stage_id and not record.completed(s)]
+                if missing:
+                    raise ProvenanceError(
+                        f"stage {stage_id} needs {', '.join(missing)}, which has not completed in {run_dir}",
+                        f"run the earlier stages first (--from {missing[0][:2]})")
+                plan = plan_stage(record, params, stage_id, notebooks_dir / f"{stage_id}.ipynb")
+                reasons = ["--force"] if force else reasons_to_run(record, plan)
+                if reasons and trust_code and set(reasons) <= CODE_REASONS:
+                    _trust(record, plan, number, reasons)
+                elif reasons:
+                    execute_stage(record, plan, number, ", ".join(reasons), timeout)
+                else:
+                    _say(stage_id, "unchanged: skipped")
+        except BaseException as exc:
+            status = exc.ending.status if isinstance(exc, StageEnded) else \
+                "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+            record.end(number, status, error=_first_line(exc) or type(exc).__name__)
+            raise
+        finally:
+            invocation_params_path(run_dir).unlink(missing_ok=True)
+        write_text(run_dir / PARAMS_FILE, params_mod.dump(params))  # only now: the params of what completed
+        record.completed_with(params, params_path)
+        record.end(number, COMPLETE)
     return run_dir
 
 
@@ -141,70 +236,115 @@ def select_stages(all_stages: list[str], stages: list[str] | None, from_stage: s
     return chosen
 
 
-def _build_world(record: RunRecord, params: StudyParams) -> WorldInfo:
-    world_dir = record.run_dir / "world"
+def _settle(record: RunRecord) -> None:
+    """Before working on a run: finish folder swaps a kill interrupted, and record what a runner that died left
+    running, moving its partial notebook where a user looks for it."""
+    run_dir = record.run_dir
+    for stage_id in record.stages:
+        recover_dir(run_dir / (WORLD_DIR if stage_id == WORLD_STAGE else stage_id))
+    for stage_id in record.settle_abandoned():
+        partial = run_dir / STAGING / f"{stage_id}.ipynb"
+        if partial.is_file():
+            failed = run_dir / "notebooks" / f"{stage_id}.failed.ipynb"
+            failed.parent.mkdir(exist_ok=True)
+            os.replace(partial, failed)
+            entry = record.stages[stage_id]
+            entry.get("attempt", entry)["notebook"] = str(failed.relative_to(run_dir))
+            record.save()
+        shutil.rmtree(run_dir / STAGING / stage_id, ignore_errors=True)
+
+
+def _build_world(record: RunRecord, params: StudyParams, number: int, trust_code: bool) -> WorldInfo:
+    world_dir = record.run_dir / WORLD_DIR
     started = time.time()
-    info, built = ensure_world(params, world_dir)
-    _say(WORLD_STAGE, f"built {info.kind} world in {time.time() - started:.1f} s" if built else "unchanged: reused")
+    try:
+        info, built = ensure_world(params, world_dir, trust_code=trust_code)
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+        record.note_attempt(WORLD_STAGE, dict(status=status, invocation=number, started=_iso(started), ended=now(),
+                                              error=f"{type(exc).__name__}: {_first_line(exc)}"))
+        raise
+    trusted = not built and info.code_sha256 != builder_code_sha256()
+    _say(WORLD_STAGE, f"built {info.kind} world in {time.time() - started:.1f} s" if built else
+         "params and inputs unchanged, library code changed: reused (--trust-code)" if trusted else "unchanged: reused")
     outputs = hash_tree(world_dir, relative_to=record.run_dir)
     if built or record.stages.get(WORLD_STAGE, {}).get("outputs") != outputs:
         record.stages[WORLD_STAGE] = {
-            "status": "complete", "fingerprint": info.fingerprint, "started": _iso(started), "ended": now(),
-            "duration_s": round(time.time() - started, 3), "inputs": {}, "outputs": outputs,
+            "status": COMPLETE, "fingerprint": world_stage_fingerprint(info.fingerprint, info.code_sha256),
+            "world_fingerprint": info.fingerprint, "code_sha256": info.code_sha256, "inputs": {},
+            "params_sha256": params_sha256(params, WORLD_SECTIONS), "params": params.model_dump(mode="json"),
+            "git": record.invocations[number - 1]["git"], "invocation": number, "started": _iso(started),
+            "ended": now(), "duration_s": round(time.time() - started, 3), "outputs": outputs,
         }
-        record.save()
+    if trusted:
+        record.stages[WORLD_STAGE]["trusted"] = dict(invocation=number, reasons=["library code changed"],
+                                                     code_sha256=builder_code_sha256())
+    record.save()
     return info
 
 
-def execute_stage(record: RunRecord, plan: StagePlan, notebook: Path) -> None:
-    import papermill
-
-    run_dir = record.run_dir
-    staging = run_dir / ".staging" / plan.stage_id
+def execute_stage(record: RunRecord, plan: StagePlan, number: int, reason: str, timeout: float | None = None) -> None:
+    run_dir, stage_id = record.run_dir, plan.stage_id
+    staging = run_dir / STAGING / stage_id
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    executed = run_dir / ".staging" / notebook.name
-    final_notebook = run_dir / "notebooks" / notebook.name
+    executed = run_dir / STAGING / plan.notebook.name
+    final_notebook = run_dir / "notebooks" / plan.notebook.name
+    failed_notebook = final_notebook.with_suffix(".failed.ipynb")
     final_notebook.parent.mkdir(exist_ok=True)
     started = time.time()
-    _record_attempt(record, plan.stage_id, status="running", started=_iso(started))
-    _say(plan.stage_id, f"running {notebook.name} -> {final_notebook}")
-    try:
-        papermill.execute_notebook(
-            str(notebook), str(executed), kernel_name="python3", cwd=str(notebook.parent), progress_bar=True,
-            log_output=True, stdout_file=None,
-            parameters={"run_dir": str(run_dir.resolve()), "out_dir": str(staging.resolve())},
-        )
-    except papermill.PapermillExecutionError as exc:
-        failed = final_notebook.with_suffix(".failed.ipynb")
-        os.replace(executed, failed)
-        _record_attempt(record, plan.stage_id, status="failed", started=_iso(started), ended=now(),
-                        error=f"{exc.ename}: {exc.evalue}", notebook=str(failed.relative_to(run_dir)))
-        raise ProvenanceError(
-            f"stage {plan.stage_id} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n  notebook: {failed}",
-            "read the failing cell's traceback in that notebook",
-        ) from None
-    replace_dir(staging, run_dir / plan.stage_id)
+    attempt = dict(status=RUNNING, invocation=number, reason=reason, started=_iso(started))
+    record.note_attempt(stage_id, attempt)
+
+    def kernel_started(pid: int) -> None:
+        attempt.update(kernel_pid=pid)
+        record.note_attempt(stage_id, attempt)
+
+    _say(stage_id, f"running ({reason}) {plan.notebook.name} -> {final_notebook}")
+    ending = run_notebook(plan.notebook, executed, timeout=timeout, on_kernel_start=kernel_started,
+                          parameters={"run_dir": str(run_dir.resolve()), "out_dir": str(staging.resolve())})
+    if ending is not None:
+        if executed.is_file():
+            os.replace(executed, failed_notebook)
+        shutil.rmtree(staging, ignore_errors=True)
+        attempt.update(status=ending.status, ended=now(), error=ending.message,
+                       notebook=str(failed_notebook.relative_to(run_dir)) if failed_notebook.is_file() else None)
+        record.note_attempt(stage_id, attempt)
+        if ending.status == "interrupted":
+            raise KeyboardInterrupt(ending.message)
+        cell = f" in cell {ending.cell}" if ending.cell is not None else ""
+        raise StageEnded(ending, f"stage {stage_id} {ending.status}{cell}: {ending.message}\n"
+                                 f"  notebook: {failed_notebook}", FIXES[ending.status])
+    replace_dir(staging, run_dir / stage_id)
     os.replace(executed, final_notebook)
-    record.stages[plan.stage_id] = {
-        "status": "complete", "fingerprint": plan.fingerprint, "params_sha256": plan.params_sha256,
-        "started": _iso(started), "ended": now(), "duration_s": round(time.time() - started, 3),
+    failed_notebook.unlink(missing_ok=True)  # an earlier attempt's; this one completed
+    record.stages[stage_id] = {
+        "status": COMPLETE, "fingerprint": plan.fingerprint, "params_sha256": plan.params_sha256,
+        "params": plan.params.model_dump(mode="json"), "code_sha256": plan.code_sha256,
+        "notebook_sha256": plan.notebook_sha256, "git": record.invocations[number - 1]["git"],
+        "interpreter": sys.executable, "invocation": number, "reason": reason, "started": _iso(started),
+        "ended": now(), "duration_s": round(time.time() - started, 3),
         "notebook": str(final_notebook.relative_to(run_dir)), "inputs": plan.inputs,
-        "outputs": hash_tree(run_dir / plan.stage_id, relative_to=run_dir),
+        "outputs": hash_tree(run_dir / stage_id, relative_to=run_dir),
     }
     record.save()
-    _say(plan.stage_id, f"done in {time.time() - started:.1f} s")
+    _say(stage_id, f"done in {time.time() - started:.1f} s")
 
 
-def _record_attempt(record: RunRecord, stage_id: str, **attempt) -> None:
-    """Note an unfinished attempt. If the stage completed before, its artifacts on disk are still that run's, so
-    its complete entry stays and carries the attempt beside it."""
-    previous = record.completed(stage_id)
-    if previous:
-        previous["attempt"] = attempt
-    else:
-        record.stages[stage_id] = attempt
+def _trust(record: RunRecord, plan: StagePlan, number: int, reasons: list[str]) -> None:
+    """--trust-code: keep artifacts whose params and inputs match although the code differs, and say so in the
+    record (the entry keeps naming the code that made them)."""
+    entry = record.completed(plan.stage_id)
+    entry["trusted"] = dict(invocation=number, reasons=reasons, code_sha256=plan.code_sha256,
+                            notebook_sha256=plan.notebook_sha256)
     record.save()
+    _say(plan.stage_id, f"{' and '.join(reasons)}, params and inputs unchanged: skipped (--trust-code; made by "
+                        f"commit {str(entry['git'].get('commit'))[:12]})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _iso(timestamp: float) -> str:
@@ -213,23 +353,3 @@ def _iso(timestamp: float) -> str:
 
 def _say(stage_id: str, message: str) -> None:
     print(f"[{stage_id}] {message}", flush=True)
-
-
-# ----------------------------------------------------------------------------------------------- verify
-def verify(run_dir: str | Path) -> list[str]:
-    """Recompute every recorded hash; return one line per problem (empty: the run is intact)."""
-    record = RunRecord(Path(run_dir))
-    if not record.path.is_file():
-        raise ProvenanceError(f"{run_dir} has no run.json", "pass a folder under runs/")
-    problems = []
-    for stage_id, entry in sorted(record.stages.items()):
-        if entry.get("status") != "complete":
-            problems.append(f"{stage_id}: not complete ({entry.get('status')})")
-            continue
-        problems += [f"{stage_id}: {p}" for p in check_hashes(record.run_dir, entry["outputs"])]
-        stale = {rel for rel, sha in entry.get("inputs", {}).items()
-                 if record.outputs_before(stage_id).get(rel) != sha}
-        problems += [f"{stage_id}: input changed since it ran: {rel}" for rel in sorted(stale)]
-    return problems
-
-

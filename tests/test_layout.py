@@ -10,14 +10,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "provenance_lib"
 LAYERS = (
     ("errors",),
     ("artifacts", "assets", "threads", "taxonomy"),
-    ("params", "corpus", "benchmarks", "stats"),
+    ("params", "corpus", "benchmarks", "stats", "codebase"),
     ("models",),
     ("labels", "evaluation"),
     ("worlds",),
     ("record",),
     ("context",),
     ("stages",),
-    ("runs", "validate", "report", "release", "estimate"),
+    ("execute", "runs", "verify", "validate", "report", "release", "estimate"),
     ("__main__",),
 )
 STAGE_ORDER = ("sampling", "gradients", "binning", "contrast", "unlearning")

@@ -53,6 +53,14 @@ def test_corrupt_line_names_the_shard_and_line(tmp_path):
         list(corpus.iter_shard(shard))
 
 
+def test_zero_length_shard_is_an_error_not_an_empty_shard(tmp_path):
+    empty = corpus.write_shard(tmp_path / "no-documents.jsonl.zst", [])  # a valid shard of no documents
+    assert list(corpus.iter_shard(empty)) == []
+    (tmp_path / "cut.jsonl.zst").write_bytes(b"")
+    with pytest.raises(ProvenanceError, match=r"cut\.jsonl\.zst: the file is empty \(0 bytes\)"):
+        list(corpus.iter_shard(tmp_path / "cut.jsonl.zst"))
+
+
 def test_missing_dolma_folder_says_how_to_get_it(tmp_path):
     with pytest.raises(ProvenanceError, match="does not exist.*hf download --repo-type dataset"):
         paperworld.check_dolma_folder(tmp_path / "dolma3")

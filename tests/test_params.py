@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
 @pytest.mark.parametrize("path", sorted(PARAMS_DIR.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_params_file_validates(path):
     study = params.load(path)
-    assert study.sampling.target_per_bin > 0
+    runs_sampling = study.stages is None or "01_sampling" in study.stages
+    assert (study.sampling is not None) == runs_sampling
 
 
 def _write(tmp_path, text):
@@ -38,9 +40,10 @@ def test_unknown_top_level_section(tmp_path):
     assert "gradiends: unknown key" in message
 
 
-def test_bad_type_names_the_key(tmp_path):
+def test_bad_type_names_the_key_and_the_override_that_set_it(tmp_path):
     message = _error(PARAMS_DIR / "testbed.yaml", ["sampling.target_per_bin=many"])
-    assert "testbed.yaml: sampling.target_per_bin:" in message and "integer" in message
+    assert "testbed.yaml with -p sampling.target_per_bin=many: sampling.target_per_bin:" in message
+    assert "integer" in message
 
 
 def test_impossible_value_names_the_key(tmp_path):
@@ -71,3 +74,29 @@ def test_dump_round_trips(tmp_path):
     path = tmp_path / "resolved.yaml"
     path.write_text(params.dump(study))
     assert params.load(path) == study
+
+
+def test_cross_field_error_blames_the_override_and_does_not_print_the_section():
+    message = _error(PARAMS_DIR / "testbed.yaml", ["world.corpus.words_min=500"])
+    assert message.startswith(f"{PARAMS_DIR / 'testbed.yaml'} with -p world.corpus.words_min=500: world.corpus: "
+                              "Value error, need words_min <= words_median <= words_max")
+    assert "empty_bin_share" not in message and len(message.splitlines()) == 1
+
+
+def test_cross_field_error_in_the_file_blames_the_file(tmp_path):
+    path = _write(tmp_path, "")
+    path.write_text(re.sub(r"words_min: \d+", "words_min: 500", path.read_text()))
+    message = _error(path, ["seed=4"])
+    assert message.startswith(f"{path}: world.corpus: Value error") and "-p" not in message
+
+
+def test_override_fills_a_null_section():
+    study = params.load(PARAMS_DIR / "real-mini.yaml", ["labels.topic.kind=centroid",
+                                                         "labels.topic.path=classifiers/topic.npz"])
+    assert study.labels.topic.kind == "centroid" and study.labels.format is None
+    message = _error(PARAMS_DIR / "real-mini.yaml", ["labels.topic.kind=centroid"])
+    assert "with -p labels.topic.kind=centroid: labels.topic.path: Field required" in message
+
+
+def test_override_into_a_value_is_explained():
+    assert "seed is a value, not a section" in _error(PARAMS_DIR / "testbed.yaml", ["seed.x=1"])

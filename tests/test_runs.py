@@ -1,7 +1,8 @@
 """The papermill runner and run records, exercised with small stage notebooks made here.
 
 The world is planted as a folder whose world.json matches the params, so the runner reuses it instead of building
-one: these tests are about the runner, not about any world.
+one: these tests are about the runner, not about any world. Every test runs with a user-level ``python3`` kernel
+spec that points at an interpreter which does not exist: the runner must not use it.
 """
 
 import json
@@ -9,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -17,24 +19,31 @@ import nbformat
 import pytest
 
 from provenance_lib import context, params, runs
-from provenance_lib.artifacts import write_json
+from provenance_lib import verify as verify_mod
+from provenance_lib.artifacts import read_json, write_json
 from provenance_lib.errors import ProvenanceError
-from provenance_lib.worlds import WorldInfo, fingerprint
+from provenance_lib.record import RunRecord
+from provenance_lib.verify import verify
+from provenance_lib.worlds import WorldInfo, builder_code_sha256, fingerprint
 
 PARAMS = Path(__file__).resolve().parents[1] / "params" / "testbed.yaml"
 
 HEADER = """from pathlib import Path
-import json, time
+import json, os, sys, time
 from provenance_lib.context import open_stage
-stage = open_stage({stage!r}, run_dir=run_dir, out_dir=out_dir)"""
+stage = open_stage({stage!r}, run_dir=run_dir, out_dir=out_dir, recompute=recompute)
+if os.environ.get('SLEEP_' + stage.stage_id):  # tests stop a stage while it sleeps here
+    (stage.out_dir / 'sleeping').touch()
+    time.sleep(float(os.environ['SLEEP_' + stage.stage_id]))"""
 
 STAGE_CELLS = {
     # no params section of its own: depends only on the shared sections
-    "01_first": "(stage.out_dir / 'first.json').write_text(json.dumps({'seed': stage.params.seed}))",
+    "01_first": "(stage.out_dir / 'first.json').write_text(json.dumps({'seed': stage.params.seed, "
+                "'python': sys.executable}))",
     # its own section is `sampling`: changing sampling.* must re-run it and what follows, not 01
     "02_sampling": """first = json.loads((stage.input_dir('01_first') / 'first.json').read_text())
-time.sleep(float(__import__('os').environ.get('STAGE_SLEEP', '0')))
-(stage.out_dir / 'second.json').write_text(json.dumps({**first, 'target': stage.params.sampling.target_per_bin}))""",
+(stage.out_dir / 'second.json').write_text(json.dumps({'seed': first['seed'],
+                                                        'target': stage.params.sampling.target_per_bin}))""",
     "03_third": """second = json.loads((stage.input_dir('02_sampling') / 'second.json').read_text())
 (stage.out_dir / 'sub').mkdir()
 (stage.out_dir / 'sub' / 'third.json').write_text(json.dumps({'total': second['seed'] + second['target']}))""",
@@ -43,7 +52,7 @@ time.sleep(float(__import__('os').environ.get('STAGE_SLEEP', '0')))
 
 def make_notebook(path: Path, stage_id: str, body: str) -> None:
     nb = nbformat.v4.new_notebook()
-    parameters = nbformat.v4.new_code_cell("run_dir = None\nout_dir = None")
+    parameters = nbformat.v4.new_code_cell("run_dir = None\nout_dir = None\nrecompute = False")
     parameters.metadata["tags"] = ["parameters"]
     nb.cells = [nbformat.v4.new_markdown_cell(f"# {stage_id}"), parameters,
                 nbformat.v4.new_code_cell(HEADER.format(stage=stage_id)), nbformat.v4.new_code_cell(body)]
@@ -53,12 +62,17 @@ def make_notebook(path: Path, stage_id: str, body: str) -> None:
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    """A project folder with params/, notebooks/ (three test stages) and a world planted in every run."""
+    """A project folder with params/, notebooks/ (three test stages), and a user kernel spec that must not be used."""
     (tmp_path / "params").mkdir()
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "params" / "study.yaml").write_text(PARAMS.read_text())
     for stage_id, body in STAGE_CELLS.items():
         make_notebook(tmp_path / "notebooks" / f"{stage_id}.ipynb", stage_id, body)
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    write_json(spec / "kernel.json", {"argv": ["/nonexistent/python3", "-m", "ipykernel_launcher", "-f",
+                                               "{connection_file}"], "display_name": "other", "language": "python"})
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -69,7 +83,8 @@ def plant_world(project: Path, name: str, overrides=()) -> None:
     (world / "corpus").mkdir(parents=True, exist_ok=True)
     (world / "corpus" / "shard.txt").write_text("planted")
     info = WorldInfo(kind="testbed", fingerprint=fingerprint(study), corpus=["corpus"], queries="q.parquet",
-                     tasks={}, task_dir="tasks", base_model="models/base", query_model="models/query")
+                     tasks={}, task_dir="tasks", base_model="models/base", query_model="models/query",
+                     code_sha256=builder_code_sha256())
     write_json(world / "world.json", asdict(info))
 
 
@@ -77,68 +92,139 @@ def run(project, name="r", **kwargs):
     return runs.run_study(project / "params" / "study.yaml", name=name, **kwargs)
 
 
-def stage_runs(capsys):
-    out = capsys.readouterr().out
-    return sorted(line.split("]")[0][1:] for line in out.splitlines() if line.endswith(("s", "ipynb"))
-                  and "running" in line)
+def ran(capsys) -> list[str]:
+    """The stages the last runner call executed."""
+    return [line.split("]")[0][1:] for line in capsys.readouterr().out.splitlines() if "] running (" in line]
 
 
-def test_run_writes_record_artifacts_and_notebooks(project, capsys):
+def read_json_text(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+# ----------------------------------------------------------------------------------------------- records, skipping
+def test_run_records_every_stage_and_reruns_replays_and_selections(project, capsys):
     plant_world(project, "r")
     run_dir = run(project)
-    record = json.loads((run_dir / "run.json").read_text())
-    assert [s for s in record["stages"]] == ["00_world", "01_first", "02_sampling", "03_third"]
-    assert all(entry["status"] == "complete" for entry in record["stages"].values())
-    assert record["params_sha256"] and record["versions"]["papermill"] and "commit" in record["git"]
+    record = read_json(run_dir / "run.json")
+    assert list(record["stages"]) == ["00_world", "01_first", "02_sampling", "03_third"]
+    invocation = record["invocations"][-1]
+    assert invocation["status"] == "complete" and invocation["trust_code"] is False
+    assert invocation["versions"]["papermill"] and "commit" in invocation["git"] and "dirty" in invocation["git"]
+    # the kernel ran this interpreter, not the user's python3 kernel spec, and the record says which
+    assert read_json(run_dir / "01_first" / "first.json")["python"] == sys.executable
+    assert invocation["interpreter"]["executable"] == sys.executable
+    resolved = params.load(project / "params" / "study.yaml").model_dump(mode="json")
+    for stage_id in ("01_first", "02_sampling", "03_third"):
+        entry = record["stages"][stage_id]
+        assert entry["status"] == "complete" and entry["git"] == invocation["git"] and entry["params"] == resolved
+        assert entry["code_sha256"] and entry["notebook_sha256"] and entry["interpreter"] == sys.executable
     assert "03_third/sub/third.json" in record["stages"]["03_third"]["outputs"]
     assert "02_sampling/second.json" in record["stages"]["03_third"]["inputs"]
-    assert json.loads((run_dir / "03_third" / "sub" / "third.json").read_text()) == {"total": 0 + 40}
+    assert read_json(run_dir / "03_third" / "sub" / "third.json") == {"total": 0 + 40}
     assert (run_dir / "notebooks" / "02_sampling.ipynb").is_file()
-    assert runs.verify(run_dir) == []
+    assert params.load(run_dir / "params.yaml").model_dump(mode="json") == resolved == record["params"]
+    assert verify(run_dir) == []
 
-
-def test_rerun_with_unchanged_params_skips_every_stage(project, capsys):
-    plant_world(project, "r")
+    ran(capsys)
     run(project)
-    capsys.readouterr()
-    run(project)
+    assert ran(capsys) == []
+    # the run's params.yaml replays into the run itself (never runs/params/), every stage skipped
+    assert runs.run_study(run_dir / "params.yaml") == run_dir
     out = capsys.readouterr().out
     assert out.count("unchanged: skipped") == 3 and "running" not in out
+    assert not (project / "runs" / "params").exists()
+    assert runs.run_folder(run_dir / "params.yaml", "copy", None, project / "runs") == project / "runs" / "copy"
 
-
-def test_changed_stage_param_reruns_that_stage_and_later_only(project, capsys):
-    plant_world(project, "r")
-    run(project)
-    first = (project / "runs" / "r" / "run.json").read_text()
-    capsys.readouterr()
-    plant_world(project, "r", ["sampling.target_per_bin=5"])  # the world does not depend on sampling: still valid
-    run(project, overrides=["sampling.target_per_bin=5"])
-    out = capsys.readouterr().out
-    assert "[01_first] unchanged: skipped" in out
-    assert "[02_sampling] running" in out and "[03_third] running" in out
-    assert json.loads((project / "runs/r/03_third/sub/third.json").read_text()) == {"total": 5}
-    assert json.loads(first)["stages"]["01_first"] == json.loads((project / "runs/r/run.json").read_text())["stages"]["01_first"]
-
-
-def test_force_and_stage_selection(project, capsys):
-    plant_world(project, "r")
-    run(project)
-    capsys.readouterr()
     run(project, stages=["2"], force=True)
-    out = capsys.readouterr().out
-    assert "[02_sampling] running" in out and "01_first" not in out and "03_third" not in out
+    assert ran(capsys) == ["02_sampling"]
     run(project, from_stage="third", force=True)
-    out = capsys.readouterr().out
-    assert "[03_third] running" in out and "02_sampling" not in out
+    assert ran(capsys) == ["03_third"]
     with pytest.raises(ProvenanceError, match="unknown stage"):
         run(project, stages=["09"])
+
+
+def test_changed_stage_param_reruns_that_stage_and_later_and_verify_finds_stale_and_modified(project, capsys):
+    plant_world(project, "r")
+    run_dir = run(project)
+    first = read_json(run_dir / "run.json")["stages"]["01_first"]
+    ran(capsys)
+    run(project, overrides=["sampling.target_per_bin=5"])  # the world does not depend on sampling: still valid
+    out = capsys.readouterr().out
+    assert "[01_first] unchanged: skipped" in out
+    assert "[02_sampling] running (params changed)" in out and "[03_third] running (inputs changed)" in out
+    assert read_json(run_dir / "03_third/sub/third.json") == {"total": 5}
+    assert read_json(run_dir / "run.json")["stages"]["01_first"] == first
+    assert verify(run_dir) == []
+
+    # stage 01 alone with another seed: 02 and 03 are stale (params.yaml moved on; 02's input changed too)
+    plant_world(project, "r", ["seed=3"])  # the world depends on the seed: plant one that matches
+    run(project, overrides=["sampling.target_per_bin=5", "seed=3"], stages=["01"])
+    assert verify(run_dir) == [
+        "02_sampling: stale: params.yaml differs from the params it ran with in seed",
+        "02_sampling: stale: inputs changed since it ran: 01_first/first.json, world/world.json",
+        "03_third: stale: params.yaml differs from the params it ran with in seed",
+        "03_third: stale: inputs changed since it ran: 01_first/first.json, world/world.json"]
+    (run_dir / "03_third" / "sub" / "third.json").write_text('{"total": 999}')
+    (run_dir / "01_first" / "first.json").unlink()
+    problems = verify(run_dir)
+    assert "03_third: modified: 03_third/sub/third.json" in problems
+    assert "01_first: missing: 01_first/first.json" in problems
+    from provenance_lib.__main__ import main
+
+    assert main(["verify", str(run_dir)]) == 1
+    assert "problem(s)" in capsys.readouterr().out
+    record = read_json(run_dir / "run.json")  # a record edited by hand no longer adds up
+    record["stages"]["02_sampling"]["params"]["sampling"]["target_per_bin"] = 99
+    write_json(run_dir / "run.json", record)
+    assert "02_sampling: its record does not add up: the fingerprint does not follow from the params, inputs and " \
+           "code it records" in verify(run_dir)
+
+
+def test_library_or_notebook_change_reruns_the_stage_unless_code_is_trusted(project, capsys, monkeypatch):
+    plant_world(project, "r")
+    only_01 = ["stages=[01_first]"]
+    run_dir = run(project, overrides=only_01)
+    study = params.load(project / "params" / "study.yaml", only_01)
+    notebook = project / "notebooks" / "01_first.ipynb"
+
+    def reasons():
+        record = RunRecord(run_dir)
+        return runs.reasons_to_run(record, runs.plan_stage(record, study, "01_first", notebook))
+
+    assert reasons() == []
+    nb = nbformat.read(notebook, as_version=4)  # executing a notebook (outputs, counts) does not change it
+    nb.cells[3].outputs = [nbformat.v4.new_output("stream", text="out")]
+    nb.cells[3].execution_count = 7
+    nbformat.write(nb, notebook)
+    assert reasons() == []
+    nb.cells[3].source += "\n# edited"
+    nbformat.write(nb, notebook)
+    assert reasons() == ["notebook changed"]
+    make_notebook(notebook, "01_first", STAGE_CELLS["01_first"])
+
+    made_by = read_json(run_dir / "run.json")["stages"]["01_first"]["code_sha256"]
+    for module in (runs, verify_mod):  # the library the stage runs has changed
+        monkeypatch.setattr(module, "stage_code_sha256", lambda notebook: "0" * 64)
+    assert reasons() == ["library code changed"]
+    assert verify(run_dir) == [f"01_first: stale: the library code it runs changed since it ran (made by commit "
+                               f"{str(read_json(run_dir / 'run.json')['stages']['01_first']['git']['commit'])[:12]})"]
+    assert verify(run_dir, trust_code=True) == []
+    ran(capsys)
+    run(project, overrides=only_01, trust_code=True)
+    assert ran(capsys) == []
+    record = read_json(run_dir / "run.json")
+    entry = record["stages"]["01_first"]
+    assert entry["code_sha256"] == made_by and entry["trusted"]["reasons"] == ["library code changed"]
+    assert record["invocations"][-1]["trust_code"] is True
+    run(project, overrides=only_01)
+    assert ran(capsys) == ["01_first"]
+    assert read_json(run_dir / "run.json")["stages"]["01_first"]["code_sha256"] == "0" * 64
 
 
 def test_params_stages_select_the_study_stages(project, capsys):
     plant_world(project, "only")
     run(project, name="only", overrides=["stages=[01_first]"])
-    out = capsys.readouterr().out
-    assert "[01_first] running" in out and "02_sampling" not in out and "03_third" not in out
+    assert ran(capsys) == ["01_first"]
     with pytest.raises(ProvenanceError, match="have no notebook"):
         run(project, name="only", overrides=["stages=[09_none]"])
 
@@ -149,81 +235,167 @@ def test_stage_needing_an_incomplete_stage_is_refused(project):
         run(project, name="fresh", stages=["03"])
 
 
-def test_failing_cell_names_notebook_and_error(project):
-    plant_world(project, "r")
-    nb_path = project / "notebooks" / "02_sampling.ipynb"
-    run(project)
-    make_notebook(nb_path, "02_sampling", "raise ValueError('planted failure')")
-    with pytest.raises(ProvenanceError) as info:
-        run(project, force=True, stages=["02"])
-    message = str(info.value)
-    assert "02_sampling failed" in message and "ValueError: planted failure" in message
-    assert "02_sampling.failed.ipynb" in message and Path(message.split("notebook: ")[1].split(" (fix")[0]).is_file()
-    # the previous artifacts of the failed stage are intact, still verify, and the record says what happened
-    assert json.loads((project / "runs/r/02_sampling/second.json").read_text())["target"] == 40
-    assert runs.verify(project / "runs" / "r") == []
-    entry = json.loads((project / "runs/r/run.json").read_text())["stages"]["02_sampling"]
-    assert entry["status"] == "complete" and entry["attempt"]["status"] == "failed"
+# ----------------------------------------------------------------------------------------------- how stages end
+def kill_kernel_when_asleep(run_dir: Path, stage_id: str) -> threading.Thread:
+    """kill -9 the stage's kernel once it sleeps in its HEADER cell (its pid is in run.json)."""
+    def kill():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            record = read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
+            attempt = record.get("stages", {}).get(stage_id, {}).get("attempt", {})
+            if attempt.get("kernel_pid") and (run_dir / ".staging" / stage_id / "sleeping").exists():
+                os.kill(attempt["kernel_pid"], signal.SIGKILL)
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
 
 
-def test_verify_detects_modified_missing_and_stale(project, capsys):
+def test_failed_or_killed_attempt_keeps_artifacts_and_params_and_says_how_it_ended(project, monkeypatch):
     plant_world(project, "r")
     run_dir = run(project)
-    (run_dir / "03_third" / "sub" / "third.json").write_text('{"total": 999}')
-    (run_dir / "01_first" / "first.json").unlink()
-    problems = runs.verify(run_dir)
-    assert "03_third: modified: 03_third/sub/third.json" in problems
-    assert "01_first: missing: 01_first/first.json" in problems
-    from provenance_lib.__main__ import main
+    nb_path = project / "notebooks" / "02_sampling.ipynb"
+    make_notebook(nb_path, "02_sampling", "raise ValueError('planted failure')")
+    with pytest.raises(ProvenanceError) as info:
+        run(project, overrides=["sampling.target_per_bin=5"])
+    message = str(info.value)
+    assert "02_sampling failed in cell" in message and "ValueError: planted failure" in message
+    failed = run_dir / "notebooks" / "02_sampling.failed.ipynb"
+    assert f"notebook: {failed}" in message and failed.is_file()
+    # the previous artifacts and params.yaml are intact, and the record says what happened
+    assert read_json(run_dir / "02_sampling/second.json")["target"] == 40
+    assert params.load(run_dir / "params.yaml").sampling.target_per_bin == 40
+    record = read_json(run_dir / "run.json")
+    assert record["invocations"][-1]["status"] == "failed"
+    entry = record["stages"]["02_sampling"]
+    assert entry["status"] == "complete" and entry["params"]["sampling"]["target_per_bin"] == 40
+    assert entry["attempt"]["status"] == "failed" and entry["attempt"]["notebook"] == "notebooks/02_sampling.failed.ipynb"
+    make_notebook(nb_path, "02_sampling", STAGE_CELLS["02_sampling"])
+    assert verify(run_dir) == []
 
-    assert main(["verify", str(run_dir)]) == 1
-    assert "problem(s)" in capsys.readouterr().out
+    # kill -9 the kernel mid-stage
+    monkeypatch.setenv("SLEEP_02_sampling", "60")
+    killer = kill_kernel_when_asleep(run_dir, "02_sampling")
+    with pytest.raises(ProvenanceError, match="02_sampling killed: the kernel was killed by SIGKILL"):
+        run(project, stages=["02"], force=True)
+    killer.join()
+    attempt = read_json(run_dir / "run.json")["stages"]["02_sampling"]["attempt"]
+    assert attempt["status"] == "killed" and "SIGKILL" in attempt["error"]
+    executed = nbformat.read(failed, as_version=4)  # the partial notebook: the cells before the kill ran
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected[0].execution_count is not None and executed.cells[-1].execution_count is None
+    assert read_json(run_dir / "02_sampling/second.json")["target"] == 40
+    assert not (run_dir / ".staging" / "02_sampling").exists() and verify(run_dir) == []
+
+    monkeypatch.delenv("SLEEP_02_sampling")
+    run(project, stages=["02"], force=True)
+    entry = read_json(run_dir / "run.json")["stages"]["02_sampling"]
+    assert "attempt" not in entry and not failed.exists() and verify(run_dir) == []
 
 
-def test_killed_run_then_rerun_ends_complete_and_verified(project):
-    plant_world(project, "k")
-    command = [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", "k"]
-    env = {**os.environ, "STAGE_SLEEP": "30"}
-    proc = subprocess.Popen(command, cwd=project, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    record = project / "runs" / "k" / "run.json"
+def test_timeout_is_recorded_as_such(project, monkeypatch):
+    plant_world(project, "t")
+    monkeypatch.setenv("SLEEP_01_first", "60")
+    with pytest.raises(ProvenanceError, match="01_first timed out"):
+        run(project, name="t", overrides=["stages=[01_first]"], timeout=2)
+    entry = read_json(project / "runs/t/run.json")["stages"]["01_first"]
+    assert entry["status"] == "timed out" and entry["notebook"] == "notebooks/01_first.failed.ipynb"
+
+
+def start_runner(project: Path, name: str, sleep_stage: str, **popen) -> subprocess.Popen:
+    """The CLI runner on stage 01 alone, sleeping in ``sleep_stage``; returns once that stage sleeps."""
+    command = [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", name,
+               "-p", "stages=[01_first]"]
+    proc = subprocess.Popen(command, cwd=project, env={**os.environ, f"SLEEP_{sleep_stage}": "60"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    marker = project / "runs" / name / ".staging" / sleep_stage / "sleeping"
     deadline = time.time() + 120
-    while time.time() < deadline:
-        if record.is_file() and json.loads(record.read_text())["stages"].get("02_sampling", {}).get("status") == "running":
-            break
+    while not marker.exists():
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail(f"the stage never started: {proc.communicate()}")
         time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("stage 02 never started")
-    time.sleep(2)  # inside the sleeping cell
-    os.killpg(proc.pid, signal.SIGKILL)
+    return proc
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stopped_runner_records_an_interrupted_stage_and_stops_its_kernel(project, signum):
+    plant_world(project, "i")
+    proc = start_runner(project, "i", "01_first")
+    kernel = read_json(project / "runs/i/run.json")["stages"]["01_first"]["kernel_pid"]
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    record = read_json(project / "runs/i/run.json")
+    assert record["invocations"][-1]["status"] == "interrupted"
+    entry = record["stages"]["01_first"]
+    assert entry["status"] == "interrupted" and (signum.name if signum == signal.SIGTERM else "Ctrl-C") in entry["error"]
+    assert (project / "runs/i" / entry["notebook"]).is_file()
+    assert not Path(f"/proc/{kernel}").exists() or "Z" in Path(f"/proc/{kernel}/stat").read_text().split()[2]
+
+
+def test_killed_runner_is_found_out_by_the_next_one_which_completes(project):
+    plant_world(project, "k")
+    proc = start_runner(project, "k", "01_first", start_new_session=True)
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, without a word
     proc.wait()
-    assert not (project / "runs" / "k" / "02_sampling").exists()  # nothing half-written looks complete
-    assert runs.verify(project / "runs" / "k") == ["02_sampling: not complete (running)"]
-    done = subprocess.run(command, cwd=project, capture_output=True, text=True)
+    run_dir = project / "runs" / "k"
+    assert not (run_dir / "01_first").exists()  # nothing half-written looks complete
+    assert verify(run_dir)[0].startswith("01_first: not complete (abandoned: the runner stopped without recording")
+    done = subprocess.run([sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", "k",
+                           "-p", "stages=[01_first]"], cwd=project, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "[01_first] unchanged: skipped" in done.stdout
-    assert runs.verify(project / "runs" / "k") == []
+    record = read_json(run_dir / "run.json")
+    assert [i["status"] for i in record["invocations"]] == ["abandoned", "complete"]
+    assert record["stages"]["01_first"]["status"] == "complete" and verify(run_dir) == []
+
+
+def test_one_runner_at_a_time(project):
+    plant_world(project, "l")
+    with runs.run_lock(project / "runs" / "l"):
+        with pytest.raises(ProvenanceError, match="another runner is working on"):
+            run(project, name="l")
 
 
 def test_cli_reports_bad_params_in_one_line(project):
     done = subprocess.run([sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "-p", "sampling.x=1"],
                           cwd=project, capture_output=True, text=True)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[0].startswith("error: params/study.yaml: sampling.x: unknown key")
+    assert done.stderr.strip().splitlines()[0].startswith(
+        "error: params/study.yaml with -p sampling.x=1: sampling.x: unknown key")
     assert not (project / "runs").exists()
 
 
-def test_notebook_opened_by_hand_uses_latest_run_and_never_overwrites_it(project):
+# ----------------------------------------------------------------------------------------------- opened by hand
+def test_notebook_opened_by_hand_shows_the_recorded_artifacts_or_recomputes_beside_them(project, capsys):
     plant_world(project, "old")
-    run(project, name="old")
+    run(project, name="old", overrides=["stages=[01_first]"])
     plant_world(project, "new")
-    run(project, name="new")
+    run(project, name="new", overrides=["sampling.target_per_bin=9"])
     (project / "notebooks").joinpath("x").mkdir()
     os.chdir(project / "notebooks" / "x")  # JupyterLab's working directory is the notebook's folder
+    capsys.readouterr()
+    (project / "runs/new/params.yaml").write_text(params.dump(params.load(PARAMS)))  # params.yaml moved on since
+
+    stage = context.open_stage("02_sampling")
+    new = (project / "runs" / "new").resolve()
+    assert stage.run_dir == new and stage.params.sampling.target_per_bin == 9  # the params it ran with
+    loaded = stage.run_or_load(lambda s: pytest.fail("opened by hand, nothing is recomputed"),
+                               lambda folder: read_json(folder / "second.json"))
+    assert loaded == {"seed": 0, "target": 9}
+    entry = read_json(new / "run.json")["stages"]["02_sampling"]
+    shown = capsys.readouterr().out
+    assert f"new/02_sampling" in shown and entry["git"]["commit"][:12] in shown and entry["params_sha256"][:12] in shown
+
     stage = context.open_stage("03_third", recompute=True)
-    assert stage.run_dir == (project / "runs" / "new").resolve()
-    assert stage.out_dir == stage.run_dir / "interactive" / "03_third"
-    assert stage.input_dir("02_sampling") == stage.run_dir / "02_sampling"
+    assert stage.out_dir == new / "interactive" / "03_third" and stage.out_dir.is_dir()
+    assert stage.run_or_load(lambda s: "computed", lambda folder: "loaded") == "computed"
+    assert stage.input_dir("02_sampling") == new / "02_sampling"
     with pytest.raises(ProvenanceError, match="has not completed"):
         stage.input_dir("03_third")
+
+    never = context.open_stage("02_sampling", run_dir=project / "runs" / "old")
+    with pytest.raises(ProvenanceError, match="02_sampling has not completed in .*old: nothing recorded to show"):
+        never.run_or_load(lambda s: None, lambda folder: None)

@@ -1,24 +1,29 @@
 """Stage 01 sampling on small corpora written here: de-duplication, labels, the bottom-k draw against a plain
-reference implementation, determinism across seeds / shard orders / worker counts, and bad input."""
+reference implementation (the manifest byte for byte, on adversarial duplicates and on the testbed, where it is also
+today's), determinism across seeds / shard orders / task counts / buckets, and bad input."""
 
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
 
 from provenance_lib import corpus, params, stats, taxonomy
 from provenance_lib.stages import sampling
-from provenance_lib.stages.sampling import index as sampling_index
-from provenance_lib.artifacts import sha256_file
+from provenance_lib.stages.sampling import select as sampling_select
+from provenance_lib.artifacts import sha256_file, write_parquet
 from provenance_lib.errors import ProvenanceError
+from provenance_lib.params import LocalExecutor
 
 TAX = taxonomy.load()
 BIG = TAX.parse_bin("Literature x Customer Support")      # 30 documents: more than the target
 MEDIUM = TAX.parse_bin("Politics x Documentation")        # 6: underfilled
 SMALL = TAX.parse_bin("Social Life x Q&A Forum")          # 2: the smallest non-empty bin
+KEPT = TAX.parse_bin("Literature x FAQ")                   # adversarial corpora: one document
 TARGET = 10
 
 
@@ -57,31 +62,52 @@ def corpus_dir(tmp_path) -> Path:
     return root
 
 
-def job_for(corpus_dir: Path, out_dir: Path, **overrides) -> sampling.SamplingJob:
-    settings = dict(shards=tuple(sampling.corpus_shards([corpus_dir])), seed=0, target_per_bin=TARGET)
+def job_for(corpus_dir: Path, out_dir: Path, tasks: int = 1, workers: int = 1, **overrides) -> sampling.SamplingJob:
+    settings = dict(shards=tuple(sampling.corpus_shards([corpus_dir])), seed=0, target_per_bin=TARGET,
+                    executor=LocalExecutor(kind="local", tasks=tasks, workers=workers))
     settings.update(overrides)
     return sampling.SamplingJob(out_dir=out_dir, **settings)
 
 
-def reference_sample(corpus_dir: Path, seed: int, target: int) -> dict[int, set[str]]:
-    """The draw done the plain way: every document in memory, sequential de-duplication, sort by key per bin."""
+def reference_draw(corpus_dir: Path, seed: int, target: int) -> dict[int, list[tuple]]:
+    """The draw done the plain way: every document in memory, sequential de-duplication (ids, then texts among the
+    id survivors), sort by key per bin. Per bin: (bin, source shard, row, id, words, text hash) of the sampled."""
     seen_ids, seen_texts, by_bin = set(), set(), {}
     for path in sorted(corpus_dir.rglob("*.jsonl.zst"), key=lambda p: p.relative_to(corpus_dir.parent).as_posix()):
+        name = path.relative_to(corpus_dir.parent).as_posix()
         survivors = []
-        for d in corpus.iter_shard(path):
+        for row, d in enumerate(corpus.iter_shard(path)):
             if d["id"] not in seen_ids:
                 seen_ids.add(d["id"])
-                survivors.append(d)
-        for d in survivors:
+                survivors.append((row, d))
+        for row, d in survivors:
             normalized = sampling.normalize_text(d["text"])
             if normalized in seen_texts:
                 continue
             seen_texts.add(normalized)
             topic, fmt = corpus.topic_label(d), corpus.format_label(d)
             if topic and fmt:
-                key = int(sampling.sampling_key(np.array([sampling.text_hash(d["text"])], np.uint64), seed)[0])
-                by_bin.setdefault(TAX.bin_id(topic, fmt), []).append((key, d["id"]))
-    return {b: {doc_id for _, doc_id in sorted(entries)[:target]} for b, entries in by_bin.items()}
+                h = sampling.text_hash(d["text"])
+                key = int(sampling.sampling_key(np.array([h], np.uint64), seed)[0])
+                b = TAX.bin_id(topic, fmt)
+                by_bin.setdefault(b, []).append((key, (b, name, row, d["id"], len(d["text"].split()), h)))
+    return {b: [r for _, r in sorted(entries)[:target]] for b, entries in by_bin.items()}
+
+
+def reference_sample(corpus_dir: Path, seed: int, target: int) -> dict[int, set[str]]:
+    return {b: {r[3] for r in rows} for b, rows in reference_draw(corpus_dir, seed, target).items()}
+
+
+def reference_manifest(corpus_dir: Path, seed: int, target: int, path: Path) -> str:
+    """The manifest of the plain draw, written as the stage writes it; its sha256."""
+    rows = sorted(r for entries in reference_draw(corpus_dir, seed, target).values() for r in entries)
+    labels = [TAX.bin_labels(r[0]) for r in rows]
+    write_parquet(path, pa.table({
+        "id": [r[3] for r in rows], "source_shard": [r[1] for r in rows], "row": [r[2] for r in rows],
+        "bin": pa.array([r[0] for r in rows], pa.int16()), "topic": [t.short for t, _ in labels],
+        "format": [f.short for _, f in labels], "tokens": [r[4] for r in rows],
+        "text_hash": [f"{r[5]:016x}" for r in rows]}, schema=sampling.job.MANIFEST_SCHEMA))
+    return sha256_file(path)
 
 
 def sampled_by_bin(out_dir: Path) -> dict[int, set[str]]:
@@ -133,37 +159,105 @@ def test_manifest_and_working_set(corpus_dir, tmp_path):
 
 def test_same_seed_is_byte_identical_across_shard_orders_and_workers(corpus_dir, tmp_path):
     first = sampling.sample(job_for(corpus_dir, tmp_path / "one"))
-    reversed_shards = tuple(reversed(sampling.corpus_shards([corpus_dir])))
-    second = sampling.sample(job_for(corpus_dir, tmp_path / "two", workers=2, shards=reversed_shards))
-    for name in (sampling.MANIFEST, sampling.SUMMARY, sampling.SKEW):
-        assert sha256_file(tmp_path / "one" / name) == sha256_file(tmp_path / "two" / name), name
-    for path in (tmp_path / "one" / sampling.WORKING_SET).rglob("*.jsonl.zst"):
-        twin = tmp_path / "two" / path.relative_to(tmp_path / "one")
-        assert sha256_file(path) == sha256_file(twin)
-    assert first.summary == second.summary
+    shuffled = sampling.corpus_shards([corpus_dir])
+    random.Random(0).shuffle(shuffled)
+    runs = {"two": dict(tasks=2, buckets=2, shards=tuple(shuffled)), "four": dict(tasks=4, buckets=3)}
+    for name, settings in runs.items():
+        second = sampling.sample(job_for(corpus_dir, tmp_path / name, **settings))
+        for artifact in (sampling.MANIFEST, sampling.SUMMARY, sampling.SKEW):
+            assert sha256_file(tmp_path / "one" / artifact) == sha256_file(tmp_path / name / artifact), (name, artifact)
+        for path in (tmp_path / "one" / sampling.WORKING_SET).rglob("*.jsonl.zst"):
+            twin = tmp_path / name / path.relative_to(tmp_path / "one")
+            assert sha256_file(path) == sha256_file(twin)
+        assert first.summary == second.summary
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == \
+            sorted(p.name for p in (tmp_path / "one").iterdir())
 
 
-def test_merge_ignores_the_order_of_shard_indexes(corpus_dir):
-    job = job_for(corpus_dir, Path("unused"))
-    parts = [sampling_index.index_shards(job, [i]) for i in range(len(job.shards))]
-    selections = []
-    for _ in range(3):
-        random.Random(len(selections)).shuffle(parts)
-        selections.append(sampling.select(sampling.CorpusIndex.concat(parts), 0, TARGET, TAX.n_bins))
-    for other in selections[1:]:
-        for column in sampling_index.INDEX_COLUMNS:
-            assert np.array_equal(getattr(selections[0].sampled, column), getattr(other.sampled, column))
-        assert np.array_equal(selections[0].population_tokens, other.population_tokens)
+def adversarial_corpus(root: Path, seed: int) -> Path:
+    """Shards full of collisions: ids repeated across shards with other texts, texts repeated (re-cased, re-spaced)
+    under other ids, documents without labels; and the case a partitioned de-duplication gets wrong most easily: a
+    text whose first copy is an id duplicate (dropped) must still be kept from its next copy."""
+    rng = random.Random(seed)
+    texts = [words(i, rng.randint(1, 6)) for i in range(30)]
+    bins = [BIG, MEDIUM, SMALL, TAX.parse_bin("Health x FAQ")]
+    shards = []
+    for s in range(5):
+        docs = []
+        for r in range(rng.randint(0, 25)):
+            text = rng.choice(texts)
+            if rng.random() < 0.2:
+                text = text.upper()
+            elif rng.random() < 0.2:
+                text = "  " + text.replace(" ", "\n ")
+            labelled = rng.random() > 0.1
+            docs.append(doc(f"id-{rng.randrange(60)}", text, rng.choice(bins)) if labelled else
+                        doc(f"u-{s}-{r}", text, topic="health"))
+        shards.append(docs)
+    shards[0].append(doc("blocker", "the first text of this id", BIG))
+    shards[2].append(doc("blocker", "a new text under an id seen before", BIG))
+    shards[2].append(doc("kept", "a new text under an id seen before", KEPT))
+    for s, docs in enumerate(shards):
+        corpus.write_shard(root / "corpus" / f"part-{s % 2}" / f"shard_{s:03d}.jsonl.zst", docs)
+    return root / "corpus"
+
+
+@pytest.mark.parametrize("seed, tasks, buckets", [(0, 1, 1), (1, 3, 4), (2, 2, 2)])
+def test_partitioned_draw_writes_the_reference_manifest(tmp_path, seed, tasks, buckets):
+    corpus_dir = adversarial_corpus(tmp_path / "world", seed)
+    expected = reference_manifest(corpus_dir, seed, 3, tmp_path / "reference.parquet")
+    out = tmp_path / "out"
+    sampling.sample(job_for(corpus_dir, out, tasks=tasks, buckets=buckets, seed=seed, target_per_bin=3))
+    assert sha256_file(out / sampling.MANIFEST) == expected
+    kept = pq.read_table(out / sampling.MANIFEST).to_pylist()
+    assert [r["bin"] for r in kept if r["id"] == "kept"] == [KEPT]  # alone in its bin: sampled iff not dropped
+
+
+def test_fast_normalization_equals_normalize_text_and_keeps_the_words():
+    every_whitespace = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+    assert sampling.index._NON_ASCII_WHITESPACE.findall(every_whitespace) == [c for c in every_whitespace
+                                                                             if not c.isascii()]
+    rng = random.Random(0)
+    letters = "aZ.\x00\u00e9E\u0301\u00df\u0130\u03c2\ufb01\u1e9e\u212b"  # composed, combining, folding
+    for alphabet in (letters[:4] + " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f", letters + " \n", letters + every_whitespace):
+        for _ in range(2000):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+            fast = sampling.index.normalized_bytes(text)
+            assert fast == sampling.normalize_text(text).encode(), repr(text)
+            assert (fast.count(b" ") + 1 if fast else 0) == len(text.split()), repr(text)
+
+
+def test_bucket_reductions_equal_the_whole_ones():
+    """First occurrences and bottom-k computed per bucket, then joined, equal the same over all rows at once."""
+    rng = np.random.default_rng(0)
+    rows = np.zeros(2000, sampling.ROW)
+    rows["position"] = rng.permutation(2000).astype(np.uint64) + (np.uint64(7) << np.uint64(32))
+    rows["id_hash"] = rng.integers(0, 300, 2000).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    rows["text_hash"] = rng.integers(0, 500, 2000).astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+    rows["topic"], rows["format"] = rng.integers(0, 3, 2000), rng.integers(0, 2, 2000)
+    whole = sampling_select.first_occurrences(rows, "id_hash")
+    parts = sampling_select.split_by(rows, sampling_select.bucket_of(rows["id_hash"], 7), 7)
+    joined = np.concatenate([sampling_select.first_occurrences(p, "id_hash") for p in parts])
+    assert np.array_equal(np.sort(joined, order="position"), whole)
+    bins = sampling.index.bins_of(whole, 24)
+    chosen, offsets = sampling_select.bottom_k(whole, bins, 5, 10)
+    merged = []
+    for part in sampling_select.split_by(whole, sampling_select.bucket_of(whole["text_hash"], 3), 3):
+        merged.append(sampling_select.bottom_k(part, sampling.index.bins_of(part, 24), 5, 10)[0])
+    merged = np.concatenate(merged)
+    rechosen, _ = sampling_select.bottom_k(merged, sampling.index.bins_of(merged, 24), 5, 10)
+    assert np.array_equal(np.sort(rechosen, order="position"), np.sort(chosen, order="position"))
+    assert offsets[-1] == len(chosen) and np.all(np.diff(offsets) <= 10)
 
 
 class KeywordFormatClassifier:
-    """A stand-in for the WebOrganizer FormatClassifier: FAQ if the text says 'question', else Documentation."""
+    """A stand-in for the WebOrganizer FormatClassifier: FAQ if the text says 'question', else Documentation.
+    Records its batch sizes on the class: the stage's tasks work on copies of it."""
 
-    def __init__(self):
-        self.batches = []
+    batches: list[int] = []
 
     def predict_proba(self, texts, urls):
-        self.batches.append(len(texts))
+        KeywordFormatClassifier.batches.append(len(texts))
         probs = np.full((len(texts), len(TAX.formats)), 0.01)
         for i, text in enumerate(texts):
             probs[i, TAX.formats.get("faq" if "question" in text else "documentation").id] = 0.9
@@ -173,12 +267,14 @@ class KeywordFormatClassifier:
 def test_classifier_labels_what_metadata_lacks(tmp_path):
     docs = [doc(f"d-{i}", f"{'question' if i % 2 else 'manual'} {words(i)}", topic="health") for i in range(7)]
     docs.append(doc("labelled", "already labelled", topic="health", fmt="news_article"))
+    docs.append(doc("d-copy", docs[2]["text"], topic="health"))  # a duplicate is never classified
     corpus.write_shard(tmp_path / "c" / "x.jsonl.zst", docs)
-    classifier = KeywordFormatClassifier()
-    result = sampling.sample(job_for(tmp_path / "c", tmp_path / "out", batch_size=3, format_classifier=classifier))
-    assert classifier.batches == [3, 3, 1]
+    KeywordFormatClassifier.batches = []
+    result = sampling.sample(job_for(tmp_path / "c", tmp_path / "out", batch_size=3,
+                                     format_classifier=KeywordFormatClassifier()))
+    assert KeywordFormatClassifier.batches == [3, 3, 1]
     labels = result.summary["documents"]["labels"]
-    assert (labels["format_from_classifier"], labels["format_from_metadata"], labels["format_missing"]) == (7, 1, 0)
+    assert (labels["format_from_classifier"], labels["format_from_metadata"], labels["format_missing"]) == (7, 1, 1)
     per_bin = {r["bin_name"]: r["population_docs"] for r in result.summary["per_bin"] if r["population_docs"]}
     assert per_bin == {"Health x FAQ": 3, "Health x Documentation": 4, "Health x News Article": 1}
     faq = [d for d in sampling.iter_working_set(tmp_path / "out") if "question" in d["text"]]
@@ -213,7 +309,7 @@ def test_corrupt_shards_are_one_clear_error(corpus_dir, tmp_path):
         sampling.sample(job_for(corpus_dir, tmp_path / "out"))
     shard.write_bytes(b"this is not zstd")
     with pytest.raises(ProvenanceError, match="corrupt shard .*b.jsonl.zst"):
-        sampling.sample(job_for(corpus_dir, tmp_path / "out", workers=2))
+        sampling.sample(job_for(corpus_dir, tmp_path / "out", tasks=2))
 
 
 def test_truncated_shard_is_an_error(corpus_dir, tmp_path):
@@ -246,8 +342,14 @@ def test_skew_statistics():
 
 
 def test_sampling_params_are_validated():
-    with pytest.raises(ProvenanceError, match="sampling.workers"):
-        params.load(Path(__file__).parents[1] / "params" / "testbed.yaml", ["sampling.workers=0"])
+    testbed = Path(__file__).parents[1] / "params" / "testbed.yaml"
+    with pytest.raises(ProvenanceError, match=r"sampling\.executor\.workers: Input should be greater than 0"):
+        params.load(testbed, ["sampling.executor.workers=0"])
+    with pytest.raises(ProvenanceError, match=r"sampling\.executor\.partition: Field required"):
+        params.load(testbed, ["sampling.executor={kind: slurm, tasks: 4}"])
+    study = params.load(testbed, ["sampling.executor={kind: slurm, tasks: 4, partition: cpu}", "sampling.buckets=8"])
+    executor = study.sampling.executor
+    assert (executor.kind, executor.time, study.sampling.buckets) == ("slurm", "12:00:00", 8)
     with pytest.raises(ProvenanceError, match="sampling.tokens"):
         params.load(Path(__file__).parents[1] / "params" / "testbed.yaml", ["sampling.tokens=bpe"])
 

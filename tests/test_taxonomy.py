@@ -1,9 +1,11 @@
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
 from provenance_lib import taxonomy
+from provenance_lib.benchmarks import BY_NAME
 from provenance_lib.errors import ProvenanceError
 
 TAX = taxonomy.load()
@@ -52,10 +54,38 @@ def test_bad_bin_ids_and_names():
         TAX.parse_bin("Literature / Customer Support")
 
 
-def test_packaged_copy_matches_shared_reference():
-    shared = Path(__file__).resolve().parents[2] / "shared" / "reference"
-    if not shared.is_dir():
-        pytest.skip("../shared is not beside this checkout")
-    for name in ("weborganizer_taxonomy.yaml", "paper_reported.yaml"):
-        packaged = Path(taxonomy.__file__).parent / "reference" / name
-        assert yaml.safe_load(packaged.read_text()) == yaml.safe_load((shared / name).read_text())
+def shared_reference() -> Path | None:
+    """The project's shared reference folder, wherever the checkout sits below it (a worktree included)."""
+    for folder in Path(__file__).resolve().parents:
+        if (folder / "shared" / "reference").is_dir():
+            return folder / "shared" / "reference"
+    return None
+
+
+def test_packaged_reference_is_what_the_package_reads_ships_and_agrees_with_itself():
+    packaged = Path(taxonomy.__file__).parent / "reference"
+    tax_yaml = yaml.safe_load((packaged / "weborganizer_taxonomy.yaml").read_text())
+    assert [t["name"] for t in tax_yaml["topics"]] == [t.name for t in TAX.topics]
+    assert [f["key"] for f in tax_yaml["formats"]] == [f.key for f in TAX.formats]
+    shipped = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    globs = shipped["tool"]["setuptools"]["package-data"]["provenance_lib"]
+    for path in packaged.rglob("*"):  # an installed (non-editable) package carries every reference file
+        if path.is_file():
+            assert any(path.relative_to(packaged.parent).match(g) for g in globs), path.name
+    # the paper's reported figures name bins, topics, formats and benchmarks this package knows
+    paper = yaml.safe_load((packaged / "paper_reported.yaml").read_text())
+    assert list(paper["benchmarks"]) == list(BY_NAME)
+    assert paper["working_set"]["full_bins"] + paper["working_set"]["underfilled_bins"] == TAX.n_bins
+    bins = [*paper["bin_z_scores"], paper["working_set"]["smallest_bin"]["bin"],
+            *(row[key][0] for row in paper["correctness_differential"].values() for key in row)]
+    assert all(0 <= TAX.parse_bin(name) < TAX.n_bins for name in bins)
+    for signs in paper["top_formats"].values():
+        assert all(TAX.formats.get(name) for sign in signs.values() for name in sign)
+    for contrast in paper["contrastive_topics"].values():
+        assert all(TAX.topics.get(name) for side in ("social_leaning", "stem_leaning") for name in contrast[side])
+    r = paper["profile_correlations"]
+    assert all(r[i][i] == 1 and r[i][j] == r[j][i] for i in range(4) for j in range(4))
+    # and where the project's shared reference is beside the checkout, the copies are the same
+    shared = shared_reference()
+    for name in ("weborganizer_taxonomy.yaml", "paper_reported.yaml") if shared else ():
+        assert yaml.safe_load((packaged / name).read_text()) == yaml.safe_load((shared / name).read_text()), name

@@ -2,7 +2,8 @@
 
 Every knob of the study lives here. Unknown keys, wrong types and impossible values are refused with one line that
 names the file and the key, e.g. ``params/testbed.yaml: sampling.target_per_bin: Input should be greater than 0``.
-Command-line overrides (``-p sampling.target_per_bin=50``) are applied before validation, so they are checked too.
+Command-line overrides (``-p sampling.target_per_bin=50``) are applied before validation, so they are checked too,
+and an error in a value (or a section) an override set names the override.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from ..errors import ProvenanceError
 from .base import Section
-from .sampling import Sampling
+from .binning import Binning
+from .contrast import Contrast
+from .sampling import Executor, LocalExecutor, RayExecutor, Sampling, SlurmExecutor
 from .sources import (Benchmarks, CentroidClassifierSpec, ClassifierSpec, HubModel, Labels, LocalModel, Models,
                       ModelSource, PackagedModel, SequenceClassifierSpec, WorldModel)
 from .unlearning import Unlearning
-from .world import PaperWorld, RealMiniWorld, StandinClassifier, TestbedWorld, World
+from .world import PaperWorld, RealMiniWorld, ReleasedWorld, StandinClassifier, TestbedWorld, World
 
 
 # --------------------------------------------------------------------------------------------------- study
@@ -27,14 +30,32 @@ class StudyParams(Section):
     seed: int = 0
     threads: int = Field(default=2, gt=0, description="torch intra-op threads (set deliberately on small CPUs)")
     world: World
-    model: Models
-    benchmarks: Benchmarks
+    model: Models | None = None            # required unless the world is the released matrix (see below)
+    benchmarks: Benchmarks | None = None
     labels: Labels = Labels()
     stages: list[str] | None = Field(default=None, min_length=1, description=(
         "the stage notebooks this study runs (ids like 03_binning); null = all of them. A world that provides an "
         "earlier stage's output itself (the paper's released bin matrix) lists only the stages after it"))
-    sampling: Sampling
+    sampling: Sampling | None = None       # required when the study runs 01_sampling
+    binning: Binning = Binning()
+    contrast: Contrast = Contrast()
     unlearning: Unlearning = Unlearning()
+
+    @model_validator(mode="after")
+    def _sections_the_study_needs(self):
+        """A world that builds a corpus, benchmarks and models needs ``model`` and ``benchmarks``; a stage the
+        study runs needs its section; the released matrix replaces stages 01-03's computation, so its study lists
+        the stages it runs."""
+        released = self.world.kind == "released"
+        if released and (self.stages is None or any(s[:2] < "03" for s in self.stages)):
+            raise ValueError("a released world has no corpus or model: list the stages after it, "
+                             "stages: [03_binning, 04_contrast]")
+        missing = [] if released else [name for name in ("model", "benchmarks") if getattr(self, name) is None]
+        runs = {s.split("_", 1)[-1] for s in self.stages} if self.stages else set(STAGE_SECTIONS_WITHOUT_DEFAULTS)
+        missing += [name for name in STAGE_SECTIONS_WITHOUT_DEFAULTS if name in runs and getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"missing section(s) {', '.join(missing)}: the study's world and stages need them")
+        return self
 
     def section(self, name: str) -> dict[str, Any]:
         """The resolved contents of one section (empty for a stage that has no params), JSON-ready."""
@@ -44,15 +65,32 @@ class StudyParams(Section):
         return {} if value is None else {name: value}
 
 
+STAGE_SECTIONS_WITHOUT_DEFAULTS = ("sampling",)
+"""Stage sections a study must write out (no sensible default, e.g. documents per bin) when it runs the stage."""
+
 SHARED_SECTIONS = ("seed", "threads", "world", "model", "benchmarks", "labels")
 """Sections every stage depends on; a stage's own section is the one named like the stage (01_sampling -> sampling)."""
 
 
-def _format_error(source: str, error: dict) -> str:
-    key = ".".join(_key_path(error["loc"]))
+def _format_error(error: dict, source: str, overrides: list[str]) -> str:
+    """One line per error: where the value came from (the file, or the ``-p`` override that set it or its
+    section), the key, what is wrong, and the value when it is one (a cross-field error's input is a section:
+    printing it would bury the message)."""
+    path = _key_path(error["loc"])
+    key = ".".join(path) or "<top level>"
+    section = path[:-1] if error["type"] == "missing" else path  # a key missing from a section an override made
+    blamed = [text for text in overrides if _on_path(section, parse_override(text)[0])]
+    where = f"{source} with -p {blamed[-1]}" if blamed else source
     if error["type"] == "extra_forbidden":
-        return f"{source}: {key}: unknown key (remove it or check its spelling)"
-    return f"{source}: {key or '<top level>'}: {error['msg']} (got {error.get('input')!r})"
+        return f"{where}: {key}: unknown key (remove it or check its spelling)"
+    value = error.get("input")
+    got = "" if isinstance(value, (dict, list, BaseModel)) else f" (got {value!r})"
+    return f"{where}: {key}: {error['msg']}{got}"
+
+
+def _on_path(a: list[str], b: list[str]) -> bool:
+    """One key path leads to the other (a section and a key inside it, or the same key)."""
+    return a[:len(b)] == b[:len(a)]
 
 
 def _key_path(loc: tuple) -> list[str]:
@@ -62,8 +100,9 @@ def _key_path(loc: tuple) -> list[str]:
     return [p for i, p in enumerate(parts) if not (i > 0 and parts[i - 1] in UNION_KEYS and p in UNION_TAGS)]
 
 
-UNION_KEYS = {"world", "base", "query", "model", "topic", "format"}
-UNION_TAGS = {"testbed", "real-mini", "paper", "world", "hub", "local", "packaged", "sequence_classifier", "centroid"}
+UNION_KEYS = {"world", "base", "query", "model", "topic", "format", "executor"}
+UNION_TAGS = {"testbed", "real-mini", "paper", "released", "world", "hub", "local", "packaged", "sequence_classifier",
+              "centroid", "slurm", "ray"}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -75,24 +114,27 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Set each ``key.path=value``; a section that is null or missing (``labels.topic: null``) becomes one."""
     for text in overrides:
         path, value = parse_override(text)
         node = raw
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
+        for depth, part in enumerate(path[:-1]):
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
-                raise ProvenanceError(f"override {text!r}: {part!r} is not a section")
+                raise ProvenanceError(f"override {text!r}: {'.'.join(path[:depth + 1])} is a value, not a section",
+                                      f"set it whole: -p {'.'.join(path[:depth + 1])}=...")
         node[path[-1]] = value
     return raw
 
 
-def validate(raw: dict, source: str = "<params>") -> StudyParams:
+def validate(raw: dict, source: str = "<params>", overrides: list[str] = ()) -> StudyParams:
     try:
         return StudyParams.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors()
-        lines = [_format_error(source, e) for e in errors]
-        raise ProvenanceError("; ".join(lines), "see params/*.yaml and provenance_lib/params.py") from None
+        lines = [_format_error(e, source, list(overrides)) for e in exc.errors()]
+        raise ProvenanceError("; ".join(lines), "see params/*.yaml and provenance_lib/params/") from None
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> StudyParams:
@@ -105,7 +147,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> StudyParams:
         raise ProvenanceError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ProvenanceError(f"{path}: top level must be a mapping of sections")
-    return validate(apply_overrides(raw, list(overrides)), str(path))
+    return validate(apply_overrides(raw, list(overrides)), str(path), list(overrides))
 
 
 def dump(params: StudyParams) -> str:

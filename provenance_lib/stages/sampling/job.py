@@ -1,4 +1,4 @@
-"""Stage 01's inputs and artifact names: the corpus shards in canonical order and the job every worker runs."""
+"""Stage 01's inputs and artifact names: the corpus shards in canonical order and the job every task runs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from ... import corpus
 from ...errors import ProvenanceError
+from ...params import Executor, LocalExecutor
 
 MANIFEST = "manifest.parquet"
 SUMMARY = "sampling_summary.json"
@@ -17,8 +18,8 @@ SKEW = "skew.json"
 HEATMAP = "skew_heatmap.png"
 WORKING_SET = "working_set"
 UNLABELLED = -1
+LABEL_AXES = ("topic", "format")
 ROW_BITS = 32  # position = shard ordinal << 32 | row: sorts like (shard name, row)
-# Ranks wait in a collective while the slowest one finishes its shards; at paper scale that can take hours.
 
 MANIFEST_SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -50,7 +51,7 @@ def corpus_shards(entries: Iterable[str | Path]) -> list[ShardRef]:
 
 @dataclass(frozen=True)
 class SamplingJob:
-    """Everything a rank needs; picklable, so local ranks can be spawned with it."""
+    """Everything a task needs; picklable, so datatrove can ship it to worker processes and Slurm jobs."""
 
     shards: tuple[ShardRef, ...]     # kept sorted by name: the ordinal of a shard is its index here
     out_dir: Path
@@ -59,7 +60,8 @@ class SamplingJob:
     tokens: str = "whitespace"       # "whitespace" or "base_model"
     tokenizer: str | None = None     # folder or hub id of the base model's tokenizer (tokens == "base_model")
     batch_size: int = 256
-    workers: int = 1
+    executor: Executor = LocalExecutor(kind="local")  # where the steps run: params.sampling.executor
+    buckets: int | None = None       # hash partitions of the de-duplication; None: from the corpus size
     topic_classifier: Any = None     # None, a labels spec for labels.load_classifier, or an object with predict_proba
     format_classifier: Any = None
 
@@ -84,7 +86,8 @@ def stage_job(stage) -> SamplingJob:
     return SamplingJob(
         shards=tuple(corpus_shards(stage.world_path(entry) for entry in stage.world.corpus)),
         out_dir=Path(stage.out_dir), seed=p.seed, target_per_bin=p.sampling.target_per_bin, tokens=p.sampling.tokens,
-        tokenizer=tokenizer, batch_size=p.sampling.batch_size, workers=p.sampling.workers,
+        tokenizer=tokenizer, batch_size=p.sampling.batch_size, executor=p.sampling.executor,
+        buckets=p.sampling.buckets,
         topic_classifier=_in_world(stage, p.labels.topic), format_classifier=_in_world(stage, p.labels.format),
     )
 

@@ -16,8 +16,7 @@ from ... import taxonomy
 from ...artifacts import read_json, savefig, write_json, write_parquet
 from ...errors import ProvenanceError
 from ...stats import skew_statistics
-from .index import DocumentLabeller
-from .job import HEATMAP, MANIFEST, MANIFEST_SCHEMA, ROW_BITS, SKEW, SUMMARY, SamplingJob
+from .job import HEATMAP, LABEL_AXES, MANIFEST, MANIFEST_SCHEMA, ROW_BITS, SKEW, SUMMARY, SamplingJob
 from .select import Selection
 
 if TYPE_CHECKING:
@@ -50,6 +49,20 @@ class SamplingResult:
         import pandas as pd
 
         return pd.DataFrame(self.summary["per_bin"])
+
+    def bins_overview(self) -> str:
+        """One line: full, underfilled and empty bins, and the smallest non-empty one."""
+        bins = self.summary["bins"]
+        smallest = bins["smallest_nonempty"]
+        return (f"{bins['full']} full bins, {len(bins['underfilled'])} underfilled, {len(bins['empty'])} empty; "
+                f"smallest non-empty: {smallest['bin_name']} ({smallest['docs']} documents)")
+
+    def underfilled_table(self) -> pd.DataFrame:
+        """Bins with fewer documents than the target, smallest first (no rows when every bin is full)."""
+        import pandas as pd
+
+        rows = self.summary["bins"]["underfilled"]
+        return pd.DataFrame(rows, columns=["bin", "bin_name", "docs"]).sort_values(["docs", "bin"], ignore_index=True)
 
     def totals_table(self) -> pd.DataFrame:
         import pandas as pd
@@ -86,7 +99,7 @@ def build_summary(job: SamplingJob, selection: Selection) -> dict:
             "removed_duplicate_text": c["removed_duplicate_text"], "unique": c["unique"],
             "unlabelled_unique": c["unlabelled_unique"], "population": int(pop.sum()),
             "sampled": int(sampled_docs.sum()),
-            "labels": {f"{axis}_{source}": c[f"{axis}_{source}"] for axis in DocumentLabeller.AXES
+            "labels": {f"{axis}_{source}": c[f"{axis}_{source}"] for axis in LABEL_AXES
                        for source in ("from_metadata", "from_classifier", "missing")},
         },
         "tokens": {"population": int(selection.population_tokens.sum()), "sampled": int(sampled_tokens.sum())},

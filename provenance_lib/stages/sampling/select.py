@@ -1,11 +1,16 @@
-"""Steps 2 and 3 of stage 01: select (de-duplicate in canonical corpus order, then bottom-k per bin on a seeded
-hash) and fetch (copy the sampled documents' text into the working set)."""
+"""The reductions of stage 01, each exact on any partition of the rows it is given: de-duplication by hash
+bucket, bottom-k per bin (per bucket, then merged), and the fetch of the sampled documents' text.
+
+Why the partitioned de-duplication equals the plain one (ids first, then texts among the id survivors, first in
+canonical order wins each time): every copy of an id hashes into the same id bucket, so the first copy of each id
+is found inside its bucket; the id survivors go on to text buckets the same way. A document dropped as an id
+duplicate never reaches a text bucket, so it cannot hide a text. And the bottom-k of a bin over the whole corpus is
+the bottom-k of the union of each part's bottom-k of that bin, so per-bucket candidates merge exactly."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
@@ -13,54 +18,92 @@ import numpy as np
 
 from ... import corpus, taxonomy
 from ...errors import ProvenanceError
-from .index import CorpusIndex, hash64, sampling_key, text_hash
-from .job import ROW_BITS, UNLABELLED, WORKING_SET, ShardRef
+from .index import hash64, sampling_key, text_hash
+from .job import ROW_BITS, WORKING_SET, ShardRef
 
-# ----------------------------------------------------------------------------------------------- step 2: select
+
+# ----------------------------------------------------------------------------------------------- de-duplication
+def bucket_of(hashes: np.ndarray, n_buckets: int) -> np.ndarray:
+    """The bucket of each 64-bit hash: its top 32 bits scaled to ``n_buckets`` (even for any count)."""
+    return ((hashes.astype(np.uint64) >> np.uint64(32)) * np.uint64(n_buckets) >> np.uint64(32)).astype(np.int64)
+
+
+def first_occurrences(rows: np.ndarray, column: str) -> np.ndarray:
+    """The rows that come first in corpus order among those with the same ``column`` value, sorted by position."""
+    order = np.lexsort((rows["position"], rows[column]))
+    values = rows[column][order]
+    first = np.ones(len(order), bool)
+    first[1:] = values[1:] != values[:-1]
+    kept = order[first]
+    return rows[kept[np.argsort(rows["position"][kept], kind="stable")]]
+
+
+def split_by(rows: np.ndarray, keys: np.ndarray, n_parts: int) -> list[np.ndarray]:
+    """``rows`` split into ``n_parts`` by ``keys`` (0 .. n_parts-1), each part in its original order."""
+    order = np.argsort(keys, kind="stable")
+    bounds = np.searchsorted(keys[order], np.arange(n_parts + 1))
+    ordered = rows[order]
+    return [ordered[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+# ----------------------------------------------------------------------------------------------- bottom-k
+def bottom_k(rows: np.ndarray, bins: np.ndarray, seed: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The at most ``k`` rows per bin with the smallest sampling keys, sorted by (bin, key), and the offsets of
+    each bin's run (``n_bins + 1`` entries for bins 0 .. n_bins-1)."""
+    n_bins = taxonomy.load().n_bins
+    order = np.lexsort((sampling_key(rows["text_hash"], seed), bins))
+    sorted_bins = bins[order]
+    rank_in_bin = np.arange(len(order)) - np.searchsorted(sorted_bins, sorted_bins)
+    kept = order[rank_in_bin < k]
+    return rows[kept], np.searchsorted(bins[kept], np.arange(n_bins + 1)).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------- the result
+@dataclass
+class CorpusIndex:
+    """Columns of some documents (the sample), no text: what the manifest and the summary are written from."""
+
+    position: np.ndarray
+    id_hash: np.ndarray
+    text_hash: np.ndarray
+    bin: np.ndarray
+    tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.position)
+
+    @classmethod
+    def from_rows(cls, rows: np.ndarray, bins: np.ndarray) -> CorpusIndex:
+        return cls(rows["position"].copy(), rows["id_hash"].copy(), rows["text_hash"].copy(),
+                   bins.astype(np.int16), rows["tokens"].copy())
+
+    def take(self, mask_or_order) -> CorpusIndex:
+        return CorpusIndex(self.position[mask_or_order], self.id_hash[mask_or_order],
+                           self.text_hash[mask_or_order], self.bin[mask_or_order], self.tokens[mask_or_order])
+
+
 @dataclass
 class Selection:
-    """The merged result: the sampled documents (index columns in corpus order) and the population per bin."""
+    """The merged result: the sampled documents (in corpus order) and the population per bin."""
 
     sampled: CorpusIndex
     population_docs: np.ndarray    # per bin, after de-duplication
     population_tokens: np.ndarray
     counts: Counter
 
-    @cached_property
-    def _shard_of(self) -> np.ndarray:
-        return self.sampled.position >> np.uint64(ROW_BITS)
 
-    def rows_of(self, ordinal: int) -> CorpusIndex:
-        lo, hi = np.searchsorted(self._shard_of, [ordinal, ordinal + 1])
-        return self.sampled.take(slice(lo, hi))
-
-
-def select(index: CorpusIndex, seed: int, target_per_bin: int, n_bins: int) -> Selection:
-    """De-duplicate (ids, then texts; first occurrence in corpus order wins) and draw bottom-k per bin."""
-    if index.counts["documents"] == 0:
+def check_population(counts: Counter) -> None:
+    """The two ways a corpus can give nothing to sample, as errors."""
+    if counts["documents"] == 0:
         raise ProvenanceError("the corpus has no documents (every shard is empty)", "build the world again")
-    index = index.take(np.argsort(index.position, kind="stable"))  # corpus order, whatever order parts came in
-    index = index.drop_duplicates("id_hash", "removed_duplicate_id")
-    index = index.drop_duplicates("text_hash", "removed_duplicate_text")
-    labelled = index.take(index.bin != UNLABELLED)
-    counts = index.counts + Counter(unique=len(index), unlabelled_unique=len(index) - len(labelled))
-    if not len(labelled):
+    if counts["unique"] == counts["unlabelled_unique"]:
         raise ProvenanceError(
-            f"none of the {len(index)} unique documents has both a topic and a format label",
+            f"none of the {counts['unique']} unique documents has both a topic and a format label",
             "label the shards (metadata weborganizer_max / weborganizer_format_max) or set labels.topic / "
             "labels.format to a classifier")
-    bins = labelled.bin.astype(np.int64)
-    population_docs = np.bincount(bins, minlength=n_bins)
-    population_tokens = np.bincount(bins, weights=labelled.tokens, minlength=n_bins).astype(np.int64)
-    order = np.lexsort((sampling_key(labelled.text_hash, seed), bins))
-    sorted_bins = bins[order]
-    rank_in_bin = np.arange(len(order)) - np.searchsorted(sorted_bins, sorted_bins)
-    chosen = np.sort(order[rank_in_bin < target_per_bin])
-    sampled = labelled.take(chosen)
-    return Selection(sampled, population_docs, population_tokens, counts)
 
 
-# ----------------------------------------------------------------------------------------------- step 3: fetch
+# ----------------------------------------------------------------------------------------------- fetch
 def write_working_set_shard(shard: ShardRef, rows: CorpusIndex, out_path: Path) -> list[str]:
     """Copy the sampled documents of one shard (``rows``, in row order) into a working-set shard, with their
     labels and sampling facts in ``metadata``; return their ids. Checks each against the index, so a shard changed

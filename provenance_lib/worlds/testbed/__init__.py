@@ -3,12 +3,15 @@
 ``build(params, out_dir)`` writes the world layout of ``provenance_lib.world``:
 
 * corpus shards in the Dolma3 schema, every (topic, format) bin filled from the seed (``documents``, in the
-  made-up ``language``, with the ``planting`` of each benchmark's content);
+  made-up ``language``), each benchmark's content (``planting``) put into a few mid-sized bins at a small token
+  dose (``placement``);
 * the four benchmarks (2x2 design): knowledge items ask facts, reasoning items apply rules to entities never seen
   with them; both are stated only in the documents of the benchmark's planted bins (``world.planted``);
-* ``ground_truth.json``: planted bins and documents per benchmark, the facts and rules, the duplicates;
-* ``models/base``: an OLMo3-architecture model pretrained on the corpus (+ ``optimizer.pt``, TrackStar's V) and
-  ``models/query``: it fine-tuned briefly on the benchmarks' train items in question form.
+* ``ground_truth.json``: planted bins, their size ranks, carrier documents and the dose per benchmark, the facts and
+  rules, the duplicates;
+* ``models/<step>/base|query``: an OLMo3-architecture model pretrained on the corpus, saved at checkpoints with its
+  optimizer state (TrackStar's V), and at each an "instruct" variant fine-tuned briefly on the train items
+  (``pretrain``); the world's base model is the checkpoint ``world.attribute_at`` picks, one still learning.
 
 The corpus, the benchmarks and the ground truth are byte-identical for the same params (``generate``); the models
 depend on torch's kernels as well, and are not promised to be.
@@ -16,34 +19,28 @@ depend on torch's kernels as well, and are not promised to be.
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ... import corpus
-from ...artifacts import write_json
-from ...benchmarks import BY_NAME, write_lm_eval_tasks, write_queries
-from ...errors import ProvenanceError
-from ...evaluation import evaluate
+from ...artifacts import read_json, write_json
+from ...benchmarks import write_lm_eval_tasks, write_queries
 from ...params import StudyParams
 from ...taxonomy import load as load_taxonomy
 from ...threads import torch_threads
 from ..contract import WorldInfo
-from . import training
-from .documents import Document, generate_documents
+from . import placement
+from .documents import Document, bin_sizes, finish_corpus, write_drafts
 from .language import make_lexicon
 from .planting import Capability, plan_capabilities, rule_entities_needed
+from .pretrain import train_models
 
 CORPUS_DIR, QUERIES, TASK_DIR = "corpus", "benchmarks/queries.parquet", "benchmarks/tasks"
-BASE_MODEL, QUERY_MODEL, GROUND_TRUTH = "models/base", "models/query", "ground_truth.json"
+GROUND_TRUTH = "ground_truth.json"
 TASK_PREFIX = "testbed"
-PLANTED_POOL = 40
-"""People / substances the planted reasoning statements are about (disjoint from the items' entities)."""
 
 
 @dataclass
@@ -52,6 +49,7 @@ class Generated:
     rows: list[dict]                     # benchmark items in the query schema
     tasks: dict[str, str]                # benchmark name -> lm-eval task
     capabilities: dict[str, Capability]
+    planted_bins: dict[str, list[int]]   # benchmark name -> bin ids (chosen even in a null world)
 
 
 def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
@@ -61,20 +59,26 @@ def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
     generate_s = time.perf_counter() - start
     with torch_threads(params.threads):
         start = time.perf_counter()
-        facts = train_models(params, generated, out_dir)
-        train_s = time.perf_counter() - start
-        start = time.perf_counter()
-        accuracy = evaluate_models(out_dir, generated.tasks)
-        evaluate_s = time.perf_counter() - start
+        checkpoints, chosen, facts = train_models(params, [d.text for d in generated.documents], generated.rows,
+                                                  generated.tasks, out_dir / TASK_DIR, out_dir)
+        models_s = time.perf_counter() - start
+    truth = read_json(out_dir / GROUND_TRUTH)
+    history = checkpoints[:checkpoints.index(chosen) + 1]
     return WorldInfo(
         kind="testbed", fingerprint="", corpus=[CORPUS_DIR], queries=QUERIES, tasks=generated.tasks,
-        task_dir=TASK_DIR, base_model=BASE_MODEL, query_model=QUERY_MODEL,
+        task_dir=TASK_DIR, base_model=chosen.base, query_model=chosen.query,
+        checkpoints={c.label: c.base for c in history},
         extra=dict(
             documents=len(generated.documents),
-            planted_documents={name: sum(d.planted == name for d in generated.documents) for name in BY_NAME},
+            planted_documents={name: len(b["documents"]) for name, b in truth["benchmarks"].items()},
+            planted_token_share={name: b["planted_token_share"] for name, b in truth["benchmarks"].items()},
+            planted_bins={name: b["bin_names"] for name, b in truth["benchmarks"].items()},
             nonempty_bins=len({(d.topic, d.format) for d in generated.documents}),
-            threads=params.threads, generate_s=round(generate_s, 2), train_s=round(train_s, 2),
-            evaluate_s=round(evaluate_s, 2), accuracy=accuracy, **facts,
+            threads=params.threads, generate_s=round(generate_s, 2), models_s=round(models_s, 2),
+            attributed=chosen.label, accuracy=chosen.accuracy,
+            checkpoint_models={c.label: dict(step=c.step, base=c.base, query=c.query, accuracy=c.accuracy)
+                               for c in checkpoints},
+            **facts,
         ),
     )
 
@@ -84,18 +88,25 @@ def generate(params: StudyParams, out_dir: str | Path) -> Generated:
     """The deterministic part of the world: corpus shards, benchmarks (queries + lm-eval tasks), ground truth."""
     out_dir = Path(out_dir)
     world, seed, taxonomy = params.world, params.seed, load_taxonomy()
-    n_values, n_train, n_eval = world.items.values, world.items.train_items, world.items.eval_items
-    lexicon = make_lexicon(seed, len(taxonomy.topics), world.corpus.topic_vocabulary, n_values,
-                           n_facts=n_train + n_eval,
-                           n_rule_entities=rule_entities_needed(n_train, n_eval, n_values, PLANTED_POOL))
+    items = world.items
+    n_train, n_eval, n_rules = items.train_items, items.eval_items, items.n_rules
+    lexicon = make_lexicon(seed, len(taxonomy.topics), world.corpus.topic_vocabulary, items.values,
+                           n_facts=n_train + n_eval, n_rules=n_rules,
+                           n_rule_entities=rule_entities_needed(n_train, n_eval, n_rules, world.planted_entities))
     capabilities = plan_capabilities(lexicon, seed, n_train, n_eval)
-    documents = generate_documents(world, seed, lexicon, capabilities, taxonomy)
-    write_corpus(documents, out_dir / CORPUS_DIR, world.corpus.shards, taxonomy)
+    c = world.corpus
+    sizes = bin_sizes(random.Random(f"{seed}:bin-sizes"), taxonomy.n_bins, c.documents, c.empty_bin_share,
+                      c.bin_size_sigma)
+    planted_bins = placement.choose_bins(world, seed, sizes, taxonomy)
+    drafts = write_drafts(c, seed, sizes, lexicon, taxonomy)
+    placement.plant(drafts, planted_bins, capabilities, world, seed)
+    documents = finish_corpus(drafts, c, seed)
+    write_corpus(documents, out_dir / CORPUS_DIR, c.shards, taxonomy)
     rows = benchmark_rows(capabilities, seed)
     table = write_queries(out_dir / QUERIES, rows)
     tasks = write_lm_eval_tasks(table, out_dir / TASK_DIR, prefix=TASK_PREFIX)
-    write_json(out_dir / GROUND_TRUTH, ground_truth(params, documents, capabilities, taxonomy))
-    return Generated(documents, rows, tasks, capabilities)
+    write_json(out_dir / GROUND_TRUTH, ground_truth(params, documents, capabilities, planted_bins, sizes, taxonomy))
+    return Generated(documents, rows, tasks, capabilities, planted_bins)
 
 
 def write_corpus(documents: list[Document], corpus_dir: Path, n_shards: int, taxonomy) -> list[Path]:
@@ -133,80 +144,27 @@ def benchmark_rows(capabilities: dict[str, Capability], seed: int) -> list[dict]
 
 
 def ground_truth(params: StudyParams, documents: list[Document], capabilities: dict[str, Capability],
-                 taxonomy) -> dict:
+                 planted_bins: dict[str, list[int]], sizes: list[int], taxonomy) -> dict:
+    """Per benchmark: its bins (in a null world, the bins the rule chose and left unplanted), carrier documents,
+    planted tokens and their share of the corpus, the facts and rules; and the duplicates."""
+    tokens = sum(len(d.text.split()) for d in documents)
+    ranks = placement.size_ranks(sizes)
     benchmarks = {}
-    for name, bins in params.world.planted.items():
-        ids = [taxonomy.parse_bin(text) for text in bins]
+    for name, bins in planted_bins.items():
+        carriers = [d for d in documents if d.planted == name]
+        planted_tokens = sum(d.planted_tokens for d in carriers)
         capability = capabilities[name]
         benchmarks[name] = dict(
-            bins=ids, bin_names=[taxonomy.bin_name(i) for i in ids],
-            documents=sorted(d.id for d in documents if d.planted == name),
+            bins=bins, bin_names=[taxonomy.bin_name(i) for i in bins],
+            bin_documents=[sizes[i] for i in bins], bin_size_ranks=[ranks[i] for i in bins],
+            documents=sorted(d.id for d in carriers),
+            planted_tokens=planted_tokens, planted_token_share=round(planted_tokens / tokens, 5),
+            carrier_token_share=round(sum(len(d.text.split()) for d in carriers) / tokens, 5),
             statements=[dict(key=f.key, value=f.value, entity=f.entity) for f in capability.facts],
             lead_in=capability.kind.lead_in,
         )
     return dict(
-        seed=params.seed, world=params.section("world"), benchmarks=benchmarks,
+        seed=params.seed, world=params.section("world"), tokens=tokens, benchmarks=benchmarks,
         duplicates=sorted((dict(id=d.id, of=d.duplicate_of, kind=d.duplicate_kind) for d in documents
                            if d.duplicate_of), key=lambda row: row["id"]),
     )
-
-
-# ----------------------------------------------------------------------------------------------- models
-def train_models(params: StudyParams, generated: Generated, out_dir: Path) -> dict:
-    """Tokenizer, pretrained base model (+ optimizer state) and fine-tuned query model; returns facts for ``extra``."""
-    world = params.world
-    tokenizer = training.train_word_tokenizer(d.text for d in generated.documents)
-    _check_vocabulary(tokenizer, generated.rows)
-    documents = tokenizer([d.text for d in generated.documents], add_special_tokens=False)["input_ids"]
-    arch = world.model
-    model = training.tiny_olmo3(tokenizer, arch.layers, arch.hidden, arch.heads, arch.mlp,
-                                max_positions=2 * arch.context, seed=params.seed)
-
-    pre = world.pretraining
-    steps = math.ceil(pre.epochs * training.packed_steps_per_epoch(documents, arch.context, pre.batch_size))
-    batches = training.packed_batches(documents, tokenizer.eos_token_id, arch.context, pre.batch_size,
-                                      torch.Generator().manual_seed(params.seed))
-    start = time.perf_counter()
-    optimizer, pre_losses = training.fit(model, batches, steps, pre.lr, pre.warmup, pre.weight_decay)
-    pretrain_s = time.perf_counter() - start
-    training.save_model(model, tokenizer, out_dir / BASE_MODEL, optimizer)
-
-    train_rows = [r for r in generated.rows if r["split"] == "train"]
-    prompts = tokenizer([r["question"] for r in train_rows], add_special_tokens=False)["input_ids"]
-    answers = tokenizer([" " + r["choices"][r["answer"]] for r in train_rows], add_special_tokens=False)["input_ids"]
-    fine = world.finetuning
-    fine_steps = math.ceil(fine.epochs * math.ceil(len(train_rows) / fine.batch_size))
-    query = copy.deepcopy(model)
-    _, fine_losses = training.fit(query, training.answer_batches(prompts, answers, tokenizer.pad_token_id,
-                                                                 fine.batch_size,
-                                                                 torch.Generator().manual_seed(params.seed)),
-                                  fine_steps, fine.lr, fine.warmup, fine.weight_decay)
-    training.save_model(query, tokenizer, out_dir / QUERY_MODEL)
-    return dict(
-        tokens=sum(len(d) for d in documents), vocab_size=len(tokenizer),
-        model_parameters=sum(p.numel() for p in model.parameters()),
-        pretrain_steps=steps, pretrain_s=round(pretrain_s, 2),
-        pretrain_tokens_per_s=round(steps * pre.batch_size * arch.context / pretrain_s),
-        pretrain_loss_first=round(pre_losses[0], 3), pretrain_loss_last=round(pre_losses[-1], 3),
-        finetune_steps=fine_steps, finetune_loss_last=round(fine_losses[-1], 3),
-    )
-
-
-def _check_vocabulary(tokenizer, rows: list[dict]) -> None:
-    """Every question and choice word must be a corpus word: an unknown choice would score as [UNK] (lesson 3)."""
-    vocabulary = tokenizer.get_vocab()
-    missing = sorted({w for r in rows for text in (r["question"], *r["choices"]) for w in text.split()
-                      if w not in vocabulary})
-    if missing:
-        raise ProvenanceError(f"benchmark words never seen in the testbed corpus: {missing[:10]}",
-                              "raise world.corpus.documents so every benchmark word is mentioned")
-
-
-def evaluate_models(out_dir: Path, tasks: dict[str, str]) -> dict:
-    """Accuracy of both models on every benchmark's eval items, through lm-eval on the world's local tasks."""
-    accuracy = {}
-    for label, folder in (("base", BASE_MODEL), ("query", QUERY_MODEL)):
-        summary = evaluate(out_dir / folder, out_dir / TASK_DIR, tasks, batch_size=64).summary
-        accuracy[label] = {row.benchmark: round(float(row.acc), 4) for row in summary.itertuples()}
-    accuracy["chance"] = {row.benchmark: round(float(row.chance), 4) for row in summary.itertuples()}
-    return accuracy

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .language import Lexicon, TopicWords
-from .planting import Capability
 
 # ----------------------------------------------------------------------------------------------- documents
 MENTION_TEMPLATES = {
@@ -76,19 +75,28 @@ class DocWriter:
         return self.rng.choice(self.names)
 
 
+Lines = tuple[list[str], list[str], list[str]]
+"""A document's head, body and foot lines: planted sentences replace body lines only, so a planted document keeps
+its format's frame (title, signature) and about its length."""
+
+
 @dataclass(frozen=True)
 class FormatStyle:
-    """A format's structure: how its lines are made, how a planted sentence is carried as a line, and the layout
-    applied once the planted lines are in (e.g. numbering)."""
+    """A format's structure: how its lines are made, how a planted sentence is carried as a body line, and the layout
+    applied to the body once the planted lines are in (e.g. numbering)."""
 
-    write: Callable[[DocWriter, int], list[str]]
+    write: Callable[[DocWriter, int], Lines]
     carry: Callable[[str], str] = lambda text: text
     layout: Callable[[list[str]], list[str]] = lambda lines: lines
 
 
+def _body(lines: list[str]) -> Lines:
+    return [], lines, []
+
+
 def _dialogue(first: str, second: str) -> FormatStyle:
     def write(w, n_words):
-        return _fill(lambda i: f"{(first, second)[i % 2]} : {w.sentence()}", n_words)
+        return _body(_fill(lambda i: f"{(first, second)[i % 2]} : {w.sentence()}", n_words))
     return FormatStyle(write, lambda text: f"{second} : {text}")
 
 
@@ -110,7 +118,7 @@ def _qa(q: str, a: str) -> FormatStyle:
             fill = dict(clause=w.clause(), clause2=w.clause(), noun=w.noun(), noun2=w.noun(), name=w.name(),
                         adj=w.rng.choice(w.words.adjectives), verb=w.rng.choice(w.words.verbs))
             return f"{q} : {question.format(**fill)} {a} : {answer.format(**fill)}"
-        return _fill(pair, n_words)
+        return _body(_fill(pair, n_words))
     return FormatStyle(write, lambda text: f"{a} : {text}")
 
 
@@ -118,43 +126,42 @@ def _prose(openers: tuple[str, ...], header: str = "", footer: str = "") -> Form
     def write(w, n_words):
         lines = _fill(lambda i: f"{w.rng.choice(openers).format(name=w.name())} {w.clause()} ." if i % 3 == 0
                       else w.sentence(), n_words)
-        return ([header.format(noun=w.noun(), name=w.name())] if header else []) + lines + (
-            [footer.format(noun=w.noun(), name=w.name())] if footer else [])
+        return ([header.format(noun=w.noun(), name=w.name())] if header else [], lines,
+                [footer.format(noun=w.noun(), name=w.name())] if footer else [])
     return FormatStyle(write)
 
 
 def _numbered(marker: str) -> FormatStyle:
-    return FormatStyle(lambda w, n_words: _fill(lambda i: w.sentence(), n_words),
+    return FormatStyle(lambda w, n_words: _body(_fill(lambda i: w.sentence(), n_words)),
                        layout=lambda lines: [f"{marker} {i + 1} : {line}" for i, line in enumerate(lines)])
 
 
 def _definitions() -> FormatStyle:
     def write(w, n_words):
-        return _fill(lambda i: f"{w.noun()} : a {w.rng.choice(w.words.adjectives)} {w.noun()} . {w.sentence()}"
-                     if i % 2 == 0 else f"see also : {w.sentence()}", n_words)
+        return _body(_fill(lambda i: f"{w.noun()} : a {w.rng.choice(w.words.adjectives)} {w.noun()} . {w.sentence()}"
+                           if i % 2 == 0 else f"see also : {w.sentence()}", n_words))
     return FormatStyle(write)
 
 
 def _records(separator: str) -> FormatStyle:
     def write(w, n_words):
-        return _fill(lambda i: f"{w.noun()} {separator} {w.rng.choice(w.words.adjectives)} {separator} "
-                     f"{w.rng.randint(1, 99)} {separator} {w.sentence()}", n_words)
+        return _body(_fill(lambda i: f"{w.noun()} {separator} {w.rng.choice(w.words.adjectives)} {separator} "
+                           f"{w.rng.randint(1, 99)} {separator} {w.sentence()}", n_words))
     return FormatStyle(write, lambda text: f"note {separator} {text}")
 
 
 def _narrative(opening: str) -> FormatStyle:
     def write(w, n_words):
         hero = w.name()
-        return [opening.format(name=hero)] + _fill(
-            lambda i: f"then {hero} saw that {w.clause()} ." if i % 4 == 1 else w.sentence(), n_words)
+        return [opening.format(name=hero)], _fill(
+            lambda i: f"then {hero} saw that {w.clause()} ." if i % 4 == 1 else w.sentence(), n_words), []
     return FormatStyle(write)
 
 
 def _truncated() -> FormatStyle:
     def write(w, n_words):
         lines = _fill(lambda i: w.sentence(), n_words)
-        lines[-1] = " ".join(lines[-1].split()[:3]) + " ..."
-        return lines
+        return [], lines[:-1], [" ".join(lines[-1].split()[:3]) + " ..."]
     return FormatStyle(write)
 
 
@@ -203,12 +210,37 @@ FORMAT_STYLES: dict[str, FormatStyle] = {
 
 # ----------------------------------------------------------------------------------------------- corpus
 @dataclass
+class Draft:
+    """A document before ids and duplicates: its lines, so planting can replace body lines."""
+
+    bin_id: int
+    topic: int
+    format: int
+    format_key: str
+    head: list[str]
+    body: list[str]
+    foot: list[str]
+    soft_labels: dict
+    planted: str | None = None          # benchmark name whose content the document carries
+    planted_tokens: int = 0             # words of the planted sentences in it
+    planted_lines: list[str] = field(default_factory=list)   # the body lines that carry them
+
+    @property
+    def style(self) -> FormatStyle:
+        return FORMAT_STYLES[self.format_key]
+
+    def render(self) -> str:
+        return "\n".join(self.head + self.style.layout(self.body) + self.foot)
+
+
+@dataclass
 class Document:
     id: str
     topic: int
     format: int
     text: str
     planted: str | None = None          # benchmark name whose content the document carries
+    planted_tokens: int = 0             # words of the planted sentences in it (whitespace tokens)
     duplicate_of: str | None = None
     duplicate_kind: str | None = None   # "exact" | "near"
     soft_labels: dict = field(default_factory=dict)
@@ -225,65 +257,62 @@ def document_length(rng: random.Random, median: int, sigma: float, low: int, hig
     return min(high, max(low, round(median * math.exp(rng.gauss(0.0, sigma)))))
 
 
-def write_document(rng: random.Random, writer: DocWriter, format_key: str, n_words: int,
-                   planted: list[str] = ()) -> str:
-    """A document of the format, with the planted sentences (if any) carried as lines at random places."""
-    style = FORMAT_STYLES[format_key]
-    lines = style.write(writer, n_words)
-    for sentence in planted:
-        lines.insert(rng.randint(0, len(lines)), style.carry(sentence))
-    return "\n".join(style.layout(lines))
-
-
-def near_duplicate(rng: random.Random, text: str) -> str:
-    """Drop one line (if there are several) and swap two words: the kind of edit de-duplication must catch."""
+def near_duplicate(rng: random.Random, text: str, keep: tuple[str, ...] = ()) -> str:
+    """Drop one line (if there are several) and swap two words: the kind of edit de-duplication must catch. Lines
+    holding a ``keep`` sentence (the planted ones) are left whole, so a copy carries what its original carries; a
+    document of planted lines only gets two of them swapped."""
     lines = text.split("\n")
-    if len(lines) > 2:
-        del lines[rng.randrange(len(lines))]
-    words = "\n".join(lines).split(" ")
-    i, j = rng.randrange(len(words)), rng.randrange(len(words))
-    words[i], words[j] = words[j], words[i]
-    return " ".join(words)
+
+    def free() -> list[int]:
+        return [k for k, line in enumerate(lines) if not any(sentence in line for sentence in keep)]
+
+    if len(lines) > 2 and free():
+        del lines[rng.choice(free())]
+    words = [(k, i) for k in free() for i in range(len(lines[k].split(" ")))]
+    if len(words) >= 2:
+        (k1, i1), (k2, i2) = rng.sample(words, 2)
+        split = {k: lines[k].split(" ") for k in (k1, k2)}
+        split[k1][i1], split[k2][i2] = split[k2][i2], split[k1][i1]
+        lines[k1], lines[k2] = " ".join(split[k1]), " ".join(split[k2])
+    elif len(lines) >= 2:
+        k1, k2 = rng.sample(range(len(lines)), 2)
+        lines[k1], lines[k2] = lines[k2], lines[k1]
+    return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------------------------- the corpus
-def generate_documents(world, seed: int, lexicon: Lexicon, capabilities: dict[str, Capability],
-                       taxonomy) -> list[Document]:
-    """Every document of the world (``world`` is the ``TestbedWorld`` params), shuffled across bins."""
-    c = world.corpus
+def write_drafts(corpus, seed: int, sizes: list[int], lexicon: Lexicon, taxonomy) -> list[Draft]:
+    """Ordinary documents of every bin (``corpus`` is the ``TestbedCorpus`` params), in bin order. Planting comes
+    after, from its own random streams, so a world and its control share every ordinary line."""
     rng = random.Random(f"{seed}:corpus")
-    planted_bins = {taxonomy.parse_bin(text): name for name, bins in world.planted.items() for text in bins}
-    sizes = bin_sizes(rng, taxonomy.n_bins, c.documents, c.empty_bin_share, c.bin_size_sigma)
-    carriers = {}
-    for bin_id in planted_bins:
-        sizes[bin_id] = world.planted_bin_documents
-        carriers[bin_id] = set(rng.sample(range(sizes[bin_id]), round(world.planted_share * sizes[bin_id])))
-    statements = {name: iter(capabilities[name].statements(
-        rng, world.planted_sentences * sum(len(carriers[b]) for b, owner in planted_bins.items() if owner == name),
-        world.planted_question_share)) for name in world.planted}
     mentions = _mention_cycle(random.Random(f"{seed}:mentions"), lexicon)
-    new_id = _id_maker(seed)
-
-    documents = []
+    drafts = []
     for bin_id, size in enumerate(sizes):
         topic, fmt = taxonomy.bin_labels(bin_id)
         writer = DocWriter(rng, lexicon.topics[topic.id], mentions, lexicon.names)
-        owner = planted_bins.get(bin_id)
-        for i in range(size):
-            planted = ([next(statements[owner]) for _ in range(world.planted_sentences)]
-                       if i in carriers.get(bin_id, ()) else [])
-            n_words = document_length(rng, c.words_median, c.words_sigma, c.words_min, c.words_max)
-            documents.append(Document(new_id(), topic.id, fmt.id, write_document(rng, writer, fmt.key, n_words, planted),
-                                      planted=owner if planted else None,
-                                      soft_labels=soft_labels(rng, topic.id, fmt.id, taxonomy)))
+        for _ in range(size):
+            n_words = document_length(rng, corpus.words_median, corpus.words_sigma, corpus.words_min,
+                                      corpus.words_max)
+            head, body, foot = FORMAT_STYLES[fmt.key].write(writer, n_words)
+            drafts.append(Draft(bin_id, topic.id, fmt.id, fmt.key, head, body, foot,
+                                soft_labels(rng, topic.id, fmt.id, taxonomy)))
+    return drafts
 
-    n_exact = round(c.exact_duplicate_share * len(documents))
-    n_near = round(c.near_duplicate_share * len(documents))
-    for k, doc in enumerate(rng.sample(documents, n_exact + n_near)):
-        exact = k < n_exact
-        documents.append(Document(new_id(), doc.topic, doc.format, doc.text if exact else near_duplicate(rng, doc.text),
-                                  planted=doc.planted, duplicate_of=doc.id, duplicate_kind="exact" if exact else "near",
-                                  soft_labels=doc.soft_labels))
+
+def finish_corpus(drafts: list[Draft], corpus, seed: int) -> list[Document]:
+    """Documents with opaque ids, plus exact and near duplicates of random documents, shuffled across bins."""
+    rng = random.Random(f"{seed}:duplicates")
+    new_id = _id_maker(seed)
+    documents = [Document(new_id(), d.topic, d.format, d.render(), planted=d.planted, planted_tokens=d.planted_tokens,
+                          soft_labels=d.soft_labels) for d in drafts]
+    n_exact = round(corpus.exact_duplicate_share * len(documents))
+    n_near = round(corpus.near_duplicate_share * len(documents))
+    for k, index in enumerate(rng.sample(range(len(documents)), n_exact + n_near)):
+        doc = documents[index]
+        edit = random.Random(f"{seed}:near:{doc.id}")   # its own stream: a planted line changes only its own copy
+        text = doc.text if k < n_exact else near_duplicate(edit, doc.text, tuple(drafts[index].planted_lines))
+        documents.append(Document(new_id(), doc.topic, doc.format, text,
+                                  planted=doc.planted, planted_tokens=doc.planted_tokens, duplicate_of=doc.id,
+                                  duplicate_kind="exact" if text == doc.text else "near", soft_labels=doc.soft_labels))
     rng.shuffle(documents)
     return documents
 

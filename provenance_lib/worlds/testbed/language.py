@@ -92,10 +92,10 @@ class Lexicon:
         return [(kind, word) for kind in kinds for word in getattr(self, kind)]
 
 
-def make_lexicon(seed: int, n_topics: int, topic_vocabulary: int, n_values: int, n_facts: int,
+def make_lexicon(seed: int, n_topics: int, topic_vocabulary: int, n_values: int, n_facts: int, n_rules: int,
                  n_rule_entities: int) -> Lexicon:
-    """``n_facts`` entities per knowledge benchmark, ``n_rule_entities`` per reasoning benchmark (people for the
-    social rules, substances for the STEM rules)."""
+    """``n_facts`` entities per knowledge benchmark; ``n_rules`` rule keys and ``n_rule_entities`` entities per
+    reasoning benchmark (people for the social rules, substances for the STEM rules)."""
     rng = random.Random(f"{seed}:lexicon")
     maker = WordMaker(rng, RESERVED_WORDS)
     topics = [TopicWords(maker.words(topic_vocabulary), maker.words(topic_vocabulary // 3, suffix="s"),
@@ -108,8 +108,8 @@ def make_lexicon(seed: int, n_topics: int, topic_vocabulary: int, n_values: int,
         substances=maker.words(n_rule_entities, (2, 2), suffix="ine"),
         parties=[w.capitalize() for w in maker.words(n_values, (2, 2), suffix="ist")],
         elements=maker.words(n_values, (1, 2), suffix="ium"),
-        actions=maker.words(n_values, (1, 2), suffix="ed"),
-        reagents=maker.words(n_values, (1, 2), suffix="ic"),
+        actions=maker.words(n_rules, (1, 2), suffix="ed"),
+        reagents=maker.words(n_rules, (1, 2), suffix="ic"),
         emotions=list(EMOTIONS[:n_values]),
         colors=list(COLORS[:n_values]),
     )

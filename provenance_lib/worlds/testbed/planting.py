@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import Iterator
 
 from ...benchmarks import BENCHMARKS, Benchmark
 from .language import Lexicon
@@ -90,42 +91,46 @@ class Capability:
     def is_rule(self) -> bool:
         return self.kind.benchmark.capability == "reasoning"
 
-    def statements(self, rng: random.Random, n: int, question_share: float) -> list[str]:
-        """``n`` planted sentences spread evenly over the facts (each fact n / len(facts) times), in random order.
+    def statement_stream(self, rng: random.Random, question_share: float) -> Iterator[str]:
+        """Endless planted sentences in rounds over the facts (each round states every fact once, shuffled), so any
+        prefix states every fact about equally often.
 
         A ``question_share`` of them are written as the benchmark's question and its answer, but never about an eval
         item: reasoning questions are about the planted entities, knowledge questions only ask facts of train items.
         So the eval items are never in the corpus, and the question form still is.
         """
         trained = {entity for entity, _ in self.items["train"]}
-        facts = [self.facts[i % len(self.facts)] for i in range(n)]
-        rng.shuffle(facts)
-        sentences = []
-        for fact in facts:
-            entity = fact.entity or rng.choice(self.planted_entities)
-            askable = self.is_rule or entity in trained
-            sentences.append(self.kind.answered_question(entity, fact.key, fact.value)
-                             if askable and rng.random() < question_share
-                             else self.kind.statement(rng, entity, fact.key, fact.value))
-        return sentences
+        while True:
+            facts = list(self.facts)
+            rng.shuffle(facts)
+            for fact in facts:
+                entity = fact.entity or rng.choice(self.planted_entities)
+                askable = self.is_rule or entity in trained
+                yield (self.kind.answered_question(entity, fact.key, fact.value)
+                       if askable and rng.random() < question_share
+                       else self.kind.statement(rng, entity, fact.key, fact.value))
 
 
 def plan_capabilities(lexicon: Lexicon, seed: int, n_train: int, n_eval: int) -> dict[str, Capability]:
     """Rules and facts per benchmark, and which (entity, fact) pairs each split asks.
 
-    Reasoning: the eval and train items apply the rules to entities never seen with any rule (disjoint pools).
+    Reasoning: the eval and train items apply the rules to entities never seen with any rule (disjoint pools); by
+    default there are as many rules as a knowledge benchmark has facts, several rules sharing each answer word, so a
+    reasoning benchmark is learned rule by rule at about a knowledge benchmark's pace (with one rule per answer word,
+    they jumped from chance to 1.00 between two checkpoints, long before the facts were learned).
     Knowledge: one fact per item, every fact planted; train and eval ask different facts.
     """
     rng = random.Random(f"{seed}:capabilities")
     capabilities = {}
-    n_values = len(lexicon.emotions)
+    n_rules = len(lexicon.actions)
     for kind, keys, values in ((SOCIAL_REASONING, lexicon.actions, lexicon.emotions),
                                (STEM_REASONING, lexicon.reagents, lexicon.colors)):
         entities = list(getattr(lexicon, kind.entity_kind))
         rng.shuffle(entities)
-        train_pool, eval_pool = _pool_size(n_train, n_values), _pool_size(n_eval, n_values)
+        train_pool, eval_pool = _pool_size(n_train, n_rules), _pool_size(n_eval, n_rules)
         pools = {"train": entities[:train_pool], "eval": entities[train_pool:train_pool + eval_pool]}
-        rules = [Fact(key, value) for key, value in zip(keys, rng.sample(values, len(values)))]
+        shuffled = rng.sample(values, len(values))       # each answer word is the value of n_rules / n_values rules
+        rules = [Fact(key, shuffled[i % len(values)]) for i, key in enumerate(keys)]
         items = {}
         for split, n in (("train", n_train), ("eval", n_eval)):
             pairs = [(entity, rule) for entity in pools[split] for rule in rules]

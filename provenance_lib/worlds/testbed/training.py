@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
 from ...artifacts import atomic_path
+from ...errors import ProvenanceError
 
 PAD, EOS, UNK = "<|pad|>", "<|endoftext|>", "[UNK]"
 
@@ -50,7 +51,13 @@ def tiny_olmo3(tokenizer, layers: int, hidden: int, heads: int, mlp: int, max_po
 def packed_batches(documents: Sequence[Sequence[int]], eos_id: int, context: int, batch_size: int,
                    generator: torch.Generator) -> Iterator[dict]:
     """Endless pretraining batches: each epoch shuffles the documents, joins them with EOS and cuts the stream into
-    ``context``-token rows (the last partial row is dropped)."""
+    ``context``-token rows (the last partial row is dropped). Every epoch has the same number of rows, so a corpus
+    shorter than one batch is refused here instead of looping forever."""
+    rows_per_epoch = sum(len(d) + 1 for d in documents) // context
+    if rows_per_epoch < batch_size:
+        raise ProvenanceError(f"the corpus holds {rows_per_epoch} rows of {context} tokens: fewer tokens than one "
+                              f"batch of {batch_size} rows", "lower world.pretraining.batch_size or "
+                              "world.model.context, or generate more documents (world.corpus.documents)")
     while True:
         order = torch.randperm(len(documents), generator=generator).tolist()
         stream = torch.tensor([t for i in order for t in (*documents[i], eos_id)], dtype=torch.long)
@@ -85,16 +92,18 @@ def answer_batches(prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[
 
 # ----------------------------------------------------------------------------------------------- training
 def fit(model, batches: Iterator[dict], steps: int, lr: float, warmup: float, weight_decay: float,
-        max_grad_norm: float = 1.0) -> tuple[torch.optim.Optimizer, list[float]]:
+        max_grad_norm: float = 1.0, on_step: Callable[[int, torch.optim.Optimizer], None] | None = None,
+        ) -> tuple[torch.optim.Optimizer, list[float]]:
     """``steps`` AdamW updates (one param group, linear warm-up then cosine decay); returns the optimizer (its state is
-    TrackStar's V) and the loss of every step."""
+    TrackStar's V) and the loss of every step. ``on_step(step, optimizer)`` runs after each update (1-based step),
+    e.g. to save checkpoints."""
     from transformers import get_cosine_schedule_with_warmup
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, math.ceil(warmup * steps), steps)
     model.train()
     losses = []
-    for _, batch in zip(range(steps), batches):
+    for step, batch in zip(range(1, steps + 1), batches):
         loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
@@ -102,6 +111,8 @@ def fit(model, batches: Iterator[dict], steps: int, lr: float, warmup: float, we
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        if on_step is not None:
+            on_step(step, optimizer)
     model.eval()
     return optimizer, losses
 

@@ -1,0 +1,35 @@
+"""The ``binning`` section (stage 03): how per-query bin scores become the 576 x benchmark influence matrix."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import Section
+
+Variant = Literal["paper", "centered", "topk", "format_residualized", "checkpoint_summed"]
+VARIANTS: tuple[Variant, ...] = ("paper", "centered", "topk", "format_residualized", "checkpoint_summed")
+
+
+class Binning(Section):
+    """Stage 03: the paper's aggregation (bin mean -> z over bins) and the sensitivity variants beside it."""
+
+    variants: list[Variant] = Field(default_factory=lambda: list(VARIANTS), min_length=1, description=(
+        "aggregations computed; 'paper' is always computed (it is the one exported in the paper's layout)"))
+    min_docs: int = Field(default=5, ge=1, description=(
+        "bins with fewer working-set documents are masked (no z, left out of the 576-bin mean and std): a mean "
+        "over fewer documents is mostly one document's noise, and a bootstrap over 1 document has no spread. The "
+        "paper's smallest bin had 436, so it masks nothing at paper scale"))
+    bootstrap: int = Field(default=1000, ge=0, description=(
+        "bootstrap replicates (queries within benchmark, documents within bin) for the CIs and p-values; the "
+        "paper's noise floor used 1,000. 0: point estimates only"))
+    ci_level: float = Field(default=0.95, gt=0, lt=1, description="two-sided percentile interval")
+    fdr: float = Field(default=0.05, gt=0, lt=1, description="Benjamini-Hochberg level for flagging bins")
+    topk_share: float = Field(default=0.2, gt=0, le=1, description=(
+        "topk variant: a bin is scored by the mean of its top share of documents (the known-answers probe of "
+        "issue 11 found the top 20% recovered planted bins better than the mean)"))
+    centering: Literal["benchmark_means", "all_queries"] = Field(default="benchmark_means", description=(
+        "centered variant: the shared query direction subtracted from every query row. benchmark_means: the mean "
+        "of the four benchmarks' mean rows (each benchmark weighs the same); all_queries: the mean over every "
+        "query row (SocialIQA's 10,000 queries would dominate at paper scale)"))

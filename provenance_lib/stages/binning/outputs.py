@@ -1,0 +1,211 @@
+"""Stage 03's artifacts: the long table, the paper's released layout, the replicates stage 04 reads, the summary,
+and the 24 x 24 heatmaps; ``BinningResult`` reads them back for the notebook and for stage 04."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ...artifacts import atomic_path, read_json, savefig, write_json, write_parquet, write_text
+from ...benchmarks import BENCHMARKS, BY_NAME
+from ...errors import ProvenanceError
+from ...taxonomy import load as load_taxonomy
+from ...worlds.released import CSV_COLUMNS, RELEASED_FILES
+
+TABLE, SUMMARY, REPLICATES = "bin_influence.parquet", "binning.json", "bootstrap_z.npy"
+HEATMAP_2X2 = "heatmaps_2x2.png"
+
+SCALE_NOTES = {
+    "testbed": "Testbed world: a generated corpus with planted provenance and a tiny model. This is a known-answers "
+               "check of the pipeline, not a finding about real language models.",
+    "real-mini": "Real-mini world: packaged text, not the model's pretraining data, covering {bins} of 576 bins. "
+                 "This matrix demonstrates the pipeline on a real model; it is not a provenance finding.",
+    "released": "The paper's released matrix (Matlin et al., arXiv 2606.19625, CC BY 4.0), imported as published.",
+}
+
+
+def scale_note(world_kind: str, bins_with_documents: int) -> str | None:
+    """What a figure or table of this world may be read as (None at paper scale); driven by the world kind."""
+    note = SCALE_NOTES.get(world_kind)
+    return note.format(bins=bins_with_documents) if note else None
+
+
+def captioned(table: pd.DataFrame, title: str, note: str | None):
+    """A table for a notebook, captioned with the world's scale note (what it may be read as)."""
+    return table.style.set_caption(title + (f" — {note}" if note else "")).format(precision=3, na_rep="—")
+
+
+def heatmap_name(benchmark: str) -> str:
+    return f"heatmap_{BY_NAME[benchmark].slug}.png"
+
+
+# ----------------------------------------------------------------------------------------------- the result
+@dataclass
+class BinningResult:
+    out_dir: Path
+    table: pd.DataFrame
+    summary: dict
+
+    @property
+    def benchmarks(self) -> list[str]:
+        return self.summary["benchmarks"]
+
+    @property
+    def note(self) -> str | None:
+        return self.summary.get("scale_note")
+
+    def show(self, table: pd.DataFrame, title: str):
+        """``table`` captioned with ``title`` and the world's scale note, for the notebook."""
+        return captioned(table, title, self.note)
+
+    def rows(self, variant: str = "paper", split: str = "all") -> pd.DataFrame:
+        t = self.table
+        return t[(t["variant"] == variant) & (t["split"] == split)]
+
+    def matrix(self, variant: str = "paper", split: str = "all", value: str = "z") -> pd.DataFrame:
+        """bins x benchmarks (design order) of one value; NaN where masked or absent."""
+        wide = self.rows(variant, split).pivot(index="bin", columns="benchmark", values=value)
+        return wide.reindex(index=range(load_taxonomy().n_bins), columns=self.benchmarks)
+
+    def top_bins(self, n: int = 10, variant: str = "paper", split: str = "all") -> pd.DataFrame:
+        """Each benchmark's n highest-z bins with their interval, BH q and counts."""
+        rows = self.rows(variant, split).dropna(subset=["z"])
+        top = rows.sort_values("z", ascending=False).groupby("benchmark", sort=False).head(n)
+        top = top.assign(rank=top.groupby("benchmark").cumcount() + 1,
+                         bin_name=top["topic"] + " x " + top["format"])
+        columns = ["benchmark", "rank", "bin_name", "z", "z_low", "z_high", "q_value", "n_docs"]
+        order = {b: i for i, b in enumerate(self.benchmarks)}
+        return top.sort_values(["benchmark", "rank"], key=lambda s: s.map(order) if s.name == "benchmark" else s)[
+            columns].reset_index(drop=True)
+
+    def variant_table(self) -> pd.DataFrame:
+        """Per variant and benchmark: how its z profile relates to the paper's (Pearson r over the scored bins),
+        where the paper's top bin ranks under it, and its own top bin."""
+        paper = self.matrix("paper")
+        rows = []
+        for variant in self.summary["variants"]:
+            z = self.matrix(variant)
+            for benchmark in self.benchmarks:
+                a, b = paper[benchmark], z[benchmark]
+                both = a.notna() & b.notna()
+                paper_top = a.idxmax()
+                rows.append(dict(variant=variant, benchmark=benchmark,
+                                 r_with_paper=float(np.corrcoef(a[both], b[both])[0, 1]) if both.sum() > 2 else None,
+                                 paper_top_bin=load_taxonomy().bin_name(int(paper_top)),
+                                 its_rank_here=int((b > b[paper_top]).sum() + 1) if np.isfinite(b[paper_top]) else None,
+                                 top_bin_here=load_taxonomy().bin_name(int(b.idxmax()))))
+        return pd.DataFrame(rows)
+
+    def masked_table(self) -> pd.DataFrame:
+        """Bins with documents but fewer than ``min_docs`` (empty bins are only counted: ``summary["empty_bins"]``)."""
+        return pd.DataFrame(self.summary["masked_bins"], columns=["bin", "bin_name", "n_docs"])
+
+    def replicates(self) -> np.ndarray | None:
+        """The paper variant's replicate z, (replicates, splits, benchmarks, scored bins); None for an imported
+        matrix."""
+        path = self.out_dir / REPLICATES
+        return np.load(path) if path.is_file() else None
+
+
+def load_result(out_dir: str | Path) -> BinningResult:
+    out_dir = Path(out_dir)
+    missing = [name for name in (TABLE, SUMMARY) if not (out_dir / name).is_file()]
+    if missing:
+        raise ProvenanceError(f"{out_dir} lacks stage 03's {', '.join(missing)}", "run stage 03 first")
+    return BinningResult(out_dir, pd.read_parquet(out_dir / TABLE), read_json(out_dir / SUMMARY))
+
+
+# ----------------------------------------------------------------------------------------------- writing
+def write_outputs(out_dir: Path, table: pd.DataFrame, summary: dict, replicates: np.ndarray | None) -> BinningResult:
+    write_parquet(out_dir / TABLE, table)
+    result = BinningResult(out_dir, table, summary)
+    for benchmark in result.benchmarks:
+        write_text(out_dir / RELEASED_FILES[benchmark], paper_layout(result, benchmark).to_csv(index=False))
+    if replicates is not None:
+        with atomic_path(out_dir / REPLICATES) as tmp, open(tmp, "wb") as f:
+            np.save(f, replicates)
+    write_json(out_dir / SUMMARY, summary)
+    return result
+
+
+def paper_layout(result: BinningResult, benchmark: str) -> pd.DataFrame:
+    """The paper variant in the paper's released layout (576 rows, keys as labels, sorted like the paper's files);
+    masked bins have an empty zscore."""
+    tax = load_taxonomy()
+    rows = result.rows("paper").query("benchmark == @benchmark").sort_values("bin")
+    labels = [tax.bin_labels(int(b)) for b in rows["bin"]]
+    out = pd.DataFrame({"topic_label": [t.key for t, _ in labels], "format_label": [f.key for _, f in labels],
+                        "mean_score": rows["mean_score"].to_numpy(), "zscore": rows["z"].to_numpy(),
+                        "doc_count": rows["n_docs"].to_numpy()})
+    return out.sort_values(["topic_label", "format_label"]).reset_index(drop=True)[CSV_COLUMNS]
+
+
+# ----------------------------------------------------------------------------------------------- figures
+def plot_heatmaps(result: BinningResult, variant: str = "paper", benchmarks: list[str] | None = None,
+                  columns: int = 2, axes_size: float = 7.5):
+    """24 x 24 diverging heatmaps of z (topics rows, formats columns, taxonomy order), centred at 0 on one colour
+    scale; masked bins grey."""
+    import matplotlib.pyplot as plt
+
+    benchmarks = benchmarks or result.benchmarks
+    rows = -(-len(benchmarks) // columns)
+    z = result.matrix(variant)[benchmarks]
+    limit = clip_limit(z.to_numpy())
+    fig, axes = plt.subplots(rows, columns, figsize=(axes_size * columns * 1.1, axes_size * rows + 1), squeeze=False,
+                             layout="constrained")
+    for ax, benchmark in zip(axes.flat, benchmarks):
+        b = BY_NAME[benchmark]
+        draw_heatmap(ax, z[benchmark].to_numpy(), f"{benchmark} ({b.domain}, {b.capability})", limit,
+                     "z within benchmark")
+    for ax in list(axes.flat)[len(benchmarks):]:
+        ax.set_visible(False)
+    title = f"Influence by WebOrganizer bin, {variant} aggregation (grey: masked, < {result.summary['min_docs']} docs)"
+    fig.suptitle(title + ("\n" + textwrap.fill(result.note, 110) if result.note else ""), fontsize=13)
+    return fig
+
+
+def draw_heatmap(ax, values: np.ndarray, title: str, limit: float, label: str) -> None:
+    """One 24 x 24 diverging heatmap of a 576-bin vector: topics rows, formats columns in taxonomy order, centred at
+    0, colours clipped at +-limit, missing bins grey. Drawn with matplotlib's imshow in seaborn's diverging palette:
+    ``seaborn.heatmap`` redraws the whole figure on every call (to check tick-label overlap), which is quadratic in
+    the panels of a grid (a 2 x 2 took 15 s here against 2 s)."""
+    import seaborn as sns
+
+    tax = load_taxonomy()
+    grid = np.ma.masked_invalid(np.asarray(values, dtype=np.float64).reshape(len(tax.topics), len(tax.formats)))
+    image = ax.imshow(grid, cmap=sns.color_palette("RdBu_r", as_cmap=True), vmin=-limit, vmax=limit,
+                      interpolation="nearest")
+    ax.set_facecolor("0.85")
+    ax.set_xticks(range(len(tax.formats)), tax.formats.shorts, rotation=90)
+    ax.set_yticks(range(len(tax.topics)), tax.topics.shorts)
+    ax.tick_params(length=0)
+    ax.spines[:].set_visible(False)
+    colorbar = ax.figure.colorbar(image, ax=ax, shrink=0.6, extend="both")
+    colorbar.set_label(f"{label} (colour clipped at ±{limit:.1f})")
+    ax.set(title=title, xlabel="format", ylabel="topic")
+
+
+def clip_limit(values: np.ndarray) -> float:
+    """A shared colour limit: the 99.5th percentile of |value| (one extreme bin would wash out the rest)."""
+    finite = np.abs(values[np.isfinite(values)])
+    return float(np.percentile(finite, 99.5)) if finite.size and finite.max() > 0 else 1.0
+
+
+def save_figures(result: BinningResult) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    paths = []
+    design = [b.name for b in BENCHMARKS if b.name in result.benchmarks]
+    jobs = [(HEATMAP_2X2, dict(benchmarks=design))]
+    jobs += [(heatmap_name(b), dict(benchmarks=[b], columns=1)) for b in design]
+    if len(result.summary["variants"]) > 1:
+        jobs += [(f"heatmaps_2x2_{v}.png", dict(variant=v, benchmarks=design)) for v in result.summary["variants"][1:]]
+    for name, kwargs in jobs:
+        fig = plot_heatmaps(result, **kwargs)
+        paths.append(savefig(result.out_dir / name, fig))
+        plt.close(fig)   # the notebook shows the saved file; an open figure would be drawn a second time
+    return paths
