@@ -1,10 +1,10 @@
-"""Stage 05's known answers on the testbed (slow): forgetting the planted bin's top-attributed documents damages the
-aligned benchmark more than forgetting random documents of the same bin (paired over 8 seeds, p < 0.01) and more than
-the misaligned benchmarks (selectivity > 1); on the control world (no planted content) the same protocol finds no
-such difference.
+"""Known answers of stage 05 on the testbed (slow): forgetting the top-attributed documents of a topic that holds
+SocialIQA's planted bins damages SocialIQA more than forgetting matched random documents of the same bin (gold-answer
+log-likelihood, paired over seeds and topics, p < 0.01; accuracy in the same direction) and more than the misaligned
+benchmarks (selectivity > 1); on the control world (nothing planted) the same protocol shows no such difference.
 
 The study runs through the runner and notebook 05. Stage 02 does not exist on this branch yet, so its scores are
-the oracle attribution (``standin_scores.oracle_scores``: the ground truth's planted documents), registered in the
+the oracle attribution (``standin_scores.oracle_scores``: the ground truth's carrier documents), registered in the
 run record as stage 02's output. ONCE STAGE 02 EXISTS: drop ``register_as_stage_02`` and run
 ``stages=["01", "02", "05"]`` in one call, so the known answer tests the real attribution too.
 """
@@ -14,24 +14,29 @@ from pathlib import Path
 import pytest
 
 from provenance_lib import runs
+from provenance_lib.artifacts import read_json
 from provenance_lib.stages import unlearning
 from provenance_lib.taxonomy import load as load_taxonomy
 from standin_scores import oracle_scores, register_as_stage_02
 
 ROOT = Path(__file__).resolve().parents[1]
-PROTOCOL = ["unlearning.forget.benchmarks=[SocialIQA]", "unlearning.forget.topics=[Literature]",
-            "unlearning.forget.constructions=[bin]", "unlearning.forget.seeds=8",
-            "unlearning.forget.global_control=false"]
+# params/testbed.yaml's topics (those of SocialIQA's planted bins) x 4 seeds = 8 pairs: a one-sided Wilcoxon
+# signed-rank p < 0.01 needs at least 7 of 8 positive differences
+PROTOCOL = ["stages=[01_sampling,05_unlearning]",  # stage 05 reads 01 and 02 only: 03-04 are not run
+            "unlearning.forget.constructions=[bin]", "unlearning.forget.seeds=4",
+            "unlearning.forget.global_control=false",
+            "threads=1"]  # the answer does not depend on it; 2 threads spin-wait on a loaded 2-core machine (~3x slower)
 
 
-def _study(tmp_path: Path, planted_share: float) -> unlearning.UnlearningResult:
-    overrides = [f"world.planted_share={planted_share}", *PROTOCOL]
-    kwargs = dict(name=f"share{planted_share}", runs_dir=tmp_path, notebooks_dir=ROOT / "notebooks")
+def _study(tmp_path: Path, token_share: float) -> tuple[unlearning.UnlearningResult, dict]:
+    overrides = [f"world.planted_token_share={token_share}", *PROTOCOL]
+    kwargs = dict(name=f"share{token_share}", runs_dir=tmp_path, notebooks_dir=ROOT / "notebooks")
     run_dir = runs.run_study(ROOT / "params" / "testbed.yaml", overrides, stages=["01"], **kwargs)
     register_as_stage_02(run_dir, oracle_scores(run_dir / "world", run_dir / "01_sampling"))
     runs.run_study(ROOT / "params" / "testbed.yaml", overrides, stages=["05"], **kwargs)
     assert runs.verify(run_dir) == []
-    return unlearning.load_result(run_dir / "05_unlearning")
+    truth = read_json(run_dir / "world" / "ground_truth.json")["benchmarks"]["SocialIQA"]
+    return unlearning.load_result(run_dir / "05_unlearning"), truth
 
 
 def _own(result, measure):
@@ -46,18 +51,20 @@ def _selectivity(result, measure):
 
 @pytest.mark.slow
 def test_forgetting_the_planted_bins_top_documents_hurts_its_benchmark_selectively(tmp_path):
-    result = _study(tmp_path, 0.5)
-    targeted_bins = set(result.forget_sets.query("kind == 'targeted'")["bin"])
-    assert targeted_bins == {load_taxonomy().parse_bin("Literature x Customer Support")}  # the planted bin
+    result, truth = _study(tmp_path, 0.01)
+    targeted = result.forget_sets.query("kind == 'targeted'")
+    assert set(targeted["bin"]) <= set(truth["bins"]), "params/testbed.yaml's topics no longer hold SocialIQA's bins"
+    loglik = _own(result, "gold_loglik")
+    assert loglik.n == 8 and loglik.median_d > 0 and loglik.wilcoxon_p < 0.01, loglik.to_dict()
+    # accuracy over 32 items per benchmark moves in steps of 1/32: same direction, not the test's significance
+    assert _own(result, "acc").mean_d > 0
     for measure in ("acc", "gold_loglik"):
-        row = _own(result, measure)
-        assert row.n == 8 and row.median_d > 0 and row.wilcoxon_p < 0.01, row.to_dict()
         assert _selectivity(result, measure).selectivity > 1
 
 
 @pytest.mark.slow
 def test_the_control_world_shows_no_targeted_damage(tmp_path):
-    result = _study(tmp_path, 0.0)
+    result, _ = _study(tmp_path, 0.0)
     for measure in ("acc", "gold_loglik"):
         row = _own(result, measure)
         assert not (row.wilcoxon_p < 0.01), row.to_dict()
