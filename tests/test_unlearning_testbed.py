@@ -1,12 +1,8 @@
-"""Known answers of stage 05 on the testbed (slow): forgetting the top-attributed documents of a topic that holds
-SocialIQA's planted bins damages SocialIQA more than forgetting matched random documents of the same bin (gold-answer
-log-likelihood, paired over seeds and topics, p < 0.01; accuracy in the same direction) and more than the misaligned
-benchmarks (selectivity > 1); on the control world (nothing planted) the same protocol shows no such difference.
-
-The study runs through the runner and notebook 05. Stage 02 does not exist on this branch yet, so its scores are
-the oracle attribution (``standin_scores.oracle_scores``: the ground truth's carrier documents), registered in the
-run record as stage 02's output. ONCE STAGE 02 EXISTS: drop ``register_as_stage_02`` and run
-``stages=["01", "02", "05"]`` in one call, so the known answer tests the real attribution too.
+"""Known answers of stage 05 on the testbed (slow), through the package's own path (runner, notebooks 01, 02 and 05):
+forgetting the documents stage 02 attributes most to SocialIQA inside its planted bins' topics damages SocialIQA more
+than forgetting matched random documents of the same bin (gold-answer log-likelihood, paired over seeds and topics,
+p < 0.01; accuracy in the same direction) and more than the misaligned benchmarks (selectivity > 1); on the control
+world (nothing planted) the same protocol shows no such difference.
 """
 
 from pathlib import Path
@@ -16,13 +12,12 @@ import pytest
 from provenance_lib import runs
 from provenance_lib.artifacts import read_json
 from provenance_lib.stages import unlearning
-from provenance_lib.taxonomy import load as load_taxonomy
-from standin_scores import oracle_scores, register_as_stage_02
 
 ROOT = Path(__file__).resolve().parents[1]
 # params/testbed.yaml's topics (those of SocialIQA's planted bins) x 4 seeds = 8 pairs: a one-sided Wilcoxon
 # signed-rank p < 0.01 needs at least 7 of 8 positive differences
-PROTOCOL = ["stages=[01_sampling,05_unlearning]",  # stage 05 reads 01 and 02 only: 03-04 are not run
+PROTOCOL = ["stages=[01_sampling,02_gradients,05_unlearning]",  # stage 05 reads 01 and 02 only: 03-04 are not run
+            "gradients.exactness.enabled=false",  # stage 02's projected-vs-exact check: not what 05 reads
             "unlearning.forget.constructions=[bin]", "unlearning.forget.seeds=4",
             "unlearning.forget.global_control=false",
             "threads=1"]  # the answer does not depend on it; 2 threads spin-wait on a loaded 2-core machine (~3x slower)
@@ -30,10 +25,8 @@ PROTOCOL = ["stages=[01_sampling,05_unlearning]",  # stage 05 reads 01 and 02 on
 
 def _study(tmp_path: Path, token_share: float) -> tuple[unlearning.UnlearningResult, dict]:
     overrides = [f"world.planted_token_share={token_share}", *PROTOCOL]
-    kwargs = dict(name=f"share{token_share}", runs_dir=tmp_path, notebooks_dir=ROOT / "notebooks")
-    run_dir = runs.run_study(ROOT / "params" / "testbed.yaml", overrides, stages=["01"], **kwargs)
-    register_as_stage_02(run_dir, oracle_scores(run_dir / "world", run_dir / "01_sampling"))
-    runs.run_study(ROOT / "params" / "testbed.yaml", overrides, stages=["05"], **kwargs)
+    run_dir = runs.run_study(ROOT / "params" / "testbed.yaml", overrides, name=f"share{token_share}",
+                             runs_dir=tmp_path, notebooks_dir=ROOT / "notebooks")
     assert runs.verify(run_dir) == []
     truth = read_json(run_dir / "world" / "ground_truth.json")["benchmarks"]["SocialIQA"]
     return unlearning.load_result(run_dir / "05_unlearning"), truth
