@@ -35,7 +35,8 @@ from . import jobs, paired
 from .checkpoints import base_identity, load_adapter
 from .data import DocumentStore
 from .evaluate import ITEM_COLUMNS
-from .forget_sets import build_pairs, eligible, global_set, manifest_tables, resolve_topics, shortfalls
+from .forget_sets import (SHORTFALL_COLUMNS, build_pairs, eligible, global_set, manifest_tables, resolve_topics,
+                          shortfalls)
 
 __all__ = ["run", "load_result", "unlearn", "UnlearningResult", "load_adapter"]
 
@@ -61,7 +62,7 @@ class UnlearningResult:
         return paired.paper_table(self.statistics, measure)
 
     def shortfalls(self) -> pd.DataFrame:
-        return pd.DataFrame(self.summary["shortfalls"])
+        return pd.DataFrame(self.summary["shortfalls"], columns=SHORTFALL_COLUMNS)
 
 
 def load_result(out_dir: str | Path) -> UnlearningResult:

@@ -188,8 +188,11 @@ def manifest_tables(sets: list[ForgetSet]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return info, ids
 
 
+SHORTFALL_COLUMNS = ["set", "kind", "requested", "size", "pool", "tokens", "tokens_matched"]
+
+
 def shortfalls(sets: list[ForgetSet]) -> pd.DataFrame:
     """Sets smaller than requested, or random sets whose tokens could not be matched: what the stage reports."""
     rows = [dict(set=s.name, kind=s.kind, requested=s.requested, size=s.size, pool=s.pool, tokens=s.tokens,
                  tokens_matched=s.tokens_matched) for s in sets if s.underfilled or s.tokens_matched is False]
-    return pd.DataFrame(rows, columns=["set", "kind", "requested", "size", "pool", "tokens", "tokens_matched"])
+    return pd.DataFrame(rows, columns=SHORTFALL_COLUMNS)
