@@ -12,6 +12,7 @@ import pytest
 from provenance_lib import runs
 from provenance_lib.artifacts import read_json
 from provenance_lib.stages import unlearning
+from provenance_lib.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 # params/testbed.yaml's topics (those of SocialIQA's planted bins) x 4 seeds = 8 pairs: a one-sided Wilcoxon
@@ -27,7 +28,7 @@ def _study(tmp_path: Path, token_share: float) -> tuple[unlearning.UnlearningRes
     overrides = [f"world.planted_token_share={token_share}", *PROTOCOL]
     run_dir = runs.run_study(ROOT / "params" / "testbed.yaml", overrides, name=f"share{token_share}",
                              runs_dir=tmp_path, notebooks_dir=ROOT / "notebooks")
-    assert runs.verify(run_dir) == []
+    assert verify(run_dir) == []
     truth = read_json(run_dir / "world" / "ground_truth.json")["benchmarks"]["SocialIQA"]
     return unlearning.load_result(run_dir / "05_unlearning"), truth
 
