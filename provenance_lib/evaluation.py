@@ -20,12 +20,15 @@ class EvalResult:
     items: pd.DataFrame    # one row per item: benchmark, id, answer, predicted, n_choices, correct, gold_loglik, margin
 
 
-def evaluate(model_path: str | Path, task_dir: str | Path, tasks: dict[str, str], *, batch_size: int = 16,
+def evaluate(model_path, task_dir: str | Path, tasks: dict[str, str], *, batch_size: int = 16,
              limit: int | None = None, device: str = "cpu", peft_path: str | Path | None = None,
-             dtype: str = "float32") -> EvalResult:
-    """Score ``model_path`` (an HF folder; ``peft_path`` adds a LoRA adapter) on the local lm-eval tasks.
+             dtype: str = "float32", tokenizer=None, shots: dict[str, int] | None = None) -> EvalResult:
+    """Score a model on the local lm-eval tasks: ``model_path`` is an HF folder (``peft_path`` adds a saved LoRA
+    adapter) or a model already in memory (a ``PreTrainedModel`` or a peft model, with its ``tokenizer``: how an
+    unlearning run is scored without saving and reloading it).
 
-    ``tasks`` maps benchmark names to task names (``WorldInfo.tasks``); ``task_dir`` holds their YAMLs.
+    ``tasks`` maps benchmark names to task names (``WorldInfo.tasks``); ``task_dir`` holds their YAMLs. ``shots``:
+    few-shot examples per benchmark name (drawn by lm-eval from the task's other items), zero-shot when absent.
     """
     import lm_eval
     from lm_eval.tasks import TaskManager
@@ -33,11 +36,19 @@ def evaluate(model_path: str | Path, task_dir: str | Path, tasks: dict[str, str]
     from .benchmarks import task_configs
 
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
-    model_args = {"pretrained": str(model_path), "dtype": dtype, "trust_remote_code": False}
-    if peft_path is not None:
-        model_args["peft"] = str(peft_path)
+    configs = task_configs(task_dir, list(tasks.values()))
+    for name, config in zip(tasks, configs):
+        config["num_fewshot"] = (shots or {}).get(name, 0)
+    if isinstance(model_path, (str, Path)):
+        model, model_args = "hf", {"pretrained": str(model_path), "dtype": dtype, "trust_remote_code": False}
+        if peft_path is not None:
+            model_args["peft"] = str(peft_path)
+    else:
+        from lm_eval.models.huggingface import HFLM
+
+        model, model_args = HFLM(pretrained=model_path, tokenizer=tokenizer, batch_size=batch_size), None
     output = lm_eval.simple_evaluate(
-        model="hf", model_args=model_args, tasks=task_configs(task_dir, list(tasks.values())), batch_size=batch_size,
+        model=model, model_args=model_args, tasks=configs, batch_size=batch_size,
         device=device, limit=limit, log_samples=True,
         bootstrap_iters=0, verbosity="WARNING",
         # the tasks are local configs: indexing lm-eval's ~14k built-in task YAMLs took ~90% of a call's time

@@ -22,6 +22,7 @@ from .gradients import Gradients
 from .sampling import Executor, LocalExecutor, RayExecutor, Sampling, SlurmExecutor
 from .sources import (Benchmarks, CentroidClassifierSpec, ClassifierSpec, HubModel, Labels, LocalModel, Models,
                       ModelSource, PackagedModel, SequenceClassifierSpec, WorldModel)
+from .unlearning import Unlearning
 from .world import PaperWorld, RealMiniWorld, ReleasedWorld, StandinClassifier, TestbedWorld, World
 
 
@@ -40,6 +41,7 @@ class StudyParams(Section):
     gradients: Gradients = Gradients()
     binning: Binning = Binning()
     contrast: Contrast = Contrast()
+    unlearning: Unlearning = Unlearning()
 
     @model_validator(mode="after")
     def _sections_the_study_needs(self):
