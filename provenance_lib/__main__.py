@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="override one validation param, e.g. -p seeds=[0] (repeatable)")
     validate.add_argument("--name", help="validation folder name (default: the params file's stem)")
     validate.add_argument("--force", action="store_true", help="re-run every world's stages")
+    validate.add_argument("--trust-code", action="store_true", help="keep worlds and stages whose params and "
+                          "inputs are unchanged when only the code changed (recorded in each run.json)")
     validate.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a cell that runs longer than this")
     validate.add_argument("--runs-dir", type=Path, help="where runs go (default: <project>/runs)")
     return parser
@@ -103,7 +105,7 @@ def _validate(args) -> int:
 
     started = time.time()
     folder = validate(args.params, args.overrides, name=args.name, runs_dir=args.runs_dir, timeout=args.timeout,
-                      force=args.force)
+                      force=args.force, trust_code=args.trust_code)
     print(f"validation complete in {time.time() - started:.0f} s: {folder} (tables: {folder / 'tables'})")
     return 0
 

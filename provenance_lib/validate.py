@@ -73,8 +73,10 @@ def load(params_path: str | Path, overrides: list[str] = ()) -> tuple[Validation
 
 
 def validate(params_path: str | Path, overrides: list[str] = (), name: str | None = None,
-             runs_dir: str | Path | None = None, timeout: float | None = None, force: bool = False) -> Path:
-    """Every planned world through stages 01-03, then the validation notebook. Returns runs/<validation>/."""
+             runs_dir: str | Path | None = None, timeout: float | None = None, force: bool = False,
+             trust_code: bool = False) -> Path:
+    """Every planned world through stages 01-03, then the validation notebook. Returns runs/<validation>/.
+    ``force`` and ``trust_code`` mean what they mean to ``run_study`` (its ``--force``, ``--trust-code``)."""
     validation, study_path, study = load(params_path, overrides)
     root = project_root()
     runs_dir = Path(runs_dir or root / "runs")
@@ -82,7 +84,7 @@ def validate(params_path: str | Path, overrides: list[str] = (), name: str | Non
     folder = runs_dir / name
     common = [*validation.overrides, f"binning.variants={json.dumps(validation.variants)}"]
     record = dict(params=validation.model_dump(mode="json"), study=str(study_path), overrides=list(overrides),
-                  git=git_state(), started=now(), worlds=[])
+                  trust_code=trust_code, git=git_state(), started=now(), worlds=[])
     for world in plan(validation, study):
         extra = world.overrides()
         if world.twin is not None:
@@ -90,7 +92,7 @@ def validate(params_path: str | Path, overrides: list[str] = (), name: str | Non
         started = time.time()
         print(f"[validate] {world.name}: {' '.join('-p ' + o for o in extra)}", flush=True)
         run_study(study_path, [*common, *extra], name=f"{name}/{world.name}", stages=STAGES, runs_dir=runs_dir,
-                  timeout=timeout, force=force)
+                  timeout=timeout, force=force, trust_code=trust_code)
         record["worlds"].append(dict(asdict(world), overrides=extra, duration_s=round(time.time() - started, 1)))
         write_json(folder / PLAN, record)
     started = time.time()
