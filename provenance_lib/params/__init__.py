@@ -18,6 +18,7 @@ from ..errors import ProvenanceError
 from .base import Section
 from .binning import Binning
 from .contrast import Contrast
+from .gradients import Gradients
 from .sampling import Executor, LocalExecutor, RayExecutor, Sampling, SlurmExecutor
 from .sources import (Benchmarks, CentroidClassifierSpec, ClassifierSpec, HubModel, Labels, LocalModel, Models,
                       ModelSource, PackagedModel, SequenceClassifierSpec, WorldModel)
@@ -37,6 +38,7 @@ class StudyParams(Section):
         "the stage notebooks this study runs (ids like 03_binning); null = all of them. A world that provides an "
         "earlier stage's output itself (the paper's released bin matrix) lists only the stages after it"))
     sampling: Sampling | None = None       # required when the study runs 01_sampling
+    gradients: Gradients = Gradients()
     binning: Binning = Binning()
     contrast: Contrast = Contrast()
 

@@ -117,8 +117,8 @@ class GradientScores:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         write_parquet(folder / QUERIES, self.queries)
-        _save_npy(folder / QUERY_BIN_SCORES, self.query_bin_scores.astype(np.float64))
-        _save_npy(folder / BIN_COUNTS, self.bin_counts.astype(np.int64))
+        save_npy(folder / QUERY_BIN_SCORES, self.query_bin_scores.astype(np.float64))
+        save_npy(folder / BIN_COUNTS, self.bin_counts.astype(np.int64))
         write_parquet(folder / DOC_SCORES, self.doc_scores)
         write_json(folder / INFO, self.info)
         return folder
@@ -141,6 +141,6 @@ class GradientScores:
         return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def save_npy(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array)
