@@ -227,9 +227,9 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def dose_response(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per nominal dose and variant: the measured planted token share, the share of (world, benchmark) cells whose
+    """Per nominal dose and variant (and the score set it reads): the measured planted token share, the share of (world, benchmark) cells whose
     planted bin ranks 1st, the median best rank and the median AUC (the null worlds are dose 0)."""
-    return (rows.groupby(["dose", "variant"], sort=True)
+    return (rows.groupby(["dose", "variant", "score_set"], sort=True)
             .agg(planted_token_share=("planted_token_share", "mean"), cells=("benchmark", "size"),
                  rank1_share=("best_rank", lambda r: float((r == 1).mean())),
                  median_best_rank=("best_rank", "median"), median_auc=("auc", "median"))
@@ -246,9 +246,9 @@ def dose_figure(dose: pd.DataFrame):
     sns.pointplot(data=data, x="dose", y="rank1_share", hue="variant", hue_order=order, ax=axes[0], dodge=0.3)
     axes[0].set(xlabel="planted token share per benchmark", ylabel="planted bin ranks 1st (share of cells)",
                 ylim=(-0.05, 1.05))
-    auc = data[data["variant"].isin(["paper", "checkpoint_summed"])]   # AUC depends only on the score set
-    sns.pointplot(data=auc.dropna(subset=["median_auc"]), x="dose", y="median_auc", hue="variant",
-                  hue_order=[v for v in order if v in set(auc["variant"])], ax=axes[1])
+    auc = data.drop_duplicates(["dose", "score_set"]).dropna(subset=["median_auc"])   # the same for every variant
+    sns.pointplot(data=auc, x="dose", y="median_auc", hue="score_set", ax=axes[1])      # of a score set
+    axes[1].legend(title="stage 02 scores")
     axes[1].axhline(0.5, color="grey", lw=0.8, ls="--")
     axes[1].set(xlabel="planted token share per benchmark", ylabel="planted-document AUC (median)",
                 ylim=(0.3, 1.02))
