@@ -1,10 +1,11 @@
-"""Command line: ``python -m provenance_lib {run,world,verify,report,release,estimate}`` (also installed as
-``provenance``)."""
+"""Command line: ``python -m provenance_lib {run,world,verify,validate,report,release,estimate}`` (also installed
+as ``provenance``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from .errors import ProvenanceError
@@ -54,6 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--trust-code", action="store_true", help="do not report stages made by other code")
     verify.add_argument("--notebooks-dir", type=Path, help="where the stage notebooks are (default: "
                                                              "<project>/notebooks)")
+
+    validate = commands.add_parser("validate", help="known answers: run stages 01-03 on planted and null testbed "
+                                                    "worlds and tabulate what the attribution recovers")
+    validate.add_argument("params", type=Path, help="params/validation.yaml")
+    validate.add_argument("-p", "--param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override one validation param, e.g. -p seeds=[0] (repeatable)")
+    validate.add_argument("--name", help="validation folder name (default: the params file's stem)")
+    validate.add_argument("--force", action="store_true", help="re-run every world's stages")
+    validate.add_argument("--trust-code", action="store_true", help="keep worlds and stages whose params and "
+                          "inputs are unchanged when only the code changed (recorded in each run.json)")
+    validate.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a cell that runs longer than this")
+    validate.add_argument("--runs-dir", type=Path, help="where runs go (default: <project>/runs)")
 
     report = commands.add_parser("report", help="(re)build the run's offline HTML report, runs/<name>/report/")
     report.add_argument("run_dir", type=Path)
@@ -105,6 +118,16 @@ def _verify(args) -> int:
     return 1 if problems else 0
 
 
+def _validate(args) -> int:
+    from .validate import validate
+
+    started = time.time()
+    folder = validate(args.params, args.overrides, name=args.name, runs_dir=args.runs_dir, timeout=args.timeout,
+                      force=args.force, trust_code=args.trust_code)
+    print(f"validation complete in {time.time() - started:.0f} s: {folder} (tables: {folder / 'tables'})")
+    return 0
+
+
 def _report(args) -> int:
     from .report import build_report
 
@@ -131,8 +154,8 @@ def _estimate(args) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "world": _world, "verify": _verify, "report": _report, "release": _release,
-            "estimate": _estimate}
+COMMANDS = {"run": _run, "world": _world, "verify": _verify, "validate": _validate, "report": _report,
+            "release": _release, "estimate": _estimate}
 
 if __name__ == "__main__":
     sys.exit(main())

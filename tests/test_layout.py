@@ -17,7 +17,7 @@ LAYERS = (
     ("record",),
     ("context",),
     ("stages",),
-    ("execute", "runs", "verify", "validate", "report", "release", "estimate"),
+    ("execute", "runs", "verify", "validation_tables", "validate", "report", "release", "estimate"),
     ("__main__",),
 )
 STAGE_ORDER = ("sampling", "gradients", "binning", "contrast", "unlearning")

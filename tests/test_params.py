@@ -9,11 +9,21 @@ from provenance_lib.errors import ProvenanceError
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
 
 
-@pytest.mark.parametrize("path", sorted(PARAMS_DIR.glob("*.yaml")), ids=lambda p: p.name)
+VALIDATION = PARAMS_DIR / "validation.yaml"   # not a study: the known-answers validation's worlds (validate)
+
+
+@pytest.mark.parametrize("path", sorted(set(PARAMS_DIR.glob("*.yaml")) - {VALIDATION}), ids=lambda p: p.name)
 def test_every_shipped_params_file_validates(path):
     study = params.load(path)
     runs_sampling = study.stages is None or "01_sampling" in study.stages
     assert (study.sampling is not None) == runs_sampling
+
+
+def test_the_validation_params_validate_and_name_a_testbed_study():
+    from provenance_lib.validate import load
+
+    validation, _, study = load(VALIDATION)
+    assert study.world.kind == "testbed" and len(validation.seeds) >= 3 and validation.null_seeds
 
 
 def _write(tmp_path, text):

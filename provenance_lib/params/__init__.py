@@ -23,6 +23,7 @@ from .sampling import Executor, LocalExecutor, RayExecutor, Sampling, SlurmExecu
 from .sources import (Benchmarks, CentroidClassifierSpec, ClassifierSpec, HubModel, Labels, LocalModel, Models,
                       ModelSource, PackagedModel, SequenceClassifierSpec, WorldModel)
 from .unlearning import Unlearning
+from .validation import Validation
 from .world import PaperWorld, RealMiniWorld, ReleasedWorld, StandinClassifier, TestbedWorld, World
 
 
@@ -132,15 +133,16 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def validate(raw: dict, source: str = "<params>", overrides: list[str] = ()) -> StudyParams:
+def validate(raw: dict, source: str = "<params>", overrides: list[str] = (), model: type[Section] = StudyParams):
+    """``raw`` as ``model`` (a study by default; the validation file has its own model), one line per error."""
     try:
-        return StudyParams.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         lines = [_format_error(e, source, list(overrides)) for e in exc.errors()]
         raise ProvenanceError("; ".join(lines), "see params/*.yaml and provenance_lib/params/") from None
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> StudyParams:
+def load(path: str | Path, overrides: list[str] = (), model: type[Section] = StudyParams):
     path = Path(path)
     if not path.is_file():
         raise ProvenanceError(f"params file {path} does not exist", "pass one of params/*.yaml")
@@ -150,7 +152,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> StudyParams:
         raise ProvenanceError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ProvenanceError(f"{path}: top level must be a mapping of sections")
-    return validate(apply_overrides(raw, list(overrides)), str(path), list(overrides))
+    return validate(apply_overrides(raw, list(overrides)), str(path), list(overrides), model)
 
 
 def dump(params: StudyParams) -> str:

@@ -55,14 +55,17 @@ def run(stage) -> BinningResult:
 
 
 def load_inputs(stage) -> tuple[dict[str, GradientScores], dict]:
-    """Stage 02's scores, checked: same working set as this run's stage 01, every benchmark of the world scored.
-    When stage 02 summed checkpoints, {"final": the last checkpoint's own scores (the last of the recipe's
-    checkpoints, else of their labels in natural order), "summed": the sum}."""
-    folder = stage.input_dir(GRADIENTS)
-    manifest_sha256 = sha256_file(stage.input_dir(SAMPLING) / MANIFEST)
+    """Stage 02's scores of this run, checked against its stage 01 manifest (``load_scores``)."""
+    return load_scores(stage.input_dir(GRADIENTS), sha256_file(stage.input_dir(SAMPLING) / MANIFEST),
+                       list(stage.world.tasks) or list(BY_NAME))
+
+
+def load_scores(folder, manifest_sha256: str, expected: list[str]) -> tuple[dict[str, GradientScores], dict]:
+    """Stage 02's scores in ``folder``, checked: same working set as ``manifest_sha256``, every ``expected``
+    benchmark scored. When stage 02 summed checkpoints, {"final": the last checkpoint's own scores (the last of the
+    recipe's checkpoints, else of their labels in natural order), "summed": the sum}."""
     summed = GradientScores.load(folder)
     summed.check_manifest(manifest_sha256)
-    expected = list(stage.world.tasks) or list(BY_NAME)
     unscored = [name for name in expected if name not in summed.benchmarks]
     if unscored:
         raise ProvenanceError(f"stage 02 scored no queries of {unscored}: a benchmark without queries has no "

@@ -1,0 +1,109 @@
+"""Known answers (issue 11): run stages 01-03 on planted and null testbed worlds and tabulate what they recover.
+
+``python -m provenance_lib validate params/validation.yaml`` plans the worlds (``plan``: planted seeds at the study's
+dose, further doses, null worlds), runs each through the package's own runner (``runs.run_study`` into
+``runs/<validation>/<world>/``: a world and stages that are current are reused, as in any run), then executes
+``notebooks/validation.ipynb`` with papermill into ``runs/<validation>/notebooks/``; the notebook writes the tables
+(``validation_tables``) into ``runs/<validation>/tables/``. ``validation.json`` records the plan, the params, the code
+and how long each world took.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import params as params_mod
+from .artifacts import hash_tree, write_json
+from .context import project_root
+from .errors import ProvenanceError
+from .execute import run_notebook
+from .params import StudyParams, Validation
+from .record import git_state, now
+from .runs import run_study
+from .validation_tables import PLAN
+from .worlds import load_world
+
+STAGES = ["01_sampling", "02_gradients", "03_binning"]
+NOTEBOOK, TABLES = "validation.ipynb", "tables"
+
+
+@dataclass(frozen=True)
+class WorldPlan:
+    """One world of a validation: a testbed study with its own seed and dose."""
+
+    name: str            # its run folder under runs/<validation>/
+    kind: str            # planted (the study's dose), dose (the dose-response), null (nothing planted)
+    seed: int
+    dose: float          # planted token share per benchmark (0: null)
+    twin: str | None = None   # null: the planted world whose attributed checkpoint it takes
+
+    def overrides(self) -> list[str]:
+        return [f"seed={self.seed}", f"world.planted_token_share={self.dose}"]
+
+
+def plan(validation: Validation, study: StudyParams) -> list[WorldPlan]:
+    """The worlds, planted ones first (a null world needs its twin's checkpoint)."""
+    base = study.world.planted_token_share
+    worlds = [WorldPlan(f"seed-{s}", "planted", s, base) for s in validation.seeds]
+    worlds += [WorldPlan(f"dose-{d:g}-seed-{s}", "dose", s, d) for d in validation.doses
+               for s in validation.dose_seeds if not (d == base and s in validation.seeds)]
+    worlds += [WorldPlan(f"null-seed-{s}", "null", s, 0.0, f"seed-{s}" if s in validation.seeds else None)
+               for s in validation.null_seeds]
+    return worlds
+
+
+def twin_checkpoint(run_dir: Path) -> int:
+    """The number of the checkpoint a built world attributes at (its history ends at it)."""
+    return len(load_world(Path(run_dir) / "world").checkpoints)
+
+
+def load(params_path: str | Path, overrides: list[str] = ()) -> tuple[Validation, Path, StudyParams]:
+    """The validation params, the study params file they name and the study at its overrides (a testbed)."""
+    params_path = Path(params_path)
+    validation = params_mod.load(params_path, overrides, model=Validation)
+    study_path = params_path.parent / validation.study
+    study = params_mod.load(study_path, validation.overrides)
+    if study.world.kind != "testbed":
+        raise ProvenanceError(f"{params_path}: study {validation.study} is a {study.world.kind} world; known answers "
+                              "need a testbed's ground truth", "name a testbed study, e.g. study: testbed.yaml")
+    return validation, study_path, study
+
+
+def validate(params_path: str | Path, overrides: list[str] = (), name: str | None = None,
+             runs_dir: str | Path | None = None, timeout: float | None = None, force: bool = False,
+             trust_code: bool = False) -> Path:
+    """Every planned world through stages 01-03, then the validation notebook. Returns runs/<validation>/.
+    ``force`` and ``trust_code`` mean what they mean to ``run_study`` (its ``--force``, ``--trust-code``)."""
+    validation, study_path, study = load(params_path, overrides)
+    root = project_root()
+    runs_dir = Path(runs_dir or root / "runs")
+    name = name or Path(params_path).stem
+    folder = runs_dir / name
+    common = [*validation.overrides, f"binning.variants={json.dumps(validation.variants)}"]
+    record = dict(params=validation.model_dump(mode="json"), study=str(study_path), overrides=list(overrides),
+                  trust_code=trust_code, git=git_state(), started=now(), worlds=[])
+    for world in plan(validation, study):
+        extra = world.overrides()
+        if world.twin is not None:
+            extra.append(f"world.attribute_at={twin_checkpoint(folder / world.twin)}")
+        started = time.time()
+        print(f"[validate] {world.name}: {' '.join('-p ' + o for o in extra)}", flush=True)
+        run_study(study_path, [*common, *extra], name=f"{name}/{world.name}", stages=STAGES, runs_dir=runs_dir,
+                  timeout=timeout, force=force, trust_code=trust_code)
+        record["worlds"].append(dict(asdict(world), overrides=extra, duration_s=round(time.time() - started, 1)))
+        write_json(folder / PLAN, record)
+    started = time.time()
+    executed = folder / "notebooks" / NOTEBOOK
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    ending = run_notebook(root / "notebooks" / NOTEBOOK, executed, timeout=timeout,
+                          parameters={"run_dir": str(folder.resolve()), "out_dir": str((folder / TABLES).resolve())})
+    if ending is not None:
+        raise ProvenanceError(f"the validation notebook {ending.status}: {ending.message} (notebook: {executed})",
+                              "read the failing cell's traceback in that notebook; the world runs are kept")
+    record.update(tables_s=round(time.time() - started, 1), ended=now(),
+                  tables=hash_tree(folder / TABLES, relative_to=folder))
+    write_json(folder / PLAN, record)
+    return folder
