@@ -77,7 +77,7 @@ def test_scores_line_up_with_the_manifest_and_the_queries(study):
     assert scores.query_bin_scores.shape == (len(scores.queries), 576)
     recipe = scores.info["recipe"]
     assert recipe["projection_dim"] == 16 and recipe["query"] == {"format": "bare", "model": "query"}
-    assert recipe["per_checkpoint"]["final"]["second_moment"]["source"] == "optimizer"
+    assert recipe["per_checkpoint"]["final"]["second_moment"] == {"source": "optimizer", "file": "optimizer.pt"}
     assert 0 < recipe["per_checkpoint"]["final"]["mixing"]["lam"] < 1
     assert not (result.out_dir / gradients.WORK).exists()
 

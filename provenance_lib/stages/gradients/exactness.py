@@ -121,7 +121,10 @@ def exactness_table(model, query_model, tokenizer, moment, settings: Gradients, 
             by_seed = {}
             for seed in e.seeds:
                 projected = [project(g, shapes, dim, seed) for g in (d_grads, t_grads, q_grads)]
-                by_seed[seed] = _scores(*projected, {n: dim * dim for n in shapes}, settings, low_rank=False)
+                # the same R either way (tests/test_gradients_parts.py); the low-rank form is much cheaper once a
+                # module's p^2 exceeds the rows (dim 64: 4096^2 eigendecompositions otherwise)
+                low_rank = dim * dim > len(t_grads) + len(q_grads)
+                by_seed[seed] = _scores(*projected, {n: dim * dim for n in shapes}, settings, low_rank=low_rank)
                 rows.append({"v": path, "dim": dim, "seed": seed, "against": "exact",
                              **compare(exact[path], by_seed[seed], bins, benchmarks, n_bins, e.top_k)})
             if len(e.seeds) > 1:

@@ -105,5 +105,5 @@ def second_moment(model, model_dir: Path | None, names: list[str], calibration: 
     """V for one model: its optimizer state when present, else the estimate on ``calibration``."""
     path = optimizer_file(model_dir)
     if path is not None:
-        return SecondMoment(from_optimizer(model, path, names), "optimizer", {"file": str(path)})
+        return SecondMoment(from_optimizer(model, path, names), "optimizer", {"file": path.name})
     return SecondMoment(estimate(model, calibration, names), "estimate", {"calibration_documents": len(calibration)})
