@@ -21,9 +21,10 @@ class Validation(Section):
         "null worlds (world.planted_token_share 0): the same ordinary text and would-be planted bins as the seed's "
         "planted world, attributed at that twin's checkpoint (its own accuracy band would pick noise); they "
         "calibrate the p-values and measure the false-discovery rate"))
-    doses: list[float] = Field(default=[0.0025, 0.005, 0.02], description=(
+    doses: list[float] = Field(default=[0.0025, 0.005], description=(
         "further planted token shares for the dose-response, on dose_seeds; the study's own dose (seeds) and the "
-        "null worlds (dose 0) complete the curve"))
+        "null worlds (dose 0) complete the curve. Above ~0.018 the testbed's 4 planted bins cannot hold the dose "
+        "at planted_line_share 0.6 (the builder refuses it with the fix)"))
     dose_seeds: list[int] = Field(default=[0], description="seeds of the dose-response worlds")
     variants: list[Variant] = Field(default_factory=lambda: list(VARIANTS), min_length=1, description=(
         "stage 03's aggregation variants tabulated (they become every world's binning.variants); 'paper', the "
