@@ -188,6 +188,7 @@ def test_notebooks_03_and_04_run_through_the_runner_on_a_planted_testbed_run(tmp
     from pathlib import Path
 
     from provenance_lib import runs
+    from provenance_lib.verify import verify
 
     root = Path(__file__).resolve().parents[1]
     overrides = ["binning.bootstrap=50", "contrast.bin_bootstrap=50"]
@@ -199,7 +200,7 @@ def test_notebooks_03_and_04_run_through_the_runner_on_a_planted_testbed_run(tmp
         assert (run_dir / "03_binning" / name).is_file(), name
     for name in (*contrast.FIGURES, "paper_vs_run.csv", "contrast.json"):
         assert (run_dir / "04_contrast" / name).is_file(), name
-    assert (run_dir / "notebooks" / "04_contrast.ipynb").is_file() and runs.verify(run_dir) == []
+    assert (run_dir / "notebooks" / "04_contrast.ipynb").is_file() and verify(run_dir) == []
     before = (run_dir / "run.json").read_text()
     runs.run_study(root / "params" / "testbed.yaml", **run)
     assert RunRecord(run_dir).stages["04_contrast"] == __import__("json").loads(before)["stages"]["04_contrast"]

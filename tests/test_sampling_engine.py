@@ -398,6 +398,7 @@ def test_notebook_01_runs_through_the_runner(tmp_path, capsys):
 
     from provenance_lib import runs
     from provenance_lib.artifacts import write_json
+    from provenance_lib.verify import verify
     from provenance_lib.worlds import WorldInfo, testbed
     from provenance_lib.worlds.contract import fingerprint
 
@@ -409,7 +410,7 @@ def test_notebook_01_runs_through_the_runner(tmp_path, capsys):
         tasks={}, task_dir=testbed.TASK_DIR, base_model=testbed.BASE_MODEL, query_model=testbed.QUERY_MODEL)))
     run_dir = runs.run_study(TESTBED, name="nb", stages=["01"], runs_dir=tmp_path / "runs",
                              notebooks_dir=TESTBED.parents[1] / "notebooks")
-    assert runs.verify(run_dir) == []
+    assert verify(run_dir) == []
     assert sha256_file(run_dir / "01_sampling" / sampling.MANIFEST) == reference_manifest(
         world / testbed.CORPUS_DIR, study.seed, study.sampling.target_per_bin, tmp_path / "reference.parquet")
     assert not (run_dir / "01_sampling" / engine.WORK).exists()

@@ -7,6 +7,7 @@ import pytest
 
 from provenance_lib import runs
 from provenance_lib.artifacts import read_json
+from provenance_lib.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_testbed_study_runs_end_to_end_and_reruns_as_a_no_op(tmp_path, capsys):
     run_dir = runs.run_study(ROOT / "params" / "testbed.yaml", name="e2e", runs_dir=tmp_path,
                              notebooks_dir=ROOT / "notebooks")
-    assert runs.verify(run_dir) == []
+    assert verify(run_dir) == []
     record = read_json(run_dir / "run.json")
     assert all(entry["status"] == "complete" for entry in record["stages"].values())
     manifest = pd.read_parquet(run_dir / "01_sampling" / "manifest.parquet")
