@@ -349,8 +349,11 @@ def start_runner(project: Path, name: str, sleep_stage: str, **popen) -> subproc
     """The CLI runner on stage 01 alone, sleeping in ``sleep_stage``; returns once that stage sleeps."""
     command = [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", name,
                "-p", "stages=[01_first]"]
+    # as from a terminal: a shell starts background jobs (make test &) with SIGINT ignored, and Python then keeps
+    # ignoring it, so Ctrl-C would never reach the runner
     proc = subprocess.Popen(command, cwd=project, env={**os.environ, f"SLEEP_{sleep_stage}": "60"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
     marker = project / "runs" / name / ".staging" / sleep_stage / "sleeping"
     deadline = time.time() + 120
     while not marker.exists():
