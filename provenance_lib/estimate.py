@@ -21,13 +21,13 @@ Work the params do not state (the size of the Dolma3 population, the paper's tok
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
 import yaml
 
+from .artifacts import read_json
 from .errors import ProvenanceError
 from .params import StudyParams
 
@@ -239,7 +239,7 @@ def measured_costs(folder: str | Path) -> dict:
         if not path.is_file():
             raise ProvenanceError(f"no measured per-unit cost: {path} is missing",
                                   f"run `python {command} > {path}` (or pass --bench-dir)")
-        bench[name] = json.loads(path.read_text())
+        bench[name] = read_json(path)
     return {**from_bench(bench["gradients.json"]), **sampling_from_bench(bench["sampling.json"])}
 
 

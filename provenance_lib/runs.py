@@ -269,7 +269,8 @@ def _build_world(record: RunRecord, params: StudyParams, number: int, trust_code
         record.note_attempt(WORLD_STAGE, dict(status=status, invocation=number, started=_iso(started), ended=now(),
                                               error=f"{type(exc).__name__}: {_first_line(exc)}"))
         raise
-    trusted = not built and info.code_sha256 != builder_code_sha256()
+    current_code = builder_code_sha256()
+    trusted = not built and info.code_sha256 != current_code
     _say(WORLD_STAGE, f"built {info.kind} world in {time.time() - started:.1f} s" if built else
          "params and inputs unchanged, library code changed: reused (--trust-code)" if trusted else "unchanged: reused")
     outputs = hash_tree(world_dir, relative_to=record.run_dir)
@@ -283,7 +284,7 @@ def _build_world(record: RunRecord, params: StudyParams, number: int, trust_code
         }
     if trusted:
         record.stages[WORLD_STAGE]["trusted"] = dict(invocation=number, reasons=["library code changed"],
-                                                     code_sha256=builder_code_sha256())
+                                                     code_sha256=current_code)
     record.save()
     return info
 

@@ -89,3 +89,19 @@ def bh_qvalues(p: np.ndarray) -> np.ndarray:
     if finite.any():
         q[finite] = false_discovery_control(p[finite], method="bh")
     return q
+
+
+# ----------------------------------------------------------------------------------------------- known answers
+def separation(values: np.ndarray, carriers: np.ndarray, recall_k: int | None) -> dict:
+    """AUC (the chance a carrier outscores a non-carrier) and recall@k (the carriers among the k top-scored
+    documents, over all carriers; k = the number of carriers when None). NaN where there are no carriers (a null
+    world) or nothing else."""
+    from sklearn.metrics import roc_auc_score
+
+    n = int(carriers.sum())
+    k = recall_k or n
+    if n == 0 or n == len(carriers):
+        return dict(carriers=n, auc=np.nan, recall_at_k=np.nan, k=k)
+    top = np.argsort(-values, kind="stable")[:k]
+    return dict(carriers=n, auc=float(roc_auc_score(carriers, values)), recall_at_k=float(carriers[top].sum() / n),
+                k=k)

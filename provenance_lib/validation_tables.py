@@ -36,6 +36,7 @@ from .errors import ProvenanceError
 from .stages.binning import VARIANTS, load_scores
 from .stages.binning import load_result as load_binning
 from .stages.sampling import MANIFEST
+from .stats import separation
 from .worlds.testbed import GROUND_TRUTH
 
 PLAN = "validation.json"
@@ -185,21 +186,6 @@ def document_metrics(run_dir: Path, truth: dict, recall_k: int | None) -> dict[t
             values = docs[BY_NAME[benchmark].slug].to_numpy(np.float64)
             out[(score_set, benchmark)] = separation(values, carriers, recall_k)
     return out
-
-
-def separation(values: np.ndarray, carriers: np.ndarray, recall_k: int | None) -> dict:
-    """AUC (the chance a carrier outscores a non-carrier) and recall@k (the carriers among the k top-scored
-    documents, over all carriers; k = the number of carriers when None). NaN where there are no carriers (a null
-    world) or nothing else."""
-    from sklearn.metrics import roc_auc_score
-
-    n = int(carriers.sum())
-    k = recall_k or n
-    if n == 0 or n == len(carriers):
-        return dict(carriers=n, auc=np.nan, recall_at_k=np.nan, k=k)
-    top = np.argsort(-values, kind="stable")[:k]
-    return dict(carriers=n, auc=float(roc_auc_score(carriers, values)), recall_at_k=float(carriers[top].sum() / n),
-                k=k)
 
 
 # ----------------------------------------------------------------------------------------------- across worlds

@@ -8,7 +8,8 @@ import pytest
 from provenance_lib.errors import ProvenanceError
 from provenance_lib.stages.gradients import collect, curvature, queries
 from provenance_lib.stages.gradients.accumulate import Accumulator, query_bin_scores
-from provenance_lib.stages.gradients.profiles import compare, z_profile
+from provenance_lib.stages.gradients.profiles import compare
+from provenance_lib.stats import zscore
 
 
 # ----------------------------------------------------------------------------------------------- windows
@@ -140,7 +141,7 @@ def test_identical_scores_compare_perfectly_and_z_has_unit_spread():
     out = compare(scores, scores.copy(), bins, {"X": np.arange(8)}, 576, top_k=5)
     assert out["document_spearman"] == pytest.approx(1) and out["top_k_overlap"] == 1
     assert out["z_spearman/X"] == pytest.approx(1)
-    z = z_profile(np.array([1.0, 2.0, np.nan, 4.0]))
+    z = zscore(np.array([1.0, 2.0, np.nan, 4.0]))
     assert np.isnan(z[2]) and np.nanstd(z, ddof=1) == pytest.approx(1)
 
 

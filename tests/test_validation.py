@@ -18,7 +18,8 @@ from provenance_lib.stages import binning
 from provenance_lib.stages.sampling import MANIFEST
 from provenance_lib.taxonomy import load as load_taxonomy
 from provenance_lib.validate import WorldPlan, plan, twin_checkpoint
-from provenance_lib.validation_tables import null_p, separation
+from provenance_lib.stats import separation
+from provenance_lib.validation_tables import null_p
 from provenance_lib.worlds import WorldInfo
 from planted_runs import PLANTED, plant_run
 

@@ -138,11 +138,6 @@ def sharper_test(contrasts: pd.DataFrame, z: pd.DataFrame, reps: np.ndarray, uni
 
 
 # ----------------------------------------------------------------------------------------------- correlations
-def correlation_matrix(z: pd.DataFrame, method: str = "pearson") -> pd.DataFrame:
-    """Benchmarks x benchmarks correlation of the z profiles over the bins scored in both."""
-    return z.corr(method=method)
-
-
 def correlation_table(z: pd.DataFrame, n_boot: int, level: float, rng: np.random.Generator) -> pd.DataFrame:
     """Every pair of benchmarks, Pearson and Spearman r over the bins scored in all of them, with a bins-resampled
     percentile interval (the same bins drawn for every pair in a replicate)."""

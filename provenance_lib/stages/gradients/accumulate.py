@@ -115,11 +115,6 @@ class Accumulator:
     def document_gradients(self) -> np.ndarray | None:
         return np.concatenate(self.grads) if self.grads else None
 
-    def bin_means(self) -> np.ndarray:
-        """Mean unit gradient per bin (NaN rows for empty bins)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return self.bin_sums / self.counts[:, None]
-
 
 def query_bin_scores(query_store: np.ndarray, bin_sums: np.ndarray, counts: np.ndarray, block: int = 1024
                      ) -> np.ndarray:

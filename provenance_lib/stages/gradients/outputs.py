@@ -24,7 +24,8 @@ import pandas as pd
 
 from ...artifacts import read_json, savefig
 from ...taxonomy import load as load_taxonomy
-from .profiles import bin_profile, z_profile
+from ...stats import separation, zscore
+from .profiles import bin_profile
 from .scores import GradientScores, doc_score_columns
 
 STORE, EXACTNESS, VARIANTS, COLLECTION, PROFILES = "store", "exactness.parquet", "variants.parquet", \
@@ -69,7 +70,7 @@ class GradientsResult:
         tax = load_taxonomy()
         rows = []
         for name in self.scores.benchmarks:
-            z = z_profile(bin_profile(self.scores.query_bin_scores, self.scores.rows(name)))
+            z = zscore(bin_profile(self.scores.query_bin_scores, self.scores.rows(name)))
             for b in np.argsort(-np.nan_to_num(z, nan=-np.inf))[:k]:
                 rows.append({"benchmark": name, "bin": tax.bin_name(int(b)), "z": z[b],
                              "documents": int(self.scores.bin_counts[b])})
@@ -92,17 +93,15 @@ class GradientsResult:
         """Known answers (the testbed's ``ground_truth.json``): each benchmark's planted bins, their z and rank
         among the bins with documents, inside each the mean score of the carrier documents vs the filler ones, and
         the carrier-document AUC over the whole working set (does a benchmark's score single out its carriers?)."""
-        from sklearn.metrics import roc_auc_score
-
         tax, docs = load_taxonomy(), self.scores.doc_scores
         rows = []
         for name, planted in truth["benchmarks"].items():
             if name not in self.scores.benchmarks:
                 continue
-            z = z_profile(bin_profile(self.scores.query_bin_scores, self.scores.rows(name)))
+            z = zscore(bin_profile(self.scores.query_bin_scores, self.scores.rows(name)))
             column = doc_score_columns(name)[0]
             carriers = docs["id"].isin(set(planted["documents"]))
-            auc = roc_auc_score(carriers, docs[column]) if 0 < carriers.sum() < len(docs) else np.nan
+            auc = separation(docs[column].to_numpy(np.float64), carriers.to_numpy(), None)["auc"]
             for b in planted["bins"]:
                 inside = docs["bin"] == b
                 rows.append({"benchmark": name, "planted bin": tax.bin_name(b), "z": z[b],
@@ -165,7 +164,7 @@ def plot_profiles(scores: GradientScores):
     names = scores.benchmarks
     fig, axes = plt.subplots(1, len(names), figsize=(7.5 * len(names), 7.5), squeeze=False)
     for ax, name in zip(axes[0], names):
-        z = z_profile(bin_profile(scores.query_bin_scores, scores.rows(name)))
+        z = zscore(bin_profile(scores.query_bin_scores, scores.rows(name)))
         grid = z.reshape(len(tax.topics), len(tax.formats))
         limit = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
         sns.heatmap(grid, mask=~np.isfinite(grid), ax=ax, cmap="RdBu_r", center=0, vmin=-limit, vmax=limit,

@@ -7,21 +7,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from ...stats import zscore
+
 
 def bin_profile(query_bin_scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """A benchmark's bin means: the mean over its queries of each query's mean score on the bin (the paper's bin
     mean of per-document query means). NaN on empty bins."""
     return np.asarray(query_bin_scores)[rows].mean(axis=0)
-
-
-def z_profile(profile: np.ndarray) -> np.ndarray:
-    """z = (bin mean - mean over bins) / std over bins (ddof 1), over the bins that have documents."""
-    x = np.asarray(profile, np.float64)
-    present = np.isfinite(x)
-    z = np.full_like(x, np.nan)
-    if present.sum() > 1:
-        z[present] = (x[present] - x[present].mean()) / x[present].std(ddof=1)
-    return z
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -54,7 +46,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, bins: np.ndarray, benc
             sums = np.zeros(n_bins)
             np.add.at(sums, bins, scores[:, cols].mean(axis=1))
             with np.errstate(invalid="ignore", divide="ignore"):
-                profiles.append(z_profile(np.where(counts > 0, sums / counts, np.nan)))
+                profiles.append(zscore(np.where(counts > 0, sums / counts, np.nan)))
         out[f"z_spearman/{name}"] = spearman(*profiles)
     return out
 
@@ -67,6 +59,6 @@ def variant_table(reference: np.ndarray, variants: dict[str, np.ndarray], querie
         for bench in pd.unique(queries["benchmark"]):
             mine = (queries["benchmark"] == bench).to_numpy()
             rows.append({"variant": name, "benchmark": bench,
-                         "z_spearman": spearman(z_profile(bin_profile(reference, mine)),
-                                                z_profile(bin_profile(scores, mine)))})
+                         "z_spearman": spearman(zscore(bin_profile(reference, mine)),
+                                                zscore(bin_profile(scores, mine)))})
     return pd.DataFrame(rows)

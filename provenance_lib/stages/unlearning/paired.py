@@ -27,6 +27,7 @@ import yaml
 from scipy import stats
 
 from ...benchmarks import BENCHMARKS
+from ...stats import bh_qvalues
 from .evaluate import MEASURES
 
 PAIR_KEYS = ["construction", "benchmark", "topic", "seed"]
@@ -82,11 +83,8 @@ def paired_statistics(pairs: pd.DataFrame, resamples: int, confidence: float, se
                          wilcoxon_p=_wilcoxon(d), paired_t_p=_topic_t(group)))
     table = pd.DataFrame(rows)
     for test in ("wilcoxon_p", "paired_t_p"):
-        table[f"{test}_bh"] = np.nan
-        for _, family in table.groupby(["construction", "measure"]):
-            p = family[test].dropna()
-            if len(p):
-                table.loc[p.index, f"{test}_bh"] = stats.false_discovery_control(p.to_numpy(), method="bh")
+        table[f"{test}_bh"] = table.groupby(["construction", "measure"])[test].transform(
+            lambda family: bh_qvalues(family.to_numpy()))
     order = {b.name: i for i, b in enumerate(BENCHMARKS)}
     return table.sort_values(["measure", "construction", "benchmark"], key=lambda c: c.map(order) if
                              c.name == "benchmark" else c, kind="stable").reset_index(drop=True)
