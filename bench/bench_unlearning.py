@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from provenance_lib import params  # noqa: E402
-from provenance_lib.benchmarks import BY_NAME, write_lm_eval_tasks, write_queries  # noqa: E402
+from provenance_lib.benchmarks import write_lm_eval_tasks, write_queries  # noqa: E402
 from provenance_lib.evaluation import evaluate  # noqa: E402
 from provenance_lib.stages.unlearning.data import forget_stream  # noqa: E402
 from provenance_lib.stages.unlearning.train import Unlearner, attach_lora  # noqa: E402

@@ -22,13 +22,12 @@ Work the params do not state (the size of the Dolma3 population, the paper's tok
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 
-import yaml
 
 from .artifacts import read_json
 from .errors import ProvenanceError
+from .reported import paper_reported
 from .params import StudyParams
 
 PAPER_GPU_HOURS = 37_000
@@ -67,10 +66,6 @@ class StageCost:
     launch: str = ""
 
 
-def reported() -> dict:
-    return yaml.safe_load(files("provenance_lib").joinpath("reference/paper_reported.yaml").read_text())
-
-
 def token_flops(model: str, context: float, passes: float) -> float:
     """FLOPs per token: ``passes`` forward-equivalents (1 forward, 2 LoRA step, 3 forward + backward) of
     ``2 N + 2 L T d``."""
@@ -92,7 +87,7 @@ def section(params: StudyParams, name: str) -> dict:
 def working_set(params: StudyParams) -> dict:
     """Documents and tokens of the working set: the paper's full bins take ``target_per_bin`` each, its
     underfilled bins keep what they have (capped by the target); tokens at the paper's mean per document."""
-    paper = reported()["working_set"]
+    paper = paper_reported()["working_set"]
     target = params.sampling.target_per_bin if params.sampling else paper["target_docs_per_bin"]
     underfilled = paper["documents"] - paper["full_bins"] * paper["target_docs_per_bin"]
     if target >= paper["target_docs_per_bin"]:
@@ -105,7 +100,7 @@ def working_set(params: StudyParams) -> dict:
 
 def population() -> dict:
     """The Dolma3 mix as stage 01 reads it: documents before and after de-duplication, tokens."""
-    setting = reported()["setting"]["corpus"]          # "... (1,263,587,168 unique documents; duplication 0.673)"
+    setting = paper_reported()["setting"]["corpus"]          # "... (1,263,587,168 unique documents; duplication 0.673)"
     unique = int(setting.split("(")[1].split(" unique")[0].replace(",", ""))
     rate = float(setting.split("duplication rate ")[1].rstrip(")"))
     read = unique / (1 - rate)
@@ -113,7 +108,7 @@ def population() -> dict:
 
 
 def queries() -> int:
-    return sum(b["queries"] for b in reported()["benchmarks"].values())
+    return sum(b["queries"] for b in paper_reported()["benchmarks"].values())
 
 
 # ----------------------------------------------------------------------------------------------- stages
@@ -173,7 +168,7 @@ def stage_unlearning(params: StudyParams, costs: dict) -> StageCost:
     docs_per_step = 2 * t["batch_size"] * t["grad_accumulation"]   # forget + retain
     step_tokens = docs_per_step * t["max_length"]
     train_flops = runs * t["max_steps"] * step_tokens * token_flops("olmo3-7b", t["max_length"], 2)
-    items = queries() - reported()["benchmarks"]["SocialIQA"]["queries"] + 1954   # SIQA's validation split
+    items = queries() - paper_reported()["benchmarks"]["SocialIQA"]["queries"] + 1954   # SIQA's validation split
     eval_tokens = items * costs["choices"] * costs["eval_tokens_per_choice"]
     eval_flops = (runs + 1) * eval_tokens * token_flops("olmo3-7b", costs["eval_tokens_per_choice"], 1)
     adapter = MODELS["olmo3-7b"]["layers"] * 4 * 8 * 2 * MODELS["olmo3-7b"]["width"] * BYTES["fp32"]  # r=8, q/k/v/o

@@ -7,7 +7,10 @@ accuracy does.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +39,9 @@ def evaluate(model_path, task_dir: str | Path, tasks: dict[str, str], *, batch_s
     from .benchmarks import task_configs
 
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    # Handing lm-eval a model already in memory is deliberate (an unlearning run is scored without a save/reload);
+    # its two warnings about it would repeat for every scoring of every run.
+    logging.getLogger("lm_eval.models.huggingface").setLevel(logging.ERROR)
     configs = task_configs(task_dir, list(tasks.values()))
     for name, config in zip(tasks, configs):
         config["num_fewshot"] = (shots or {}).get(name, 0)
@@ -47,18 +53,30 @@ def evaluate(model_path, task_dir: str | Path, tasks: dict[str, str], *, batch_s
         from lm_eval.models.huggingface import HFLM
 
         model, model_args = HFLM(pretrained=model_path, tokenizer=tokenizer, batch_size=batch_size), None
-    output = lm_eval.simple_evaluate(
-        model=model, model_args=model_args, tasks=configs, batch_size=batch_size,
-        device=device, limit=limit, log_samples=True,
-        bootstrap_iters=0, verbosity="WARNING",
-        # the tasks are local configs: indexing lm-eval's ~14k built-in task YAMLs took ~90% of a call's time
-        task_manager=TaskManager(include_defaults=False, metadata=model_args),
-    )
+    with _without_progress_bars():
+        output = lm_eval.simple_evaluate(
+            model=model, model_args=model_args, tasks=configs, batch_size=batch_size,
+            device=device, limit=limit, log_samples=True,
+            bootstrap_iters=0, verbosity="WARNING",
+            # the tasks are local configs: indexing lm-eval's ~14k built-in task YAMLs took ~90% of a call's time
+            task_manager=TaskManager(include_defaults=False, metadata=model_args),
+        )
     items = pd.DataFrame([_item_row(name, sample) for name, task in tasks.items()
                           for sample in output["samples"][task]])
     summary = pd.DataFrame([_summary_row(name, task, output["results"][task], items[items.benchmark == name])
                             for name, task in tasks.items()])
     return EvalResult(summary=summary, items=items)
+
+
+@contextlib.contextmanager
+def _without_progress_bars():
+    """lm-eval draws a progress bar per task and per request type, and ``simple_evaluate`` has no switch for them:
+    stage 05 scores every run several times, and the bars buried its notebook. They write to ``sys.stderr`` when
+    created, so they are caught here; logged warnings (their handlers hold the real stream) and errors still show."""
+    with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+        # transformers 5 deprecates a name peft still reads when lm-eval wraps an adapter model
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def _item_row(name: str, sample: dict) -> dict:

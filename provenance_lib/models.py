@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -202,6 +203,22 @@ def _convert_gguf(gguf_dir: Path, spec: PackagedGGUF, version: str, target: Path
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _quiet_local_load(ref: ModelRef):
+    """No "Loading weights" bar for a local folder (stage 05 loads the base model once per run); a hub download
+    keeps its bars."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if ref.is_local and was_enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if ref.is_local and was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_causal_lm(ref: ModelRef, *, dtype=None, device: str = "cpu"):
     """(model, tokenizer) for a ModelRef, in eval mode; every way of not finding the model is one clear error."""
     import torch
@@ -212,9 +229,10 @@ def load_causal_lm(ref: ModelRef, *, dtype=None, device: str = "cpu"):
     else:
         hub_ref(ref.name_or_path, ref.revision or "main")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(ref.name_or_path, revision=ref.revision)
-        model = AutoModelForCausalLM.from_pretrained(ref.name_or_path, revision=ref.revision,
-                                                     dtype=dtype or torch.float32)
+        with _quiet_local_load(ref):
+            tokenizer = AutoTokenizer.from_pretrained(ref.name_or_path, revision=ref.revision)
+            model = AutoModelForCausalLM.from_pretrained(ref.name_or_path, revision=ref.revision,
+                                                         dtype=dtype or torch.float32)
     except OSError as exc:
         if ref.is_local:
             raise ProvenanceError(f"model folder {ref} does not load: {exc}") from None

@@ -3,7 +3,6 @@ that refuse the wrong base model, the paired statistics, and the whole protocol 
 resumable jobs and the Slurm array it writes."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -15,11 +15,11 @@ from provenance_lib.stages import unlearning
 from provenance_lib.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]
-# params/testbed.yaml's topics (those of SocialIQA's planted bins) x 4 seeds = 8 pairs: a one-sided Wilcoxon
-# signed-rank p < 0.01 needs at least 7 of 8 positive differences
+# params/testbed.yaml's topics (those of SocialIQA's planted bins) x 5 seeds = 10 pairs (issue 13: >= 5 seeds): a
+# one-sided Wilcoxon signed-rank p < 0.01 allows negative differences of rank sum <= 5 only (10 of 1,024 sign patterns)
 PROTOCOL = ["stages=[01_sampling,02_gradients,05_unlearning]",  # stage 05 reads 01 and 02 only: 03-04 are not run
             "gradients.exactness.enabled=false",  # stage 02's projected-vs-exact check: not what 05 reads
-            "unlearning.forget.constructions=[bin]", "unlearning.forget.seeds=4",
+            "unlearning.forget.constructions=[bin]", "unlearning.forget.seeds=5",
             "unlearning.forget.global_control=false",
             "threads=1"]  # the answer does not depend on it; 2 threads spin-wait on a loaded 2-core machine (~3x slower)
 
@@ -49,7 +49,7 @@ def test_forgetting_the_planted_bins_top_documents_hurts_its_benchmark_selective
     targeted = result.forget_sets.query("kind == 'targeted'")
     assert set(targeted["bin"]) <= set(truth["bins"]), "params/testbed.yaml's topics no longer hold SocialIQA's bins"
     loglik = _own(result, "gold_loglik")
-    assert loglik.n == 8 and loglik.median_d > 0 and loglik.wilcoxon_p < 0.01, loglik.to_dict()
+    assert loglik.n == 10 and loglik.median_d > 0 and loglik.wilcoxon_p < 0.01, loglik.to_dict()
     # accuracy over 32 items per benchmark moves in steps of 1/32: same direction, not the test's significance
     assert _own(result, "acc").mean_d > 0
     for measure in ("acc", "gold_loglik"):

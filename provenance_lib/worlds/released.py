@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from ..artifacts import sha256_file
 from ..errors import ProvenanceError
 from ..params import StudyParams
+from ..reported import paper_reported
 from ..stats import zscore
 from ..taxonomy import load as load_taxonomy
 from .contract import WorldInfo
@@ -130,7 +130,7 @@ def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
         if (source / name).is_file():
             shutil.copyfile(source / name, target / name)
     checksums = checksums or {name: sha256_file(target / name) for name in RELEASED_FILES.values()}
-    setting = yaml.safe_load(files("provenance_lib").joinpath("reference/paper_reported.yaml").read_text())["setting"]
+    setting = paper_reported()["setting"]
     return WorldInfo(
         kind="released", fingerprint="", corpus=[], queries="", tasks={}, task_dir="",
         base_model=setting["base_model"], query_model=setting["query_model"],   # what made the matrix; never loaded

@@ -9,12 +9,12 @@ not comparable (another corpus, another model), its run value shown all the same
 from __future__ import annotations
 
 from decimal import Decimal
-from importlib.resources import files
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from ...reported import reported_text
 from ...taxonomy import load as load_taxonomy
 from .lexical import PROFILE_COLUMNS
 
@@ -47,8 +47,7 @@ _ReportedLoader.add_constructor("tag:yaml.org,2002:int", lambda loader, node: Re
 
 def paper_reported() -> dict:
     """paper_reported.yaml with every number a ``Reported``."""
-    text = files("provenance_lib").joinpath("reference/paper_reported.yaml").read_text()
-    return yaml.load(text, Loader=_ReportedLoader)
+    return yaml.load(reported_text(), Loader=_ReportedLoader)
 
 
 # ----------------------------------------------------------------------------------------------- the table

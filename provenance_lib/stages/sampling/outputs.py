@@ -4,17 +4,16 @@ beside the paper's, and the 24 x 24 heatmaps."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import yaml
 
 from ... import taxonomy
 from ...artifacts import read_json, savefig, write_json, write_parquet
 from ...errors import ProvenanceError
+from ...reported import paper_reported
 from ...stats import skew_statistics
 from .job import HEATMAP, LABEL_AXES, MANIFEST, MANIFEST_SCHEMA, ROW_BITS, SKEW, SUMMARY, SamplingJob
 from .select import Selection
@@ -24,8 +23,7 @@ if TYPE_CHECKING:
 
 
 def paper_skew() -> dict[str, float]:
-    text = files("provenance_lib").joinpath("reference/paper_reported.yaml").read_text()
-    return yaml.safe_load(text)["corpus_skew"]
+    return paper_reported()["corpus_skew"]
 
 
 def skew_table(skew: dict) -> pd.DataFrame:

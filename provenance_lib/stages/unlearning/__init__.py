@@ -223,6 +223,6 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def _progress(iterable, desc: str):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: executed notebooks keep them (tqdm.auto's widgets need ipywidgets)
 
     return tqdm(iterable, desc=desc)

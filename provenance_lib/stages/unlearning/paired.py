@@ -19,14 +19,13 @@ gamma_net = gamma - gamma_global subtracts the damage of forgetting as many docu
 
 from __future__ import annotations
 
-from importlib.resources import files
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy import stats
 
 from ...benchmarks import BENCHMARKS
+from ...reported import paper_reported
 from ...stats import bh_qvalues
 from .evaluate import MEASURES
 
@@ -122,8 +121,7 @@ def net_damage(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def paper_values() -> dict:
-    text = files("provenance_lib").joinpath("reference/paper_reported.yaml").read_text()
-    return yaml.safe_load(text)["unlearning_paired_targeted_minus_random"]
+    return paper_reported()["unlearning_paired_targeted_minus_random"]
 
 
 def paper_table(statistics: pd.DataFrame, measure: str = "acc") -> pd.DataFrame:
