@@ -127,6 +127,18 @@ def test_checkpoint_summed_is_skipped_with_a_reason_when_there_is_one_checkpoint
     assert set(skipped) == {"checkpoint_summed"} and "single checkpoint" in skipped["checkpoint_summed"]
 
 
+def test_the_reading_falls_back_to_the_paper_variant_with_its_reason_when_not_computed():
+    docs, queries, matrix = score_matrix()
+    _, _, skipped = compute(scores_from_matrix(docs, queries, matrix))
+    computed = dict(variants=["paper", "centered", "topk", "format_residualized"], skipped=skipped)
+    assert binning.reading_of(Binning(), computed) == dict(reading="topk")
+    fallback = binning.reading_of(Binning(reading="checkpoint_summed"), computed)
+    assert fallback["reading"] == "paper" and "single checkpoint" in fallback["reading_fallback"]
+    computed = dict(variants=["paper", "centered"], skipped={})
+    left_out = binning.reading_of(Binning(variants=["paper", "centered"]), computed)
+    assert left_out["reading"] == "paper" and left_out["reading_fallback"].endswith("not in binning.variants")
+
+
 # ----------------------------------------------------------------------------------------------- variant properties
 def test_centered_ignores_a_direction_every_benchmark_shares():
     docs, queries, matrix = score_matrix(planted=PLANTED, lift=0.8)

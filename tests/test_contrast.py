@@ -150,8 +150,10 @@ def planted_run(tmp_path_factory):
 
 def test_stage_03_finds_every_planted_bin_and_writes_the_released_layout(planted_run):
     run_dir, result, _ = planted_run
-    tops = result.top_bins(1)
-    assert dict(zip(tops["benchmark"], tops["bin_name"])) == PLANTED
+    assert result.reading == "topk"
+    for variant in ("topk", "paper"):   # the reading, and the paper's definition beside it
+        tops = result.top_bins(1, variant)
+        assert dict(zip(tops["benchmark"], tops["bin_name"])) == PLANTED, variant
     assert (run_dir / "03_binning" / "zscored_mmlu_social_science.csv").is_file()
     assert set(result.summary["variants"]) == set(binning.VARIANTS) and result.summary["skipped"] == {}
     loaded = binning.load_result(run_dir / "03_binning")
@@ -196,7 +198,7 @@ def test_notebooks_03_and_04_run_through_the_runner_on_a_planted_testbed_run(tmp
     run = dict(overrides=overrides, name="tb", stages=["03", "04"], runs_dir=tmp_path / "runs",
                notebooks_dir=root / "notebooks")
     runs.run_study(root / "params" / "testbed.yaml", **run)
-    for name in ("heatmaps_2x2.png", "heatmap_social_iqa.png", "heatmaps_2x2_topk.png", "bin_influence.parquet"):
+    for name in ("heatmaps_2x2.png", "heatmap_social_iqa.png", "heatmaps_2x2_paper.png", "bin_influence.parquet"):
         assert (run_dir / "03_binning" / name).is_file(), name
     for name in (*contrast.FIGURES, "paper_vs_run.csv", "contrast.json"):
         assert (run_dir / "04_contrast" / name).is_file(), name

@@ -17,6 +17,13 @@ class Binning(Section):
 
     variants: list[Variant] = Field(default_factory=lambda: list(VARIANTS), min_length=1, description=(
         "aggregations computed; 'paper' is always computed (it is the one exported in the paper's layout)"))
+    reading: Variant = Field(default="topk", description=(
+        "the aggregation the study reads first: stage 03's headline heatmaps and top bins, and the report's. The "
+        "known-answers table (`validate`; README, Known answers) chose topk: it ranks planted bins higher than the "
+        "paper's bin mean on every seed, with null worlds' false flags well under 5%. 'paper' is always computed, "
+        "shown beside it, exported in the paper's layout, and what stage 04 compares with the paper's values. A "
+        "reading that is not computed (left out of variants; a released matrix has only 'paper') falls back to "
+        "'paper', and stage 03's summary says why"))
     min_docs: int = Field(default=5, ge=1, description=(
         "bins with fewer working-set documents are masked (no z, left out of the 576-bin mean and std): a mean "
         "over fewer documents is mostly one document's noise, and a bootstrap over 1 document has no spread. The "

@@ -29,7 +29,8 @@ from ..gradients.scores import GradientScores
 from ..sampling import MANIFEST
 from .matrix import compute, released_table
 from .outputs import (HEATMAP_2X2, REPLICATES, SUMMARY, TABLE, BinningResult, captioned, clip_limit, draw_heatmap,
-                      heatmap_name, load_result, paper_layout, plot_heatmaps, save_figures, scale_note, write_outputs)
+                      heatmap_name, load_result, paper_layout, plot_heatmaps, save_figures, scale_note,
+                      variant_heatmap_name, write_outputs)
 from .variants import SPLITS, VARIANTS, Variant, VariantUnavailable
 
 GRADIENTS, SAMPLING = "02_gradients", "01_sampling"
@@ -49,6 +50,7 @@ def run(stage) -> BinningResult:
         table, replicates, skipped = compute(inputs, params, stage.params.seed)
         summary = dict(source=provenance, variants=list(table["variant"].unique()), skipped=skipped,
                        bootstrap=params.bootstrap, seed=stage.params.seed)
+    summary.update(reading_of(params, summary))
     result = write_outputs(stage.out_dir, table, {**summary, **describe(table, params, stage.world.kind)}, replicates)
     save_figures(result)
     return result
@@ -80,6 +82,15 @@ def load_scores(folder, manifest_sha256: str, expected: list[str]) -> tuple[dict
     return {"final": final, "summed": summed}, dict(
         scores=f"02_gradients/checkpoints/{in_order[-1]} (final); 02_gradients (summed over {len(labels)})",
         manifest_sha256=manifest_sha256)
+
+
+def reading_of(params, summary: dict) -> dict:
+    """The variant the study reads (``binning.reading``), or 'paper' with the reason when this world could not
+    compute it."""
+    if params.reading in summary["variants"]:
+        return dict(reading=params.reading)
+    return dict(reading="paper", reading_fallback=f"binning.reading {params.reading!r} not computed: "
+                f"{summary['skipped'].get(params.reading, 'not in binning.variants')}")
 
 
 def describe(table, params, world_kind: str) -> dict:

@@ -43,6 +43,11 @@ def heatmap_name(benchmark: str) -> str:
     return f"heatmap_{BY_NAME[benchmark].slug}.png"
 
 
+def variant_heatmap_name(variant: str) -> str:
+    """The 2 x 2 heatmaps of a variant other than the reading (which is ``HEATMAP_2X2``)."""
+    return f"heatmaps_2x2_{variant}.png"
+
+
 # ----------------------------------------------------------------------------------------------- the result
 @dataclass
 class BinningResult:
@@ -58,6 +63,11 @@ class BinningResult:
     def note(self) -> str | None:
         return self.summary.get("scale_note")
 
+    @property
+    def reading(self) -> str:
+        """The variant the study reads first (``binning.reading``; 'paper' for a run recorded before it existed)."""
+        return self.summary.get("reading", "paper")
+
     def show(self, table: pd.DataFrame, title: str):
         """``table`` captioned with ``title`` and the world's scale note, for the notebook."""
         return captioned(table, title, self.note)
@@ -71,9 +81,9 @@ class BinningResult:
         wide = self.rows(variant, split).pivot(index="bin", columns="benchmark", values=value)
         return wide.reindex(index=range(load_taxonomy().n_bins), columns=self.benchmarks)
 
-    def top_bins(self, n: int = 10, variant: str = "paper", split: str = "all") -> pd.DataFrame:
-        """Each benchmark's n highest-z bins with their interval, BH q and counts."""
-        rows = self.rows(variant, split).dropna(subset=["z"])
+    def top_bins(self, n: int = 10, variant: str | None = None, split: str = "all") -> pd.DataFrame:
+        """Each benchmark's n highest-z bins with their interval, BH q and counts (``variant``: the reading)."""
+        rows = self.rows(variant or self.reading, split).dropna(subset=["z"])
         top = rows.sort_values("z", ascending=False).groupby("benchmark", sort=False).head(n)
         top = top.assign(rank=top.groupby("benchmark").cumcount() + 1,
                          bin_name=top["topic"] + " x " + top["format"])
@@ -200,10 +210,11 @@ def save_figures(result: BinningResult) -> list[Path]:
 
     paths = []
     design = [b.name for b in BENCHMARKS if b.name in result.benchmarks]
-    jobs = [(HEATMAP_2X2, dict(benchmarks=design))]
-    jobs += [(heatmap_name(b), dict(benchmarks=[b], columns=1)) for b in design]
-    if len(result.summary["variants"]) > 1:
-        jobs += [(f"heatmaps_2x2_{v}.png", dict(variant=v, benchmarks=design)) for v in result.summary["variants"][1:]]
+    reading = result.reading
+    jobs = [(HEATMAP_2X2, dict(variant=reading, benchmarks=design))]
+    jobs += [(heatmap_name(b), dict(variant=reading, benchmarks=[b], columns=1)) for b in design]
+    jobs += [(variant_heatmap_name(v), dict(variant=v, benchmarks=design))
+             for v in result.summary["variants"] if v != reading]
     for name, kwargs in jobs:
         fig = plot_heatmaps(result, **kwargs)
         paths.append(savefig(result.out_dir / name, fig))
