@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .artifacts import read_json, sha256_json, write_json
+from .errors import ProvenanceError
 from .params import SHARED_SECTIONS, StudyParams
 
 VERSIONED_PACKAGES = ("provenance-lib", "torch", "transformers", "datasets", "accelerate", "peft", "bergson",
@@ -50,6 +51,15 @@ class RunRecord:
         self.data.setdefault("name", self.run_dir.name)
         self.data.setdefault("invocations", [])
         self.data.setdefault("stages", {})
+
+    @classmethod
+    def existing(cls, run_dir: str | Path) -> RunRecord:
+        """The record of a run folder the runner made; one clear error for any other folder."""
+        record = cls(Path(run_dir))
+        if not record.path.is_file():
+            raise ProvenanceError(f"{run_dir} has no run.json",
+                                  "give a run folder made by `python -m provenance_lib run` (runs/<name>)")
+        return record
 
     @property
     def stages(self) -> dict:

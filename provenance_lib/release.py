@@ -80,9 +80,7 @@ def build_release(run_dir: str | Path, out: str | Path, document_scores: bool = 
     """Write the release folder of ``run_dir`` into ``out`` (created; an existing non-empty folder that is not a
     release is refused). Returns ``out``."""
     run_dir, out = Path(run_dir), Path(out)
-    record = RunRecord(run_dir)
-    if not record.path.is_file():
-        raise ProvenanceError(f"{run_dir} has no run.json", "give a run folder made by `python -m provenance_lib run`")
+    record = RunRecord.existing(run_dir)
     if out.exists() and any(out.iterdir()) and not (out / INDEX).is_file():
         raise ProvenanceError(f"{out} exists and is not a release folder", "choose an empty or new --out folder")
     staging = out.with_name(out.name + ".tmp-release")   # built aside, then swapped in: a failure leaves no half

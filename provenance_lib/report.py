@@ -57,9 +57,7 @@ class Section:
 def build_report(run_dir: str | Path) -> Path:
     """Write ``<run>/report/index.html`` and one page per executed stage notebook; returns the index path."""
     run_dir = Path(run_dir)
-    record = RunRecord(run_dir)
-    if not record.path.is_file():
-        raise ProvenanceError(f"{run_dir} has no run.json", "give a run folder made by `python -m provenance_lib run`")
+    record = RunRecord.existing(run_dir)
     out = run_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
     world = load_world(run_dir / "world") if (run_dir / "world" / "world.json").is_file() else None

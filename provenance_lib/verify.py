@@ -19,7 +19,6 @@ from pathlib import Path
 from . import params as params_mod
 from .codebase import notebook_sha256, stage_code_sha256
 from .context import project_root
-from .errors import ProvenanceError
 from .params import StudyParams
 from .record import (ABANDONED_NOTE, COMPLETE, RUNNING, WORLD_STAGE, RunRecord, params_sha256, stage_fingerprint,
                      stage_sections, world_stage_fingerprint)
@@ -30,9 +29,7 @@ from .worlds.contract import WORLD_SECTIONS
 
 def verify(run_dir: str | Path, notebooks_dir: str | Path | None = None, trust_code: bool = False) -> list[str]:
     """One line per problem (empty: every artifact is intact and every stage current)."""
-    record = RunRecord(Path(run_dir))
-    if not record.path.is_file():
-        raise ProvenanceError(f"{run_dir} has no run.json", "pass a folder under runs/")
+    record = RunRecord.existing(run_dir)
     notebooks_dir = Path(notebooks_dir or project_root() / "notebooks")
     run_params = params_mod.load(record.run_dir / PARAMS_FILE) if (record.run_dir / PARAMS_FILE).is_file() else None
     alive = runner_alive(record.run_dir)

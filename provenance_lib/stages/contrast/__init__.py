@@ -56,12 +56,11 @@ class ContrastResult:
 
     def correlation_matrices(self) -> pd.DataFrame:
         """This run's Pearson matrix beside the paper's (one frame, two column blocks)."""
-        names = list(paper.paper_reported()["benchmarks"])
-        reported = pd.DataFrame(paper.paper_reported()["profile_correlations"], index=names, columns=names)
-        run = pd.DataFrame(np.eye(len(names)), index=names, columns=names)
-        for row in self.tables["profile_correlations"].query("method == 'pearson'").itertuples():
-            run.at[row.a, row.b] = run.at[row.b, row.a] = row.r
-        return pd.concat({"this run": run, "paper": reported.astype(float)}, axis=1)
+        reported = paper.paper_reported()
+        names = list(reported["benchmarks"])
+        paper_r = pd.DataFrame(reported["profile_correlations"], index=names, columns=names).astype(float)
+        run = profiles.correlation_matrix(self.tables["profile_correlations"], names)
+        return pd.concat({"this run": run, "paper": paper_r}, axis=1)
 
     def sharper_table(self) -> pd.DataFrame:
         """The sharper-split test as one column of named values."""
@@ -163,11 +162,9 @@ def lexical_tables(stage, binning: BinningResult, z: pd.DataFrame, k: int) -> tu
 def save_figures(result: ContrastResult, binning: BinningResult) -> None:
     import matplotlib.pyplot as plt
 
-    reported = paper.paper_reported()["profile_correlations"]
     t = result.tables
     made = {
-        "profile_correlations.png": figures.plot_correlations(t["profile_correlations"], reported,
-                                                              binning.benchmarks, result.note),
+        "profile_correlations.png": figures.plot_correlations(result.correlation_matrices(), result.note),
         "marginals.png": figures.plot_marginals(t["marginals"], result.note),
         "contrastive_topics.png": figures.plot_contrasts(t["contrastive_topics"], result.summary["sharper_split"],
                                                          result.note),

@@ -18,22 +18,19 @@ def _title(fig, title: str, note: str | None) -> None:
     fig.suptitle(title + ("\n" + textwrap.fill(note, 110) if note else ""), fontsize=12)
 
 
-def plot_correlations(table: pd.DataFrame, paper: list[list[float]], benchmarks: list[str], note: str | None):
-    """This run's Pearson matrix of the 576-bin z profiles beside the paper's."""
+def plot_correlations(matrices: pd.DataFrame, note: str | None):
+    """This run's Pearson matrix of the 576-bin z profiles beside the paper's (``ContrastResult.
+    correlation_matrices``: two column blocks)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    design = [b.name for b in BENCHMARKS]
-    run = pd.DataFrame(np.eye(len(design)), index=design, columns=design)
-    run.loc[[b for b in design if b not in benchmarks]] = np.nan
-    run.loc[:, [b for b in design if b not in benchmarks]] = np.nan
-    for row in table[table["method"] == "pearson"].itertuples():
-        run.at[row.a, row.b] = run.at[row.b, row.a] = row.r
+    design = list(matrices["this run"].index)
     labels = [SHORT[b] for b in design]
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
-    for ax, values, title in ((axes[0], run.to_numpy(), "this run"), (axes[1], np.asarray(paper, float), "paper")):
-        sns.heatmap(values, ax=ax, annot=True, fmt=".2f", cmap="RdBu_r", center=0, vmin=-1, vmax=1, square=True,
-                    xticklabels=labels, yticklabels=labels, cbar_kws={"label": "Pearson r over bins", "shrink": 0.8})
+    for ax, title in zip(axes, ("this run", "paper")):
+        sns.heatmap(matrices[title].to_numpy(), ax=ax, annot=True, fmt=".2f", cmap="RdBu_r", center=0, vmin=-1,
+                    vmax=1, square=True, xticklabels=labels, yticklabels=labels,
+                    cbar_kws={"label": "Pearson r over bins", "shrink": 0.8})
         ax.set_title(title)
     _title(fig, "Profile correlations between the benchmarks' 576-bin z profiles", note)
     return fig

@@ -157,6 +157,18 @@ def correlation_table(z: pd.DataFrame, n_boot: int, level: float, rng: np.random
     return pd.DataFrame(rows)
 
 
+def correlation_matrix(table: pd.DataFrame, names: list[str], method: str = "pearson") -> pd.DataFrame:
+    """``correlation_table``'s pairs as a square matrix over ``names`` (1 on the diagonal of a benchmark the run
+    has, NaN for one it lacks)."""
+    present = set(table["a"]) | set(table["b"])
+    matrix = pd.DataFrame(np.nan, index=names, columns=names)
+    for name in present & set(names):
+        matrix.at[name, name] = 1.0
+    for row in table[table["method"] == method].itertuples():
+        matrix.at[row.a, row.b] = matrix.at[row.b, row.a] = row.r
+    return matrix
+
+
 def _corr(samples: np.ndarray, method: str) -> np.ndarray:
     """(draws, bins, benchmarks) -> (draws, benchmarks, benchmarks) correlation; Spearman = Pearson of ranks."""
     x = rankdata(samples, axis=1) if method == "spearman" else samples
