@@ -26,6 +26,7 @@ splits ``all``, ``correct`` and ``incorrect`` queries (the correctness different
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -103,9 +104,9 @@ def format_residualized(scores: GradientScores, params: Binning) -> BinMeans:
     out = {}
     for key, value in paper(scores, params).items():
         grid = np.where(scored, value, np.nan).reshape(-1, n_formats)
-        finite = np.isfinite(grid)
-        counts = finite.sum(axis=0)
-        format_mean = np.where(counts > 0, np.where(finite, grid, 0).sum(axis=0) / np.maximum(counts, 1), np.nan)
+        with warnings.catch_warnings():   # a format with no scored bin has no mean: NaN, and nothing to subtract
+            warnings.simplefilter("ignore", RuntimeWarning)
+            format_mean = np.nanmean(grid, axis=0)
         out[key] = (grid - format_mean).ravel()
     return out
 

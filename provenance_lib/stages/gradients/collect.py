@@ -72,13 +72,19 @@ def load_model(ref: ModelRef, device: str):
     return model, tokenizer
 
 
-def grad_sizes(model, projection_dim: int) -> dict[str, int]:
-    """The tracked modules in collection order and their gradient sizes (p^2 each, or out x in unprojected):
-    the column layout of every gradient matrix this stage keeps."""
+def tracked_shapes(model) -> dict[str, tuple[int, int]]:
+    """bergson's tracked modules in collection order, each with its weight's (out, in) shape."""
     from bergson.collector.collector import HookCollectorBase
 
     targets = HookCollectorBase.discover_targets(model.base_model)
-    return {name: projection_dim ** 2 if projection_dim else shape.numel() for name, (_, shape, _) in targets.items()}
+    return {name: (shape[0], shape[1]) for name, (_, shape, _) in targets.items()}
+
+
+def grad_sizes(model, projection_dim: int) -> dict[str, int]:
+    """The tracked modules in collection order and their gradient sizes (p^2 each, or out x in unprojected):
+    the column layout of every gradient matrix this stage keeps."""
+    return {name: projection_dim ** 2 if projection_dim else out * in_
+            for name, (out, in_) in tracked_shapes(model).items()}
 
 
 def parameter_shapes(ref: ModelRef) -> dict[str, tuple]:

@@ -76,29 +76,33 @@ class DocumentJob:
 
 
 # ----------------------------------------------------------------------------------------------- one rank
+def summed_gradients(model, proc, docs: list[Document], settings: Gradients, scratch: Path
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each document's gradient (its windows' bergson gradients summed, float64), its summed loss, and whether
+    either is not finite. A non-finite document stops the run, naming it, unless ``on_nonfinite`` is skip."""
+    owner = [i for i, doc in enumerate(docs) for _ in doc.windows]
+    grads, losses = gradients(model, proc, [e for doc in docs for e in doc.examples()], settings.token_batch_size,
+                              scratch)
+    summed = torch.zeros(len(docs), grads.shape[1], dtype=torch.float64)
+    summed.index_add_(0, torch.as_tensor(owner, dtype=torch.long), torch.from_numpy(grads).double())
+    loss = np.bincount(owner, weights=losses, minlength=len(docs))
+    bad = np.bincount(owner, weights=nonfinite_rows(grads, losses), minlength=len(docs)) > 0
+    if bad.any() and settings.on_nonfinite == "stop":
+        raise ProvenanceError(f"document {docs[int(np.flatnonzero(bad)[0])].id} has a non-finite (NaN/inf) gradient "
+                              "or loss", "inspect the document and the model; set gradients.on_nonfinite: skip to "
+                                         "leave such documents out and report them")
+    return summed.numpy(), loss, bad
+
+
 def score_chunk(model, proc, prepared: Prepared, docs: list[Document], settings: Gradients, scratch: Path
                 ) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
-    """One chunk of documents: their windows' gradients (bergson), summed per document, preconditioned with R,
-    unit-normalized, scored against the mean query gradients. Returns the rows, the unit gradients and the
-    documents left out."""
-    owner = [i for i, doc in enumerate(docs) for _ in doc.windows]
-    grads, losses = gradients(model, proc, [e for doc in docs for e in doc.examples()],
-                                      settings.token_batch_size, scratch)
-    index = torch.as_tensor(owner, dtype=torch.long)
-    summed = torch.zeros(len(docs), grads.shape[1], dtype=torch.float64)
-    summed.index_add_(0, index, torch.from_numpy(grads).double())
-    loss = np.bincount(owner, weights=losses, minlength=len(docs))
-    bad_window = nonfinite_rows(grads, losses)
-    bad = np.bincount(owner, weights=bad_window, minlength=len(docs)) > 0
+    """One chunk of documents: their gradients summed per document, preconditioned with R, unit-normalized, scored
+    against the mean query gradients. Returns the rows, the unit gradients and the documents left out."""
+    summed, loss, bad = summed_gradients(model, proc, docs, settings, scratch)
     skipped = [{"id": d.id, "reason": "fewer than 2 tokens: no next-token loss"} for d in docs if not d.windows]
-    for i in np.flatnonzero(bad):
-        if settings.on_nonfinite == "stop":
-            raise ProvenanceError(f"document {docs[i].id} has a non-finite (NaN/inf) gradient or loss",
-                                  "inspect the document and the model; set gradients.on_nonfinite: skip to leave "
-                                  "such documents out and report them")
-        skipped.append({"id": docs[i].id, "reason": "non-finite gradient or loss"})
+    skipped += [{"id": docs[i].id, "reason": "non-finite gradient or loss"} for i in np.flatnonzero(bad)]
     keep = np.array([bool(d.windows) and not bad[i] for i, d in enumerate(docs)], dtype=bool)
-    unit, norms = unit_rows(prepared.curvature.apply(summed.numpy()[keep]))
+    unit, norms = unit_rows(prepared.curvature.apply(summed[keep]))
     kept = [d for d, k in zip(docs, keep) if k]
     rows = pd.DataFrame({"id": [d.id for d in kept], "bin": np.array([d.bin for d in kept], np.int64),
                          "tokens": np.array([d.tokens for d in kept], np.int64),

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from ...params.gradients import Gradients
-from .collect import grad_sizes, gradients, load_model, pick_device, processor
+from .collect import grad_sizes, gradients, load_model, pick_device, processor, tracked_shapes
 from .curvature import column_slices, fit, fit_low_rank, unit_rows
 from ...taxonomy import load as load_taxonomy
 from ..sampling import iter_working_set
@@ -107,8 +107,8 @@ def exactness_table(model, query_model, tokenizer, moment, settings: Gradients, 
     benchmarks = {name: np.flatnonzero((chosen["benchmark"] == name).to_numpy())
                   for name in pd.unique(chosen["benchmark"])}
     bins = np.array([d.bin for d in docs])
-    shapes = {n: (s[0], s[1]) for n, (_, s, _) in _targets(model).items()}
-    sizes = {n: o * i for n, (o, i) in shapes.items()}
+    shapes = tracked_shapes(model)
+    sizes = grad_sizes(model, 0)
     n_bins = load_taxonomy().n_bins
     rows, exact = [], {}
     for path in e.v_paths:
@@ -140,9 +140,3 @@ def exactness_table(model, query_model, tokenizer, moment, settings: Gradients, 
     table = pd.DataFrame(rows)
     table["seed"] = table["seed"].astype(str)
     return table, facts
-
-
-def _targets(model) -> dict:
-    from bergson.collector.collector import HookCollectorBase
-
-    return HookCollectorBase.discover_targets(model.base_model)

@@ -31,7 +31,7 @@ from .collect import (Example, grad_sizes, gradients, load_model, nonfinite_rows
 from .accumulate import Accumulator, query_bin_scores
 from .curvature import Curvature, fit, unit_rows
 from .documents import Document
-from .engine import PREPARED, DocumentJob, Prepared, score_documents
+from .engine import PREPARED, DocumentJob, Prepared, score_documents, summed_gradients
 from .queries import QueryText
 from .scores import doc_score_columns, save_npy
 from .second_moment import SecondMoment, second_moment
@@ -93,19 +93,8 @@ def mean_directions(store: np.ndarray, queries: pd.DataFrame) -> tuple[np.ndarra
 def document_gradients(model, proc, docs: list[Document], settings: Gradients, scratch: Path) -> np.ndarray:
     """Per-document gradients (windows summed), float64, of calibration documents; one whose gradient is not finite
     stops the run or is left out (``on_nonfinite``)."""
-    import torch
-
-    owner = [i for i, doc in enumerate(docs) for _ in doc.windows]
-    grads, losses = gradients(model, proc, [e for d in docs for e in d.examples()], settings.token_batch_size,
-                                      scratch)
-    bad = np.bincount(owner, weights=nonfinite_rows(grads, losses), minlength=len(docs)) > 0
-    if bad.any() and settings.on_nonfinite == "stop":
-        raise ProvenanceError(f"document {docs[int(np.flatnonzero(bad)[0])].id} has a non-finite (NaN/inf) gradient "
-                              "or loss", "inspect the document and the model; set gradients.on_nonfinite: skip to "
-                                         "leave such documents out and report them")
-    summed = torch.zeros(len(docs), grads.shape[1], dtype=torch.float64)
-    summed.index_add_(0, torch.as_tensor(owner, dtype=torch.long), torch.from_numpy(grads).double())
-    return summed.numpy()[~bad]
+    summed, _, bad = summed_gradients(model, proc, docs, settings, scratch)
+    return summed[~bad]
 
 
 def prepare(point: Checkpoint, settings: Gradients, queries: pd.DataFrame, texts: list[QueryText],
