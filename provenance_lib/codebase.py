@@ -37,18 +37,19 @@ def _is_source(path: Path) -> bool:
         and path.suffix not in (".pyc", ".pyo")
 
 
-def modules() -> dict[str, Path]:
-    """Module name -> file, for every module of the package."""
+def package_files() -> list[Path]:
+    """Every file of the package as installed, in sorted order: one walk of the folder per fingerprint."""
+    return [p for p in sorted(PACKAGE_DIR.rglob("*")) if _is_source(p)]
+
+
+def modules(files: list[Path]) -> dict[str, Path]:
+    """Module name -> file, for every module among ``files``."""
     found = {}
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        if _is_source(path):
+    for path in files:
+        if path.suffix == ".py":
             parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
             found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
-
-
-def data_files() -> list[Path]:
-    return [p for p in sorted(PACKAGE_DIR.rglob("*")) if _is_source(p) and p.suffix != ".py"]
 
 
 def imported_names(tree: ast.AST, package: str = "") -> set[str]:
@@ -69,9 +70,9 @@ def imported_names(tree: ast.AST, package: str = "") -> set[str]:
     return found
 
 
-def closure(roots: Iterable[str]) -> set[str]:
-    """The modules that importing ``roots`` runs, plus every module of a stage package among them."""
-    known = modules()
+def closure(roots: Iterable[str], known: dict[str, Path]) -> set[str]:
+    """The modules that importing ``roots`` runs, plus every module of a stage package among them (``known``:
+    ``modules``)."""
     todo, seen = list(roots), set()
     while todo:
         name = todo.pop()
@@ -96,9 +97,10 @@ def code_sha256(roots: Iterable[str] | None = None) -> str:
 
 def source_digest(roots: Iterable[str] | None = None) -> dict[str, str]:
     """Relative path -> sha256 of each file counted (``code_sha256`` hashes this)."""
-    known = modules()
-    names = known if roots is None else closure(roots)
-    paths = sorted({known[name] for name in names} | set(data_files()))
+    files = package_files()
+    known = modules(files)
+    names = known if roots is None else closure(roots, known)
+    paths = sorted({known[name] for name in names} | {path for path in files if path.suffix != ".py"})
     return {path.relative_to(PACKAGE_DIR.parent).as_posix(): sha256_file(path) for path in paths}
 
 
