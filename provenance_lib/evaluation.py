@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,9 +72,7 @@ def _without_progress_bars():
     """lm-eval draws a progress bar per task and per request type, and ``simple_evaluate`` has no switch for them:
     stage 05 scores every run several times, and the bars buried its notebook. They write to ``sys.stderr`` when
     created, so they are caught here; logged warnings (their handlers hold the real stream) and errors still show."""
-    with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
-        # transformers 5 deprecates a name peft still reads when lm-eval wraps an adapter model
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    with contextlib.redirect_stderr(io.StringIO()):
         yield
 
 

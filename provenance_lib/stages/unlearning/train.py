@@ -16,6 +16,7 @@ partner of a targeted run that stopped early).
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -46,7 +47,9 @@ def attach_lora(model, lora):
                               "set unlearning.training.lora.target_modules to its attention projections")
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():   # peft reads a name transformers 5 deprecates: once per run, nothing to act on
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def document_nll(model, tokenizer, texts: list[str], max_length: int, device) -> torch.Tensor:
