@@ -1,7 +1,8 @@
-"""Known answers (issue 11): the validation's world plan, its tables on runs whose stage 02 scores are known (a lift
-on each benchmark's planted bin, tests/synthetic.py's definitions), and a real 1-seed miniature of ``validate``
-(slow)."""
+"""Known answers (issue 11): the validation's world plan and stage 02 settings (the runs ``validate`` makes, with the
+runner stood in for), its tables on runs whose stage 02 scores are known (a lift on each benchmark's planted bin,
+tests/synthetic.py's definitions), and a real 1-seed miniature of ``validate`` (slow)."""
 
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -9,18 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from provenance_lib import params, validation_tables
+from provenance_lib import params, validate, validation_tables, worlds
 from provenance_lib.__main__ import main
-from provenance_lib.artifacts import write_json
+from provenance_lib.artifacts import read_json, write_json
 from provenance_lib.context import open_stage
+from provenance_lib.errors import ProvenanceError
 from provenance_lib.params import Validation
 from provenance_lib.stages import binning
 from provenance_lib.stages.sampling import MANIFEST
 from provenance_lib.taxonomy import load as load_taxonomy
-from provenance_lib.validate import WorldPlan, plan, twin_checkpoint
+from provenance_lib.validate import WorldPlan, plan, run_name, twin_checkpoint
 from provenance_lib.stats import separation
-from provenance_lib.validation_tables import null_p
-from provenance_lib.worlds import WorldInfo
+from provenance_lib.validation_tables import null_p, null_pool
+from provenance_lib.worlds import WorldInfo, builder_code_sha256, ensure_world
 from planted_runs import PLANTED, plant_run
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
@@ -44,6 +46,60 @@ def test_plan_has_planted_seeds_doses_and_null_twins():
 def test_validation_params_put_paper_first_and_refuse_a_null_dose():
     assert load_validation("variants=[topk, paper, topk]").variants == ["paper", "topk"]
     assert main(["validate", str(PARAMS / "validation.yaml"), "-p", "doses=[0]"]) == 2
+
+
+def test_gradient_settings_put_default_first_and_take_only_stage_02_overrides():
+    settings = load_validation("gradient_settings={dim64: [gradients.projection_dim=64], default: []}")
+    assert settings.gradient_settings == {"default": [], "dim64": ["gradients.projection_dim=64"]}
+    assert load_validation().gradient_settings == {"default": []}        # the committed default
+    assert load_validation("gradient_settings={v: []}").gradient_settings == {"default": [], "v": []}
+    assert [run_name("null-seed-0", s) for s in ("default", "dim64")] == ["null-seed-0", "null-seed-0@dim64"]
+    for bad in ("{default: [gradients.projection_dim=64]}", "{x: [world.planted_token_share=0.02]}", "{a/b: []}"):
+        with pytest.raises(ProvenanceError):
+            load_validation(f"gradient_settings={bad}")
+    with pytest.raises(ProvenanceError, match="projection_dimm"):   # refused before any world is built
+        validate.load(PARAMS / "validation.yaml", ["gradient_settings={x: [gradients.projection_dimm=64]}"])
+
+
+def test_settings_rerun_stages_on_the_default_runs_world_without_building_it(tmp_path, monkeypatch):
+    """``validate`` with the runner stood in for: the default run of each world builds it (here: writes its
+    world.json), every further setting's run must find that world current, as the real runner's ensure_world does."""
+    calls = []
+
+    def run_study(params_path, overrides, name, runs_dir, **_):
+        study = params.load(params_path, overrides)
+        world_dir = runs_dir / name / "world"
+        if "@" in name:
+            info, built = ensure_world(study, world_dir)
+            assert not built
+        else:
+            info = WorldInfo(kind="testbed", fingerprint=worlds.fingerprint(study), corpus=[], queries="", tasks={},
+                             task_dir="", base_model="b", query_model="q", checkpoints={"step-1": "a", "step-2": "b"},
+                             code_sha256=builder_code_sha256())
+            write_json(world_dir / "world.json", asdict(info))
+        calls.append((name, study.gradients.projection_dim, study.world.attribute_at))
+
+    def no_build(*_):
+        raise AssertionError("a setting's run built its world again")
+
+    monkeypatch.setitem(worlds.BUILDERS, "testbed", no_build)
+    monkeypatch.setattr(validate, "run_study", run_study)
+    monkeypatch.setattr(validate, "run_notebook", lambda *a, **k: None)
+    folder = validate.validate(PARAMS / "validation.yaml", [
+        "seeds=[0]", "null_seeds=[0]", "doses=[]", "gradient_settings={default: [], dim8: [gradients.projection_dim=8]}"],
+        runs_dir=tmp_path)
+    study = params.load(PARAMS / "testbed.yaml")
+    dim, at = study.gradients.projection_dim, study.world.attribute_at
+    assert calls == [("validation/seed-0", dim, at), ("validation/seed-0@dim8", 8, at),
+                     ("validation/null-seed-0", dim, 2), ("validation/null-seed-0@dim8", 8, 2)]
+    assert os.path.samefile(folder / "null-seed-0" / "world" / "world.json",
+                            folder / "null-seed-0@dim8" / "world" / "world.json")     # shared, not copied or built
+    record = read_json(folder / validation_tables.PLAN)
+    assert [(w["run"], w["setting"], w.get("world_from")) for w in record["worlds"]] == [
+        ("seed-0", "default", None), ("seed-0@dim8", "dim8", "seed-0/world"),
+        ("null-seed-0", "default", None), ("null-seed-0@dim8", "dim8", "null-seed-0/world")]
+    assert record["settings"]["dim8"]["overrides"] == ["gradients.projection_dim=8"]
+    assert record["settings"]["dim8"]["duration_s"] >= 0
 
 
 def test_null_world_takes_its_twins_checkpoint_number(tmp_path):
@@ -92,37 +148,54 @@ def planted_world(project: Path, name: str, lift: float, dose: float) -> Path:
     return run_dir
 
 
+RUNS = [("seed-0", "planted", "default"), ("null-seed-0", "null", "default"), ("null-seed-1", "null", "default"),
+        ("seed-0", "planted", "x"), ("null-seed-0", "null", "x")]     # setting x: one null world only
+
+
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory):
     project = tmp_path_factory.mktemp("project")
-    worlds = [dict(name="seed-0", kind="planted", seed=0, dose=0.01), dict(name="null-seed-0", kind="null", seed=0,
-                                                                           dose=0.0)]
-    for world in worlds:
-        planted_world(project, world["name"], lift=2.0 if world["dose"] else 0.0, dose=world["dose"])
+    runs = []
+    for world, kind, setting in RUNS:
+        run = dict(name=world, kind=kind, seed=int(world[-1]), dose=0.01 if kind == "planted" else 0.0,
+                   setting=setting, run=run_name(world, setting))
+        planted_world(project, run["run"], lift=2.0 if run["dose"] else 0.0, dose=run["dose"])
+        runs.append(run)
     folder = project / "runs" / "val"
-    write_json(folder / validation_tables.PLAN, dict(params=dict(recall_k=None), worlds=worlds))
+    settings = {"default": dict(overrides=[]), "x": dict(overrides=["gradients.projection_dim=8"])}
+    write_json(folder / validation_tables.PLAN, dict(params=dict(recall_k=None), worlds=runs, settings=settings))
     return validation_tables.compute(folder, folder / "tables")
 
 
 def test_a_planted_bin_ranks_first_and_its_documents_separate(tables):
     planted = tables.rows[(tables.rows["kind"] == "planted") & (tables.rows["variant"] == "paper")]
-    assert len(planted) == 4
+    assert len(planted) == 8 and list(planted["setting"]) == ["default"] * 4 + ["x"] * 4
     assert (planted["best_rank"] == 1).all()
     assert (planted["auc"] > 0.99).all() and (planted["recall_at_k"] == 1.0).all()
     assert (planted["p_null"] < 0.05).all()            # beyond every null-world bin of the same benchmark
-    summary = tables.summary.set_index("variant")
-    assert summary.loc["paper", "rank1"] == 4 and summary.loc["paper", "planted_cells"] == 4
+    summary = tables.summary.set_index(["setting", "variant"])
+    assert summary.index.is_unique and set(summary.index.get_level_values(0)) == {"default", "x"}
+    assert summary.loc[("x", "paper"), "rank1"] == 4 and summary.loc[("x", "paper"), "planted_cells"] == 4
+    assert summary.loc[("x", "paper"), "null_cells"] == 4 and summary.loc[("default", "paper"), "null_cells"] == 8
+    assert "gradients.projection_dim=8" in tables.verdict()
 
 
-def test_a_null_world_has_no_carriers_and_chance_ranks(tables):
+def test_nulls_are_compared_within_a_setting_and_never_with_their_own_world(tables):
     null = tables.rows[(tables.rows["kind"] == "null") & (tables.rows["variant"] == "paper")]
-    assert null["auc"].isna().all() and np.isnan(null["p_null"]).all()   # no other null world to compare with
+    assert null["auc"].isna().all()                    # a null world has no carriers
     assert null["best_rank"].median() > 3             # would-be planted bins are ordinary ones here
+    assert null.loc[null["setting"] == "default", "p_null"].notna().all()   # against the other default null world
+    assert null.loc[null["setting"] == "x", "p_null"].isna().all()          # x has no other null world
+    runs = [dict(name=w, kind=k, setting=s, run=run_name(w, s)) for w, k, s in RUNS]
+    assert null_pool(runs, runs[3]) == ["null-seed-0@x"]
+    assert null_pool(runs, runs[1]) == ["null-seed-1"]
     assert tables.null_flags().notna().all().all()
 
 
 def test_dose_response_and_tables_round_trip(tables):
     assert sorted(tables.dose["dose"].unique()) == [0.0, 0.01]
+    assert list(dict.fromkeys(tables.dose["setting"])) == ["default", "x"]
+    assert list(tables.by_setting().columns.get_level_values(1)[:2]) == ["default", "x"]
     assert (tables.out_dir / validation_tables.FIGURE).is_file()
     again = validation_tables.load_result(tables.out_dir)
     pd.testing.assert_frame_equal(again.rows, tables.rows)
@@ -143,13 +216,16 @@ def test_validation_notebook_executes_and_writes_the_tables(tables, tmp_path):
 # ----------------------------------------------------------------------------------------------- the real thing
 @pytest.mark.slow
 def test_validate_miniature_runs_stages_01_to_03_and_the_notebook(tmp_path):
-    """One planted seed and its null twin on a smaller testbed, through the package's own runner."""
-    from provenance_lib.validate import validate
-
+    """One planted seed and its null twin on a smaller testbed, through the package's own runner, under the study's
+    stage 02 settings and a projection dim 8 that reuses each world."""
     small = ["world.corpus.documents=2500", "binning.bootstrap=50"]
-    folder = validate(PARAMS / "validation.yaml", ["seeds=[0]", "null_seeds=[0]", "doses=[]",
-                                                   f"overrides={small}"], runs_dir=tmp_path)
+    folder = validate.validate(PARAMS / "validation.yaml", [
+        "seeds=[0]", "null_seeds=[0]", "doses=[]", f"overrides={small}",
+        "gradient_settings={default: [], dim8: [gradients.projection_dim=8]}"], runs_dir=tmp_path)
     result = validation_tables.load_result(folder / "tables")
     assert set(result.rows["world"]) == {"seed-0", "null-seed-0"}
+    assert list(dict.fromkeys(result.summary["setting"])) == ["default", "dim8"]
     assert (folder / "seed-0" / "run.json").is_file() and (folder / "notebooks" / "validation.ipynb").is_file()
+    assert os.path.samefile(folder / "null-seed-0" / "world" / "world.json",      # the runner reused the world
+                            folder / "null-seed-0@dim8" / "world" / "world.json")
     assert result.rows.loc[result.rows["kind"] == "planted", "auc"].notna().all()

@@ -4,10 +4,16 @@ each with the study params it names plus the overrides that make one world."""
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, field_validator
 
 from .base import Section
 from .binning import VARIANTS, Variant
+
+
+DEFAULT_SETTING = "default"
+SETTING_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class Validation(Section):
@@ -35,6 +41,11 @@ class Validation(Section):
     overrides: list[str] = Field(default=[], description=(
         "-p overrides applied to every world, e.g. binning.bootstrap=200 (a world's own seed, dose and "
         "attribute_at come after them)"))
+    gradient_settings: dict[str, list[str]] = Field(default={DEFAULT_SETTING: []}, description=(
+        "stage 02 settings tabulated side by side: name -> gradients.* overrides, e.g. {default: [], dim64: "
+        "[gradients.projection_dim=64], adam_v: [gradients.v.factored=false]}. 'default' (the study's own "
+        "settings, no overrides) is always there and first; every other setting reruns stages 01-03 of every "
+        "world in <world>@<name>/ on the default run's world, which is not built again"))
 
     @field_validator("doses")
     @classmethod
@@ -42,6 +53,20 @@ class Validation(Section):
         if any(not 0 < d <= 0.2 for d in doses):
             raise ValueError("doses are planted token shares in (0, 0.2]; the null worlds are dose 0")
         return doses
+
+    @field_validator("gradient_settings")
+    @classmethod
+    def _default_first_and_stage_02_only(cls, settings):
+        if settings.get(DEFAULT_SETTING):
+            raise ValueError(f"'{DEFAULT_SETTING}' is the study's own stage 02 settings and takes no overrides; "
+                             "name the setting otherwise (overrides for every world go in 'overrides')")
+        for name, overrides in settings.items():
+            if not SETTING_NAME.fullmatch(name):
+                raise ValueError(f"setting name {name!r} must match {SETTING_NAME.pattern} (it names a folder)")
+            stray = [o for o in overrides if not o.startswith("gradients.")]
+            if stray:   # any other section would make another world or another stage 03, not a stage 02 setting
+                raise ValueError(f"setting {name!r}: {stray} are not gradients.* overrides")
+        return {DEFAULT_SETTING: [], **{k: v for k, v in settings.items() if k != DEFAULT_SETTING}}
 
     @field_validator("variants")
     @classmethod
