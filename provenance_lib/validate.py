@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import params as params_mod
-from .artifacts import hash_tree, replace_dir, write_json
+from .artifacts import hash_tree, link_or_copy, replace_dir, write_json
 from .context import project_root
 from .errors import ProvenanceError
 from .execute import run_notebook
@@ -77,15 +77,9 @@ def share_world(source_run: Path, run_dir: Path) -> None:
         return
     staging = target.with_name(target.name + ".sharing")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source, staging, copy_function=_link_or_copy)
+    shutil.copytree(source, staging, copy_function=link_or_copy)
     replace_dir(staging, target)
 
-
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def twin_checkpoint(run_dir: Path) -> int:

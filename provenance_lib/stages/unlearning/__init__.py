@@ -17,7 +17,6 @@ Released: the forget sets as id manifests, every adapter with its model card, th
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ...artifacts import read_json, sha256_file, write_json, write_parquet, savefig
+from ...artifacts import link_or_copy, read_json, savefig, sha256_file, write_json, write_parquet
 from ...benchmarks import BY_NAME
 from ...errors import ProvenanceError
 from ...taxonomy import load as load_taxonomy
@@ -212,14 +211,7 @@ def _release_adapters(finished: list[dict], target: Path) -> None:
         for kind, (folder, done) in task.items():
             dest = target / (f"{done['set']}-steps{done['steps']}" if kind == "global" else done["set"])
             if not dest.exists():
-                shutil.copytree(folder / jobs.ADAPTER, dest, copy_function=_link_or_copy)
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+                shutil.copytree(folder / jobs.ADAPTER, dest, copy_function=link_or_copy)
 
 
 def _progress(iterable, desc: str):
