@@ -44,6 +44,23 @@ def _sentences(text):
 
 
 # ----------------------------------------------------------------------------------------------- determinism
+def test_models_train_on_world_train_threads_whatever_the_study_threads(monkeypatch, tmp_path):
+    """Trained weights depend on the thread count (a CPU sum's rounding), so training uses the world's own
+    train_threads, a world param its fingerprint covers, not the study's threads."""
+    import torch
+
+    seen = []
+
+    def train_models(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("stop after the thread check")
+
+    monkeypatch.setattr(testbed, "train_models", train_models)
+    with pytest.raises(RuntimeError, match="stop after"):
+        testbed.build(_params("threads=2", "world.train_threads=1"), tmp_path)
+    assert seen == [1]
+
+
 def test_same_params_give_byte_identical_corpus_benchmarks_and_ground_truth(generated, tmp_path):
     first, _ = generated
     testbed.generate(_params(), tmp_path)

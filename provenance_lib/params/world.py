@@ -130,6 +130,11 @@ class TestbedWorld(Section):
                                       "k-th checkpoint (to give a null world the step its planted twin was "
                                       "attributed at); 'final'; or a label like 'step-00300'")
     finetuning: Training = Training(epochs=3, batch_size=16, lr=1e-3, warmup=0.0, weight_decay=0.0)
+    train_threads: int = Field(default=1, ge=1, description=(
+        "torch threads while the models train (the study's `threads` applies everywhere else): a CPU sum's rounding "
+        "depends on how it is split over threads, so the trained weights differ with the thread count (the seed-0 "
+        "world's attributed model did, between 1 and 2 threads). Fixed here, it makes the weights a function of "
+        "the world's params, which its fingerprint covers; 1 is also the fastest on a shared 2-core machine"))
 
     @field_validator("planted")
     @classmethod

@@ -57,7 +57,7 @@ def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
     start = time.perf_counter()
     generated = generate(params, out_dir)
     generate_s = time.perf_counter() - start
-    with torch_threads(params.threads):
+    with torch_threads(params.world.train_threads):   # the weights depend on it (see the param)
         start = time.perf_counter()
         checkpoints, chosen, facts = train_models(params, [d.text for d in generated.documents], generated.rows,
                                                   generated.tasks, out_dir / TASK_DIR, out_dir)
@@ -74,7 +74,7 @@ def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
             planted_token_share={name: b["planted_token_share"] for name, b in truth["benchmarks"].items()},
             planted_bins={name: b["bin_names"] for name, b in truth["benchmarks"].items()},
             nonempty_bins=len({(d.topic, d.format) for d in generated.documents}),
-            threads=params.threads, generate_s=round(generate_s, 2), models_s=round(models_s, 2),
+            train_threads=params.world.train_threads, generate_s=round(generate_s, 2), models_s=round(models_s, 2),
             attributed=chosen.label, accuracy=chosen.accuracy,
             checkpoint_models={c.label: dict(step=c.step, base=c.base, query=c.query, accuracy=c.accuracy)
                                for c in checkpoints},
