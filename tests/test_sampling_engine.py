@@ -28,8 +28,10 @@ TESTBED_SECTIONS_THEN = "b635cc687747e93d0ab1c497024ef5e2e75cb8b1b12c37995f0dc02
 
 
 def corpus_and_draw(study) -> str:
-    """What that manifest depends on: the world section, the seed and the sampling section's draw."""
-    return sha256_json({"world": study.section("world"), "seed": study.seed,
+    """What that manifest depends on: the world section (less train_threads: it changes the weights, not the
+    corpus), the seed and the sampling section's draw."""
+    world = {k: v for k, v in study.section("world").items() if k != "train_threads"}
+    return sha256_json({"world": world, "seed": study.seed,
                         "draw": {k: study.sampling.model_dump(mode="json")[k] for k in ("target_per_bin", "tokens")}})
 
 
