@@ -21,6 +21,7 @@ Work the params do not state (the size of the Dolma3 population, the paper's tok
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,9 +197,11 @@ def stage_cpu(stage: str, params: StudyParams, costs: dict) -> StageCost:
 
 
 # ----------------------------------------------------------------------------------------------- the estimate
+@functools.cache
 def measure_numpy(elements: int = 1 << 22, repeats: int = 3) -> float:
     """Element operations per second of a bootstrap's inner step (a seeded gather + mean), on this machine: the
-    per-unit cost of stages 03-04. A small measurement (~0.1 s); best of ``repeats``."""
+    per-unit cost of stages 03-04. A small measurement (~0.1 s); best of ``repeats``; once per process, so that
+    estimates compared in one process (params A vs B) share one rate and differ only by their work."""
     import time
 
     import numpy as np
