@@ -193,7 +193,8 @@ def stage_cpu(stage: str, params: StudyParams, costs: dict) -> StageCost:
     elements = replicates * (q * 576 + ws["documents"]) if stage == "03_binning" else replicates * 576 * 24 * 8
     return StageCost(stage, dict(bootstrap_replicates=replicates, element_operations=elements),
                      cpu_hours=elements / costs["cpu_element_ops_per_s"] / 3600,
-                     notes=[f"numpy, one process: {costs['cpu_element_ops_per_s']:.3g} element ops/s measured here"], launch=f"python -m provenance_lib run {{params}} --stages {stage[:2]}")
+                     notes=[f"numpy, one process: {costs['cpu_element_ops_per_s']:.3g} element ops/s measured here"],
+                     launch=f"python -m provenance_lib run {{params}} --stages {stage[:2]}")
 
 
 # ----------------------------------------------------------------------------------------------- the estimate

@@ -218,9 +218,9 @@ def document_metrics(run_dir: Path, truth: dict, recall_k: int | None) -> dict[t
 
 # ----------------------------------------------------------------------------------------------- across worlds
 def summarize(rows: pd.DataFrame, overrides: dict[str, list[str]] | None = None) -> pd.DataFrame:
-    """Per stage 02 setting (``overrides``: its gradients.* overrides, kept as a JSON list) and variant: the planted worlds at the
-    study's dose (rank 1 count, median AUC, recall, p) and the null worlds' false-flag rate, with whether it
-    reaches issue 11's bar."""
+    """Per stage 02 setting (``overrides``: its gradients.* overrides, kept as a JSON list) and variant: the
+    planted worlds at the study's dose (rank 1 count, median AUC, recall, p) and the null worlds' false-flag rate,
+    with whether it reaches issue 11's bar."""
     out = []
     for (setting, variant), block in rows.groupby(["setting", "variant"], sort=False):
         p, n = block[block["kind"] == "planted"], block[block["kind"] == "null"]
