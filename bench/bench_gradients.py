@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -185,6 +186,8 @@ def time_models(args) -> dict:
                     runs[c]()
                     cpu[c].append(time.process_time() - start_cpu)
                     wall[c].append(time.perf_counter() - start)
+                    print(json.dumps({"model": name, "config": c, "cpu_s": round(cpu[c][-1], 2)}),
+                          file=sys.stderr, flush=True)  # progress: a SmolLM2 round takes many minutes
         median = {c: statistics.median(t) for c, t in cpu.items()}
         out[name] = {"parameters": sum(p.numel() for p in model.parameters()), "windows": len(windows),
                      "tokens": sum(map(len, windows)), "cpu_seconds": {c: round(v, 3) for c, v in median.items()},
