@@ -179,6 +179,7 @@ def time_models(args) -> dict:
             runs = {c: runner(c, model, windows, adam, args.token_batch_size, Path(scratch)) for c in CONFIGS}
             for c in CONFIGS:  # warm-up: allocator, kernels, projection matrices
                 runs[c]()
+                print(json.dumps({"model": name, "config": c, "warm_up": True}), file=sys.stderr, flush=True)
             cpu, wall = {c: [] for c in CONFIGS}, {c: [] for c in CONFIGS}
             for _ in range(args.repeats):
                 for c in CONFIGS:
