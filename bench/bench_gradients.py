@@ -24,10 +24,10 @@ windows (second moments accumulate, the weights stay). Peak memory: each configu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -101,7 +101,7 @@ def lr0_adam(model, windows: list[list[int]], names: list[str]) -> dict:
         w.requires_grad_(True)
     optimizer = torch.optim.AdamW(list(weights.values()), lr=0.0)
     for _ in range(3):
-        plain_pass(model, windows, 4096, step=optimizer.step)
+        plain_pass(model, windows, 2048, step=optimizer.step)
     for w in weights.values():
         w.requires_grad_(False)
         w.grad = None
@@ -213,9 +213,18 @@ def _memory_child(name: str, config: str | None, args, length: int, adam_file: P
     torch.set_num_threads(args.threads)
     model, _, windows, adam = setup(name, args.world, args.tokens, length, adam_file)
     if config is not None:
-        with tempfile.TemporaryDirectory() as scratch:
+        with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stdout(sys.stderr):
             runner(config, model, windows, adam, args.token_batch_size, Path(scratch))()
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    queue.put(peak_rss_mib())
+
+
+def peak_rss_mib() -> float:
+    """This process's own peak resident set (Linux VmHWM). Not ``ru_maxrss``: a spawned child inherits its parent's
+    peak through fork + exec, so every child would report the parent's."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: the memory pass needs Linux; rerun with --no-memory")
 
 
 def memory(name: str, args, length: int, adam_file: Path) -> dict:
@@ -289,8 +298,9 @@ def main() -> None:
     parser.add_argument("--no-smollm", action="store_true")
     parser.add_argument("--no-memory", dest="memory", action="store_false")
     args = parser.parse_args()
-    result = {"threads": args.threads, "cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1),
-              "models": time_models(args), "products": products(2048, PAPER["modules"] * PAPER["dim"] ** 2, 512)}
+    with contextlib.redirect_stdout(sys.stderr):  # bergson prints progress; stdout carries only the JSON
+        result = {"threads": args.threads, "cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1),
+                  "models": time_models(args), "products": products(2048, PAPER["modules"] * PAPER["dim"] ** 2, 512)}
     reference = result["models"].get("smollm2-135m") or result["models"]["testbed"]
     result["paper_extrapolation"] = extrapolate(reference["ratio_to_plain"]["stage"])
     result["load_average_after"] = round(os.getloadavg()[0], 1)
