@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from provenance_lib.process import peak_rss_mib
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # The paper's run (issue 10 and the paper's configuration) and OLMo3-7B's shape (32 layers x 7 tracked Linear).
@@ -215,16 +217,8 @@ def _memory_child(name: str, config: str | None, args, length: int, adam_file: P
     if config is not None:
         with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stdout(sys.stderr):
             runner(config, model, windows, adam, args.token_batch_size, Path(scratch))()
-    queue.put(peak_rss_mib())
+    queue.put(peak_rss_mib())  # the child's own peak, not its parent's
 
-
-def peak_rss_mib() -> float:
-    """This process's own peak resident set (Linux VmHWM). Not ``ru_maxrss``: a spawned child inherits its parent's
-    peak through fork + exec, so every child would report the parent's."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status: the memory pass needs Linux; rerun with --no-memory")
 
 
 def memory(name: str, args, length: int, adam_file: Path) -> dict:

@@ -27,7 +27,6 @@ import io
 import json
 import multiprocessing
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import numpy as np
 
 from provenance_lib import corpus, taxonomy
 from provenance_lib.artifacts import sha256_file
+from provenance_lib.process import peak_rss_mib
 from provenance_lib.params import LocalExecutor
 from provenance_lib.stages import sampling
 
@@ -138,7 +138,7 @@ def run_stage(corpus_dir: str, out_dir: str, tasks: int, target: int, queue) -> 
         "cpu_us_per_document_read": {name: round(1e6 * step["cpu_s"] / docs, 2) for name, step in steps.items()},
         "peak_rss_mib_map_task": steps["map"]["peak_rss_mib"],
         "peak_rss_mib_any_task": max(s["peak_rss_mib"] for s in steps.values()),
-        "peak_rss_mib_stage_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "peak_rss_mib_stage_process": round(peak_rss_mib()),
         "steps": steps, "manifest_sha256": sha256_file(Path(out_dir) / sampling.MANIFEST),
     })
 

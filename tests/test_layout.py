@@ -9,7 +9,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "provenance_lib"
 LAYERS = (
     ("errors",),
-    ("artifacts", "assets", "threads", "taxonomy", "reported"),
+    ("artifacts", "assets", "threads", "process", "taxonomy", "reported"),
     ("params", "corpus", "benchmarks", "stats", "codebase"),
     ("models",),
     ("labels", "evaluation"),

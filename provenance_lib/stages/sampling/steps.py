@@ -22,7 +22,6 @@ fetch      ``tasks`` over shards  the sampled documents' text into the working s
 
 from __future__ import annotations
 
-import resource
 import shutil
 import time
 from collections import Counter
@@ -37,6 +36,7 @@ from datatrove.pipeline.base import PipelineStep
 from ... import taxonomy
 from ...artifacts import atomic_path, read_json, write_json
 from ...errors import ProvenanceError
+from ...process import peak_rss_mib
 from .annotate import Annotator
 from .index import ROW, MetadataLabels, bins_of, index_shard
 from .job import ROW_BITS, WORKING_SET, SamplingJob
@@ -117,7 +117,7 @@ class SamplingStep(PipelineStep):
         self.stat_update("rows", value=counts.get("rows", 0), unit="task")
         self.stat_update("cpu_ms", value=round(1000 * (time.process_time() - cpu)), unit="task")
         # this process's peak so far: the task's own when it ran in a fresh worker (Slurm, Ray, a local pool)
-        self.stat_update("peak_rss_mib", value=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, unit="task")
+        self.stat_update("peak_rss_mib", value=round(peak_rss_mib()), unit="task")
         write_json(self.work.counts(self.name, rank), dict(counts))
 
     def check_inputs(self) -> None:
