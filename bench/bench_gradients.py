@@ -220,7 +220,6 @@ def _memory_child(name: str, config: str | None, args, length: int, adam_file: P
     queue.put(peak_rss_mib())  # the child's own peak, not its parent's
 
 
-
 def memory(name: str, args, length: int, adam_file: Path) -> dict:
     context = multiprocessing.get_context("spawn")
     out = {}

@@ -38,8 +38,8 @@ import numpy as np
 
 from provenance_lib import corpus, taxonomy
 from provenance_lib.artifacts import sha256_file
-from provenance_lib.process import peak_rss_mib
 from provenance_lib.params import LocalExecutor
+from provenance_lib.process import peak_rss_mib
 from provenance_lib.stages import sampling
 
 REPO = Path(__file__).resolve().parents[1]

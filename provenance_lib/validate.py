@@ -81,7 +81,6 @@ def share_world(source_run: Path, run_dir: Path) -> None:
     replace_dir(staging, target)
 
 
-
 def twin_checkpoint(run_dir: Path) -> int:
     """The number of the checkpoint a built world attributes at (its history ends at it)."""
     return len(load_world(Path(run_dir) / "world").checkpoints)

@@ -11,7 +11,7 @@ def _report(queue) -> None:
 
 def test_spawned_worker_reports_its_own_peak():
     held = bytearray(400 * 2**20)  # 400 MiB resident in the parent while the worker starts
-    held[:: 4096] = b"x" * len(held[:: 4096])
+    held[::4096] = b"x" * len(held[::4096])
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     worker = context.Process(target=_report, args=(queue,))
