@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make study   create the environment if missing, then run the default study (PARAMS=params/real-mini.yaml)
-#   make test    create the environment if missing, then run the test suite (slow real-mini tests excluded)
+#   make test    create the environment if missing, then lint and run the fast test suite (what CI runs)
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
@@ -13,15 +13,15 @@ export OMP_NUM_THREADS ?= 2
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 
-.PHONY: env study world test test-all bench report-check clean-env
+.PHONY: env study world lint test test-all bench docs report-check clean-env
 
 env: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements/lock.txt requirements/no-deps.txt
+$(VENV)/.installed: pyproject.toml requirements/lock.txt requirements/dev.txt requirements/no-deps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -r requirements/lock.txt
+	$(PY) -m pip install -q -r requirements/lock.txt -r requirements/dev.txt
 	$(PY) -m pip install -q --no-deps -r requirements/no-deps.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
@@ -29,7 +29,11 @@ $(VENV)/.installed: pyproject.toml requirements/lock.txt requirements/no-deps.tx
 study: env
 	$(PY) -m provenance_lib run $(PARAMS) $(if $(NAME),--name $(NAME)) $(ARGS)
 
-test: env
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(PY) -m pytest -m "not slow" -q
 
 test-all: env
@@ -42,6 +46,15 @@ report-check: env
 	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends chromium)
 	test -f runs/$(RUN)/report/index.html || $(PY) -m provenance_lib run params/$(RUN).yaml
 	REPORT_RUN=runs/$(RUN) $(PY) -m pytest -q -m slow tests/test_report_browser.py
+
+# The documentation site: the paper-released and testbed studies are run first (every current stage is reused), their
+# executed notebooks are copied into docs/executed/, and Sphinx builds docs/_build/html/ with warnings as errors.
+DOCS_RUNS ?= paper-released testbed
+docs: env
+	$(foreach run,$(DOCS_RUNS),$(PY) -m provenance_lib run params/$(run).yaml && ) true
+	$(PY) docs/collect.py $(DOCS_RUNS)
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
 
 bench: env
 	for script in bench/*.py; do $(PY) $$script || exit 1; done

@@ -1,6 +1,6 @@
-"""The README's commands, every one, as written. Each line of its ```bash blocks parses, and names params, stages,
-runs and make targets that exist (checked here in seconds); the slow test runs the testbed ones, in order, in a copy
-of the project."""
+"""The README's and the docs pages' commands, every one, as written. Each line of their ```bash blocks parses, and
+names params, stages, runs, tools and make targets that exist (checked here in seconds); the slow test runs the
+README's testbed ones, in order, in a copy of the project."""
 
 import os
 import re
@@ -20,8 +20,11 @@ CLI = [".venv/bin/python", "-m", "provenance_lib"]
 RUN_PARAMS = re.compile(r"^runs/([^/]+)/params\.yaml$")
 
 
-def readme_commands() -> list[list[str]]:
-    blocks = re.findall(r"^```bash\n(.*?)^```", (ROOT / "README.md").read_text(), re.S | re.M)
+DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def bash_commands(page: Path = ROOT / "README.md") -> list[list[str]]:
+    blocks = re.findall(r"^ *```bash\n(.*?)^ *```", page.read_text(), re.S | re.M)
     return [words for block in blocks for line in block.splitlines() if (words := shlex.split(line, comments=True))]
 
 
@@ -32,7 +35,8 @@ def make_dry_run(words: list[str]) -> list[list[str]]:
     for word in words[1:]:
         if word.startswith("PARAMS="):
             assert (ROOT / word.split("=", 1)[1]).is_file(), word
-    return [shlex.split(line) for line in done.stdout.splitlines() if "-m provenance_lib" in line]
+    commands = [shlex.split(command) for line in done.stdout.splitlines() for command in line.split(" && ")]
+    return [words for words in commands if "provenance_lib" in words]
 
 
 def check_cli(argv: list[str], made: dict[str, tuple[str, list[str]]]) -> None:
@@ -42,9 +46,9 @@ def check_cli(argv: list[str], made: dict[str, tuple[str, list[str]]]) -> None:
     if args.command == "validate":
         params.load(ROOT / args.params, args.overrides, model=Validation)
         return
-    if args.command == "verify":
+    if args.command in ("verify", "report", "release"):
         match = re.match(r"^runs/([^/]+)$", str(args.run_dir))
-        assert match and match[1] in made, f"verify {args.run_dir}: no command above makes that run"
+        assert match and match[1] in made, f"{args.command} {args.run_dir}: no command above makes that run"
         return
     replay = RUN_PARAMS.match(str(args.params))
     if replay:
@@ -60,18 +64,31 @@ def check_cli(argv: list[str], made: dict[str, tuple[str, list[str]]]) -> None:
         made.setdefault(args.name or (replay[1] if replay else Path(source).stem), (source, overrides))
 
 
-def test_every_readme_command_parses_and_names_what_exists():
-    commands = readme_commands()
-    assert len(commands) >= 5
-    made = {}
+def check_commands(commands: list[list[str]], made: dict[str, tuple[str, list[str]]]) -> None:
     for words in commands:
         if words[0] == "make":
             for expanded in make_dry_run(words):
                 check_cli(expanded[expanded.index("provenance_lib") + 1:], made)
-        else:
-            assert words[:3] == CLI, f"{shlex.join(words)}: run the CLI as {shlex.join(CLI)}"
+        elif words[:3] == CLI:
             check_cli(words[3:], made)
+        else:
+            assert words[0].startswith(".venv/bin/") and (ROOT / words[0]).exists(), \
+                f"{shlex.join(words)}: run the CLI as {shlex.join(CLI)}, or a tool of the environment"
+
+
+def test_every_readme_command_parses_and_names_what_exists():
+    commands = bash_commands()
+    assert len(commands) >= 5
+    made = {}
+    check_commands(commands, made)
     assert {"testbed", "real-mini"} <= set(made)
+
+
+@pytest.mark.parametrize("page", DOC_PAGES[1:], ids=lambda page: str(page.relative_to(ROOT)))
+def test_every_docs_command_parses_and_names_what_exists(page):
+    made = {}
+    check_commands(bash_commands(), made)   # a page may verify or replay a run the README makes
+    check_commands(bash_commands(page), made)
 
 
 def project_copy(tmp_path: Path) -> Path:
@@ -90,7 +107,7 @@ def project_copy(tmp_path: Path) -> Path:
 def test_readme_testbed_commands_run_as_written(tmp_path):
     project = project_copy(tmp_path)
     ran = 0
-    for words in readme_commands():
+    for words in bash_commands():
         if words[0] == "make" and not any(w == "PARAMS=params/testbed.yaml" for w in words):
             continue  # `make test` would run this suite again, `make study` builds real-mini: checked above
         if "validate" in words:
@@ -104,4 +121,4 @@ def test_readme_testbed_commands_run_as_written(tmp_path):
         if "verify" in words:
             assert "OK" in done.stdout, done.stdout
     assert ran >= 6
-    assert sorted(p.name for p in (project / "runs").iterdir()) == ["testbed"]  # never runs/params/
+    assert sorted(p.name for p in (project / "runs").iterdir()) == ["paper-released", "testbed"]  # never runs/params/
