@@ -33,7 +33,7 @@ lint: env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+test: env
 	$(PY) -m pytest -m "not slow" -q
 
 test-all: env
