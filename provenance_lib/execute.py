@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 from ipykernel.kernelspec import get_kernel_dict
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec
+from traitlets import default
 
 KERNEL_NAME = "python3"  # written into executed notebooks so JupyterLab opens them; never looked up
 
@@ -32,6 +33,12 @@ class RunnerKernelManager(AsyncKernelManager):
 
     launched: list = []                      # replaced per execution by ``_manager_for``
     on_start: Callable[[int], None] | None = None
+
+    @default("transport_encryption")
+    def _encrypted(self) -> str:
+        """CurveZMQ keys for the kernel's sockets (ipykernel declares support): the kernel then starts without its
+        warning that it runs over TCP in plain text."""
+        return "auto"
 
     @property
     def kernel_spec(self) -> KernelSpec:
