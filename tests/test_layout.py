@@ -17,7 +17,7 @@ LAYERS = (
     ("record",),
     ("context",),
     ("stages",),
-    ("execute", "runs", "verify", "validation_tables", "validate", "summaries", "report", "release", "estimate"),
+    ("execute", "runs", "verify", "validation_tables", "validate", "summaries", "report", "release_fields", "release", "estimate"),
     ("__main__",),
 )
 STAGE_ORDER = ("sampling", "gradients", "binning", "contrast", "unlearning")
