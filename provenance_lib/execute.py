@@ -25,6 +25,11 @@ from jupyter_client.kernelspec import KernelSpec
 from traitlets import default
 
 KERNEL_NAME = "python3"  # written into executed notebooks so JupyterLab opens them; never looked up
+KERNEL_ENV = {   # what a runner-executed kernel runs with, beside the runner's own environment
+    "TQDM_DISABLE": "1",   # no progress bars written into executed notebooks: the runner shows each cell's progress
+    # tqdm.auto in a kernel without ipywidgets warns that it cannot draw widget bars; with bars off it has none to draw
+    "PYTHONWARNINGS": "ignore:IProgress not found",
+}
 
 
 class RunnerKernelManager(AsyncKernelManager):
@@ -42,7 +47,7 @@ class RunnerKernelManager(AsyncKernelManager):
 
     @property
     def kernel_spec(self) -> KernelSpec:
-        return KernelSpec(resource_dir="", **get_kernel_dict())
+        return KernelSpec(resource_dir="", env=KERNEL_ENV, **get_kernel_dict())
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
         """jupyter_client's documented override point for launching the kernel process."""
