@@ -115,7 +115,8 @@ def write_release(record: RunRecord, out: Path, rules: tuple[Rule, ...], documen
             entry["fields"] = [[column, *describe_field(Path(entry["path"]).stem, column)]
                                for column in table_columns(target)]
     info = describe_run(record)
-    info.update(findings=card_findings(record), limitations=limitations(record, info), upstream=upstream_sentence(record),
+    info.update(findings=card_findings(record), limitations=limitations(record, info),
+                upstream=upstream_sentence(record),
                 omitted=[(source, why_omitted(record, source)) for source in omitted])
     write_text(out / CARD, dataset_card(info, files, out))
     write_text(out / CITATION, citation(info))
@@ -307,9 +308,9 @@ def arc_challenge_mismatch(contrast) -> str:
         table = contrast.tables["paper_vs_run"]
         compared = table[table["status"].isin(["agrees", "differs"])]
         arc = compared["benchmark"].str.contains("ARC-Challenge")
-        text += (f". Of the reported values involving ARC-Challenge, {int((compared[arc]['status'] == 'differs').sum())}"
-                 f" of {int(arc.sum())} differ in this run, against "
-                 f"{int((compared[~arc]['status'] == 'differs').sum())} of {int((~arc).sum())} for the other three "
+        differs = compared["status"] == "differs"
+        text += (f". Of the reported values involving ARC-Challenge, {int(differs[arc].sum())} of {int(arc.sum())} "
+                 f"differ in this run, against {int(differs[~arc].sum())} of {int((~arc).sum())} for the other three "
                  "benchmarks (`data/contrast/paper_vs_run.csv`)")
     return text + ". Read its z-scores, and the correlations and contrasts involving it, with that in mind."
 
@@ -342,7 +343,8 @@ def dataset_card(info: dict, files: list[dict], out: Path) -> str:
              "*Where Does Social Reasoning Come From? Capability Provenance in Language Models* (Matlin et al., "
              "COLM 2026): TrackStar attribution of SocialIQA, MMLU Social Sciences, ARC-Challenge and MMLU STEM "
              "to pretraining data, binned over the WebOrganizer taxonomy (24 topics x 24 formats).",
-             "", "## Summary of findings", "", *(f"- {f}" for f in info["findings"] or ["no stage result to summarise"]),
+             "", "## Summary of findings", "",
+             *(f"- {f}" for f in info["findings"] or ["no stage result to summarise"]),
              "", "## The run", "",
              f"- world: `{info['world']}`; base model `{info['base_model']}`, query model `{info['query_model']}`",
              f"- code: commit `{info['commit']}`{' (uncommitted changes)' if info['dirty'] else ''}, "

@@ -70,7 +70,8 @@ def planted(result, truth: dict) -> list[str]:
     parts = {}
     for benchmark, rows in table.groupby("benchmark", sort=False):
         ranks = ", ".join(str(int(r)) for r in rows["rank"])
-        parts[benchmark] = f"ranks {ranks} of {int(rows['bins'].iloc[0])}, carrier AUC {rows['carrier AUC'].iloc[0]:.2f}"
+        auc = rows["carrier AUC"].iloc[0]
+        parts[benchmark] = f"ranks {ranks} of {int(rows['bins'].iloc[0])}, carrier AUC {auc:.2f}"
     return ["Planted bins (known answers): " + _per_benchmark(parts) + "."]
 
 

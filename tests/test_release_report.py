@@ -139,7 +139,8 @@ def test_release_card_describes_every_column_summarises_and_states_its_limits(ru
     for entry in json.loads((out / INDEX).read_text())["files"]:
         if entry.get("config"):
             for column in table_columns(out / entry["path"]):
-                assert re.search(rf"\| `{re.escape(column)}` \| (?:[^|]|\\\|)+ \| [^|]+ \|", card), (entry["path"], column)
+                row = rf"\| `{re.escape(column)}` \| (?:[^|]|\\\|)+ \| [^|]+ \|"
+                assert re.search(row, card), (entry["path"], column)
     findings = card.split("## Summary of findings")[1].split("##")[0]
     assert "Literature x Customer Support (z 16.00)" in findings          # written from stage 03's result
     limits = card.split("## Limitations")[1].split("##")[0]
