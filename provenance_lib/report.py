@@ -29,7 +29,7 @@ from .artifacts import write_text
 from .benchmarks import BENCHMARKS
 from .errors import ProvenanceError
 from .record import COMPLETE, WORLD_STAGE, RunRecord
-from .summaries import stage_findings
+from .summaries import FINDERS, stage_findings
 from .worlds.contract import load_world
 
 REPORT_DIR, INDEX = "report", "index.html"
@@ -139,13 +139,14 @@ def stage_section(run_dir: Path, stage_id: str, world_kind: str) -> Section:
     section = Section(stage_id)
     folder = run_dir / stage_id
     headline = HEADLINES.get(stage_id)
-    result = None
-    if headline and importlib.util.find_spec(f"provenance_lib.stages.{stage_id[3:]}") is not None:
+    readable = headline or stage_id in FINDERS
+    if readable and importlib.util.find_spec(f"provenance_lib.stages.{stage_id[3:]}") is not None:
         try:
             result = importlib.import_module(f"provenance_lib.stages.{stage_id[3:]}").load_result(folder)
             section.findings = stage_findings(stage_id, result)
             section.note = getattr(result, "note", None)
-            headline(section, result)
+            if headline:
+                headline(section, result)
         except (ProvenanceError, OSError) as exc:   # the report describes a broken stage rather than failing
             section.findings = [f"its recorded result could not be read: {exc}"]
     names = KEY_FIGURES.get(stage_id) or tuple(p.name for p in sorted(folder.glob("*.png"))[:2])
