@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .artifacts import read_json
-from .stages.binning import scale_note
+from .worlds.contract import scale_note
 
 
 def _names(items: list[str]) -> str:

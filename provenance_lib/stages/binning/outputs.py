@@ -15,25 +15,11 @@ from ...benchmarks import BENCHMARKS, BY_NAME
 from ...errors import ProvenanceError
 from ...heatmap import Scale, diverging, draw_bins
 from ...taxonomy import load as load_taxonomy
+from ...worlds.contract import scale_note
 from ...worlds.released import CSV_COLUMNS, RELEASED_FILES
 
 TABLE, SUMMARY, REPLICATES = "bin_influence.parquet", "binning.json", "bootstrap_z.npy"
 HEATMAP_2X2 = "heatmaps_2x2.png"
-
-SCALE_NOTES = {
-    "testbed": "Testbed world: a generated corpus with planted provenance and a tiny model. This is a known-answers "
-               "check of the pipeline, not a finding about real language models.",
-    "real-mini": "Real-mini world: packaged text, not the model's pretraining data, covering {bins} of 576 bins. "
-                 "This matrix demonstrates the pipeline on a real model; it is not a provenance finding.",
-    "released": "The paper's released matrix (Matlin et al., arXiv 2606.19625, CC BY 4.0), imported as published.",
-}
-
-
-def scale_note(world_kind: str, bins_with_documents: int) -> str | None:
-    """What a figure or table of this world may be read as (None at paper scale); driven by the world kind."""
-    note = SCALE_NOTES.get(world_kind)
-    return note.format(bins=bins_with_documents) if note else None
-
 
 def captioned(table: pd.DataFrame, title: str, note: str | None):
     """A table for a notebook, captioned with the world's scale note (what it may be read as)."""
