@@ -1,8 +1,8 @@
 """A dry run of a study's cost: ``python -m provenance_lib estimate params/paper.yaml``. Reads nothing from the hub.
 
 For each stage: the work its params imply (documents, tokens, queries, unlearning runs x steps, evaluated items),
-the cost per unit, and totals in GPU-hours (H200-class), CPU-hours and disk, beside the paper's ~37,000
-H200-hours; then the commands that launch each stage on a cluster.
+the cost per unit, and totals in GPU-hours (H200-class), CPU-hours and disk, beside the compute the paper reports
+(``setting_figures.compute_h200_hours``); then the commands that launch each stage on a cluster.
 
 The scaling rule (Kaplan et al. 2020's FLOP count, with the attention term): one token through a decoder with N
 non-embedding-dominated parameters, L layers, width d and context T costs ``2 N + 2 L T d`` FLOPs forward; a
@@ -12,11 +12,10 @@ seconds = FLOPs / (MFU x peak), with the MFU and peak stated in ``HARDWARE``. Tr
 stage 01 costs its CPU microseconds per document read: both are measured, never assumed — read from the JSON the
 bench scripts print, kept in ``bench/results/`` (``gradients.json``: ``bench/bench_gradients.py``'s
 ``ratio_to_plain.stage``; ``sampling.json``: ``bench/bench_sampling.py``'s whole-stage CPU per document).
-``--measure`` checks the sequence-length term of the rule on this machine: it times a forward + backward of a small
-OLMo3-architecture decoder at two context lengths and compares the per-token time ratio with the rule's.
 
 Work the params do not state (the size of the Dolma3 population, the paper's token counts) comes from
-``reference/paper_reported.yaml``; the working set scales with ``sampling.target_per_bin`` over the paper's bins.
+``reference/paper_reported.yaml`` (``setting_figures``, ``working_set``, ``benchmarks``); the working set scales
+with ``sampling.target_per_bin`` over the paper's bins.
 """
 
 from __future__ import annotations
@@ -25,13 +24,16 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from .artifacts import read_json
+from .benchmarks import BENCHMARKS
 from .errors import ProvenanceError
-from .reported import paper_reported
 from .params import StudyParams
+from .reported import paper_reported
+from .stages.unlearning import work_dir as unlearning_work_dir
+from .taxonomy import load as load_taxonomy
 
-PAPER_GPU_HOURS = 37_000
+SOCIALIQA_EVAL_ITEMS = 1954   # lm-eval's social_iqa scores its validation split; the paper's 10,000 SocialIQA
+                              # queries are its attribution queries, not what stage 05 evaluates
 # The models, by their published configs (OLMo3-7B: 32 layers, width 4096; the WebOrganizer classifiers are
 # gte-base-en-v1.5: 12 layers, width 768, 137M parameters, 8,192-token context).
 MODELS = {"olmo3-7b": dict(params=7.3e9, layers=32, width=4096),
@@ -101,11 +103,15 @@ def working_set(params: StudyParams) -> dict:
 
 def population() -> dict:
     """The Dolma3 mix as stage 01 reads it: documents before and after de-duplication, tokens."""
-    setting = paper_reported()["setting"]["corpus"]          # "... (1,263,587,168 unique documents; duplication 0.673)"
-    unique = int(setting.split("(")[1].split(" unique")[0].replace(",", ""))
-    rate = float(setting.split("duplication rate ")[1].rstrip(")"))
-    read = unique / (1 - rate)
-    return dict(read=read, unique=unique, tokens=6e12, tokens_per_doc=6e12 / read)
+    figures = paper_reported()["setting_figures"]
+    unique, tokens = figures["corpus_unique_documents"], figures["corpus_tokens"]
+    read = unique / (1 - figures["corpus_duplication_rate"])
+    return dict(read=read, unique=unique, tokens=tokens, tokens_per_doc=tokens / read)
+
+
+def paper_gpu_hours() -> float:
+    """The compute the paper reports for its study, in H200-equivalent GPU-hours."""
+    return float(paper_reported()["setting_figures"]["compute_h200_hours"])
 
 
 def queries() -> int:
@@ -169,7 +175,7 @@ def stage_unlearning(params: StudyParams, costs: dict) -> StageCost:
     docs_per_step = 2 * t["batch_size"] * t["grad_accumulation"]   # forget + retain
     step_tokens = docs_per_step * t["max_length"]
     train_flops = runs * t["max_steps"] * step_tokens * token_flops("olmo3-7b", t["max_length"], 2)
-    items = queries() - paper_reported()["benchmarks"]["SocialIQA"]["queries"] + 1954   # SIQA's validation split
+    items = queries() - paper_reported()["benchmarks"]["SocialIQA"]["queries"] + SOCIALIQA_EVAL_ITEMS
     eval_tokens = items * costs["choices"] * costs["eval_tokens_per_choice"]
     eval_flops = (runs + 1) * eval_tokens * token_flops("olmo3-7b", costs["eval_tokens_per_choice"], 1)
     adapter = MODELS["olmo3-7b"]["layers"] * 4 * 8 * 2 * MODELS["olmo3-7b"]["width"] * BYTES["fp32"]  # r=8, q/k/v/o
@@ -182,15 +188,31 @@ def stage_unlearning(params: StudyParams, costs: dict) -> StageCost:
         notes=["every run to max_steps: an upper bound (runs stop early at the stop ratio)",
                "LoRA step = 2 forward-equivalents per token (frozen weights: no weight gradients)"],
         launch="python -m provenance_lib run {params} --stages 05   # writes the Slurm array; then: "
-               "bash runs/<name>/05_unlearning/<work>/submit.sh")
+               f"bash {unlearning_work_dir(Path('runs') / '<name>') / 'submit.sh'}")
+
+
+def binning_operations(replicates: int, queries: int, documents: int) -> float:
+    """Stage 03's bootstrap in element operations: per replicate, every query's score on every bin and every
+    working-set document is resampled once."""
+    return replicates * (queries * load_taxonomy().n_bins + documents)
+
+
+def contrast_operations(replicates: int) -> float:
+    """Stage 04's bootstrap in element operations: per replicate, the topic and the format marginals gather every
+    bin once per benchmark (2 x benchmarks x bins), and both correlation methods resample every benchmark's bins and
+    multiply the profiles pairwise (2 x bins x benchmarks x (1 + benchmarks))."""
+    bins, k = load_taxonomy().n_bins, len(BENCHMARKS)
+    return replicates * (2 * k * bins + 2 * bins * k * (1 + k))
 
 
 def stage_cpu(stage: str, params: StudyParams, costs: dict) -> StageCost:
     """Stages 03-04: bootstrap over queries and documents, on CPU; counted in element operations."""
-    ws, q = working_set(params), queries()
-    replicates = (params.binning.bootstrap if stage == "03_binning" and params.binning else
-                  params.contrast.bin_bootstrap if params.contrast else 1000)
-    elements = replicates * (q * 576 + ws["documents"]) if stage == "03_binning" else replicates * 576 * 24 * 8
+    if stage == "03_binning":
+        replicates = params.binning.bootstrap
+        elements = binning_operations(replicates, queries(), working_set(params)["documents"])
+    else:
+        replicates = params.contrast.bin_bootstrap
+        elements = contrast_operations(replicates)
     return StageCost(stage, dict(bootstrap_replicates=replicates, element_operations=elements),
                      cpu_hours=elements / costs["cpu_element_ops_per_s"] / 3600,
                      notes=[f"numpy, one process: {costs['cpu_element_ops_per_s']:.3g} element ops/s measured here"],
@@ -273,7 +295,8 @@ def format_estimate(costs: list[StageCost], params_path: str) -> str:
         lines += [f"{'':<15}  - {note}" for note in c.notes]
     lines += [f"{'total':<15}{gpu:>14,.0f}{sum(c.cpu_hours for c in costs):>10,.1f}"
               f"{sum(c.disk_gb for c in costs):>11,.0f}",
-              f"paper (reported): ~{PAPER_GPU_HOURS:,} H200-hours; this estimate is {gpu / PAPER_GPU_HOURS:.2f} of it",
+              f"paper (reported): ~{paper_gpu_hours():,.0f} H200-hours; this estimate is "
+              f"{gpu / paper_gpu_hours():.2f} of it",
               "", "Assumptions: " + ", ".join(f"{k}={v:g}" for k, v in HARDWARE.items()),
               "", "Launch (from a head node with hub access and the shared file system):"]
     lines += [f"  {c.stage}: {c.launch.format(params=params_path)}" for c in costs]

@@ -22,8 +22,14 @@ from typing import Callable, Iterator
 from ipykernel.kernelspec import get_kernel_dict
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec
+from traitlets import default
 
 KERNEL_NAME = "python3"  # written into executed notebooks so JupyterLab opens them; never looked up
+KERNEL_ENV = {   # what a runner-executed kernel runs with, beside the runner's own environment
+    "TQDM_DISABLE": "1",   # no progress bars written into executed notebooks: the runner shows each cell's progress
+    # tqdm.auto in a kernel without ipywidgets warns that it cannot draw widget bars; with bars off it has none to draw
+    "PYTHONWARNINGS": "ignore:IProgress not found",
+}
 
 
 class RunnerKernelManager(AsyncKernelManager):
@@ -33,9 +39,15 @@ class RunnerKernelManager(AsyncKernelManager):
     launched: list = []                      # replaced per execution by ``_manager_for``
     on_start: Callable[[int], None] | None = None
 
+    @default("transport_encryption")
+    def _encrypted(self) -> str:
+        """CurveZMQ keys for the kernel's sockets (ipykernel declares support): the kernel then starts without its
+        warning that it runs over TCP in plain text."""
+        return "auto"
+
     @property
     def kernel_spec(self) -> KernelSpec:
-        return KernelSpec(resource_dir="", **get_kernel_dict())
+        return KernelSpec(resource_dir="", env=KERNEL_ENV, **get_kernel_dict())
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
         """jupyter_client's documented override point for launching the kernel process."""

@@ -18,6 +18,7 @@ Stages a run does not have are named in the card as absent; the release never in
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,19 @@ import yaml
 from .artifacts import replace_dir, sha256_file, write_json, write_text
 from .errors import ProvenanceError
 from .record import COMPLETE, WORLD_STAGE, RunRecord
+from .release_fields import describe
+from .summaries import stage_findings
 from .worlds.contract import load_world
+from .worlds.released import SOURCE, WORLD_FOLDER, source_upstream
 
 CARD, CITATION, INDEX = "README.md", "CITATION.cff", "release.json"
 LICENCE = "cc-by-4.0"     # the paper released its matrix under CC BY 4.0; aggregates of a run follow it
 BENCHMARK_DATASETS = ("allenai/social_i_qa", "cais/mmlu", "allenai/ai2_arc")
 TEXT_COLUMNS = ("text", "content", "document")   # document text never leaves the run
+PAPER_AUTHORS = [{"family-names": "Matlin"}, {"name": "et al."}]
+"""The paper's authors as far as the package's references know them: paper_reported.yaml and the released files'
+SOURCE.md name only "Matlin et al." (the upstream BibTeX was not retrieved). Complete the list from
+arXiv:2606.19625 before publishing; the repository's CITATION.cff holds the same entry."""
 
 
 @dataclass(frozen=True)
@@ -96,14 +104,20 @@ def build_release(run_dir: str | Path, out: str | Path, document_scores: bool = 
 
 
 def write_release(record: RunRecord, out: Path, rules: tuple[Rule, ...], document_scores: bool) -> None:
-    files = collect(record, rules)
+    files, omitted = collect(record, rules)
     for entry in files:
         target = out / entry["path"]
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(record.run_dir / entry["source"], target)
         if target.suffix == ".parquet" and entry["config"]:
             check_aggregate(target)
+        if entry["config"]:
+            entry["fields"] = [[column, *describe_field(Path(entry["path"]).stem, column)]
+                               for column in table_columns(target)]
     info = describe_run(record)
+    info.update(findings=card_findings(record), limitations=limitations(record, info),
+                upstream=upstream_sentence(record),
+                omitted=[(source, why_omitted(record, source)) for source in omitted])
     write_text(out / CARD, dataset_card(info, files, out))
     write_text(out / CITATION, citation(info))
     generated = [dict(path=name, sha256=sha256_file(out / name), generated_by="provenance_lib.release")
@@ -111,9 +125,10 @@ def write_release(record: RunRecord, out: Path, rules: tuple[Rule, ...], documen
     write_json(out / INDEX, dict(run=info, document_scores=document_scores, files=files + generated))
 
 
-def collect(record: RunRecord, rules: tuple[Rule, ...]) -> list[dict]:
-    """The files the rules release, each checked against the sha256 its stage recorded (first matching rule wins)."""
-    files, taken = [], set()
+def collect(record: RunRecord, rules: tuple[Rule, ...]) -> tuple[list[dict], list[str]]:
+    """The files the rules release, each checked against the sha256 its stage recorded (first matching rule wins),
+    and the tables left out because they have no rows (an analysis this world cannot run: no empty file ships)."""
+    files, omitted, taken = [], [], set()
     for stage_id, entry in sorted(record.stages.items()):
         if stage_id == WORLD_STAGE or entry.get("status") != COMPLETE:
             continue
@@ -130,13 +145,14 @@ def collect(record: RunRecord, rules: tuple[Rule, ...]) -> list[dict]:
             name, stem = Path(rel).name, Path(rel).stem
             target = rule.target.format(name=name, stem=stem, stage=stage_id,
                                         rel_in_adapters=rel.split("/", 1)[-1])
-            empty = rule.config is not None and table_rows(record.run_dir / source) == 0   # not run on this world
+            if rule.config is not None and table_rows(record.run_dir / source) == 0:   # not produced on this world
+                omitted.append(source)
+                continue
             files.append(dict(path=target, sha256=expected, source=source, stage=stage_id,
-                              config=None if empty else rule.config and rule.config.format(stem=stem),
+                              config=rule.config and rule.config.format(stem=stem),
                               split=stem.removeprefix("zscored_") if rule.split else None,
-                              description=("empty: not produced on this world; " if empty else "") +
-                              rule.description))
-    return files
+                              description=rule.description))
+    return files, omitted
 
 
 def matches(rel: str, pattern: str) -> bool:
@@ -179,6 +195,19 @@ def size_category(rows: int) -> str:
         if rows < limit:
             return label
     return "n>1T" if rows > 1e12 else "100M<n<1B"
+
+
+def table_columns(path: Path) -> list[str]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(path).names
+    return list(pd.read_csv(path, nrows=0).columns)
+
+
+def describe_field(table: str, column: str) -> tuple[str, str]:
+    """A column's description and unit; the split files of the paper's matrix share one table's fields."""
+    return describe(table if not table.startswith("zscored_") else "bin_scores", column)
 
 
 def table_rows(path: Path) -> int:
@@ -226,6 +255,83 @@ STAGE_NAMES = {"01_sampling": "sampling", "02_gradients": "gradients", "03_binni
                "04_contrast": "contrast", "05_unlearning": "unlearning"}
 
 
+# ----------------------------------------------------------------------------------------------- findings, limits
+ANALYSIS_OF_TABLE = {"correctness_differential": "correctness_differential", "top_differentials":
+                     "correctness_differential", "lexical_bins": "lexical", "lexical_profiles": "lexical"}
+
+
+def stage_result(record: RunRecord, stage_id: str):
+    """A completed stage's result object, or None when this checkout cannot read it."""
+    if not record.completed(stage_id) or stage_id not in STAGE_NAMES:
+        return None
+    try:
+        return importlib.import_module(f"provenance_lib.stages.{STAGE_NAMES[stage_id]}").load_result(
+            record.run_dir / stage_id)
+    except (ProvenanceError, OSError, KeyError):
+        return None
+
+
+def card_findings(record: RunRecord) -> list[str]:
+    """What each released stage found, in the sentences its notebook and the report end with."""
+    found = []
+    for stage_id in STAGE_NAMES:
+        result = stage_result(record, stage_id)
+        found += [f"**{stage_id}**: {sentence}" for sentence in (stage_findings(stage_id, result) if result else [])]
+    return found
+
+
+def limitations(record: RunRecord, info: dict) -> list[str]:
+    """What a reader must not take these tables for, from the world and the run's own records."""
+    out = []
+    if info["world"] not in ("paper", "released"):
+        out.append(f"A `{info['world']}` world: another corpus and model than the paper's. Its numbers demonstrate "
+                   "the pipeline; they are not provenance findings about OLMo3-7B.")
+    contrast = stage_result(record, "04_contrast")
+    if info["world"] == "released":
+        out.append("This run computed no attribution: its matrix is the paper's released one, so it inherits that "
+                   "release's choices; the files carry no query-level scores, so every interval resamples bins.")
+        out.append(arc_challenge_mismatch(contrast))
+    if contrast is not None:
+        out += [why for why in map(contrast.why_unavailable, ("correctness_differential", "lexical")) if why]
+    absent = [s for s in STAGE_NAMES if s not in info["stages"]]
+    if absent:
+        out.append(f"Stages not in this run, so none of their tables: {', '.join(absent)}.")
+    return out
+
+
+def arc_challenge_mismatch(contrast) -> str:
+    """The paper's released ARC-Challenge file against the ARC-Challenge values the paper reports."""
+    text = ("The paper's released ARC-Challenge file (`zscored_arc_challenge.csv`) does not match the paper's "
+            "reported ARC-Challenge values: per its SOURCE.md, the upstream export takes that file's `mean_score` "
+            "from its per-query `mean_influence` aggregate")
+    if contrast is not None:
+        table = contrast.tables["paper_vs_run"]
+        compared = table[table["status"].isin(["agrees", "differs"])]
+        arc = compared["benchmark"].str.contains("ARC-Challenge")
+        differs = compared["status"] == "differs"
+        text += (f". Of the reported values involving ARC-Challenge, {int(differs[arc].sum())} of {int(arc.sum())} "
+                 f"differ in this run, against {int(differs[~arc].sum())} of {int((~arc).sum())} for the other three "
+                 "benchmarks (`data/contrast/paper_vs_run.csv`)")
+    return text + ". Read its z-scores, and the correlations and contrasts involving it, with that in mind."
+
+
+def why_omitted(record: RunRecord, source: str) -> str:
+    analysis = ANALYSIS_OF_TABLE.get(Path(source).stem)
+    contrast = stage_result(record, "04_contrast") if analysis else None
+    return (contrast.why_unavailable(analysis) if contrast else None) or "no rows in this run"
+
+
+def upstream_sentence(record: RunRecord) -> str | None:
+    """Where the paper's files of a released-world run come from (they are byte copies)."""
+    folder = record.run_dir / "world" / WORLD_FOLDER
+    if not (folder / SOURCE).is_file():
+        return None
+    up = source_upstream(folder)
+    return (f"`data/bin_scores/*.csv` are byte copies of the paper's released matrix: {up['repository']}, "
+            f"`{up['path']}` at commit `{up['commit']}` (CC BY 4.0; their sha256 match the upstream MANIFEST.sha256 "
+            "and `release.json`). Attribute Matlin et al., arXiv:2606.19625.")
+
+
 def dataset_card(info: dict, files: list[dict], out: Path) -> str:
     meta = yaml.safe_dump(front_matter(info, files, out), sort_keys=False, allow_unicode=True)
     absent = [s for s in STAGE_NAMES if s not in info["stages"]]
@@ -237,24 +343,45 @@ def dataset_card(info: dict, files: list[dict], out: Path) -> str:
              "*Where Does Social Reasoning Come From? Capability Provenance in Language Models* (Matlin et al., "
              "COLM 2026): TrackStar attribution of SocialIQA, MMLU Social Sciences, ARC-Challenge and MMLU STEM "
              "to pretraining data, binned over the WebOrganizer taxonomy (24 topics x 24 formats).",
+             "", "## Summary of findings", "",
+             *(f"- {f}" for f in info["findings"] or ["no stage result to summarise"]),
              "", "## The run", "",
              f"- world: `{info['world']}`; base model `{info['base_model']}`, query model `{info['query_model']}`",
              f"- code: commit `{info['commit']}`{' (uncommitted changes)' if info['dirty'] else ''}, "
              f"provenance-lib {info['version']}; params sha256 `{info['params_sha256']}`",
              f"- stages released: {', '.join(info['stages']) or 'none'}"
-             + (f"; not in this run: {', '.join(absent)}" if absent else ""),
-             "", "## Loading", "", "```python", "from datasets import load_dataset",
+             + (f"; not in this run: {', '.join(absent)}" if absent else "")]
+    if info.get("upstream"):
+        lines += ["", "## Source of the paper's files", "", info["upstream"]]
+    lines += ["", "## Limitations", "", *(f"- {limit}" for limit in info["limitations"]),
+              "", "## Loading", "", "```python", "from datasets import load_dataset",
              'matrix = load_dataset("<this repo or folder>")   # bin_scores: one split per benchmark']
     lines += [f'{e["config"]} = load_dataset("parquet", data_files="<this repo or folder>/{e["path"]}")'
               for e in parquet_tables(files)]
     lines += ["```", "", "CSV configs: " + ", ".join(f"`{c['config_name']}`" for c in hub_configs(files)) + ".",
              "", "## Files", "", "| file | from | what | sha256 |", "|---|---|---|---|"]
     lines += [f"| `{e['path']}` | `{e['source']}` | {e['description']} | `{e['sha256'][:16]}…` |" for e in files]
-    lines += ["", "Full hashes: `release.json` (they match the run's `run.json`).", "",
+    lines += ["", "Full hashes: `release.json` (they match the run's `run.json`)."]
+    if info["omitted"]:
+        lines += ["", "Not released (no rows in this run, so no empty file ships):", "",
+                  *(f"- `{source}`: {why}" for source, why in info["omitted"])]
+    lines += ["", "## Fields", ""]
+    for entry in (e for e in files if e.get("fields")):
+        if entry["split"] and entry["split"] != files[next(i for i, e in enumerate(files) if e.get("split"))]["split"]:
+            continue   # the paper's matrix: one field table for its four split files
+        lines += [f"`{entry['path']}`" + (" (and the other splits)" if entry["split"] else "") + ":", "",
+                  "| column | what | unit |", "|---|---|---|",
+                  *(f"| `{column}` | {_cell(what)} | {_cell(unit)} |" for column, what, unit in entry["fields"]), ""]
+    lines += ["",
               "## Policy", "", "Aggregates, ids and hashes only: no document text, and no document-level scores "
               "unless the release was made with `--document-scores`.", "", "## Citation", "",
               "See `CITATION.cff`. Cite the paper: Matlin et al., arXiv:2606.19625, COLM 2026."]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell (a pipe would end the cell)."""
+    return text.replace("|", "\\|")
 
 
 def citation(info: dict) -> str:
@@ -271,7 +398,7 @@ def citation(info: dict) -> str:
         **{"preferred-citation": dict(
             type="conference-paper",
             title="Where Does Social Reasoning Come From? Capability Provenance in Language Models",
-            authors=[{"family-names": "Matlin"}, {"name": "et al."}], year=2026,
+            authors=PAPER_AUTHORS, year=2026,
             conference=dict(name="Conference on Language Modeling (COLM 2026)"),
             identifiers=[dict(type="other", value="arXiv:2606.19625", description="arXiv identifier")],
             url="https://arxiv.org/abs/2606.19625")})

@@ -26,8 +26,10 @@ from pathlib import Path
 import pandas as pd
 
 from .artifacts import write_text
+from .benchmarks import BENCHMARKS
 from .errors import ProvenanceError
 from .record import COMPLETE, WORLD_STAGE, RunRecord
+from .summaries import FINDERS, stage_findings
 from .worlds.contract import load_world
 
 REPORT_DIR, INDEX = "report", "index.html"
@@ -35,10 +37,10 @@ COMPARABLE_WORLDS = ("paper", "released")
 KEY_FIGURES = {   # the figures the summary embeds per stage; every other figure is in the stage's page
     "01_sampling": ("skew_heatmap.png",),
     "03_binning": ("heatmaps_2x2.png",),
-    "04_contrast": ("profile_correlations.png", "contrastive_topics.png"),
+    "04_contrast": ("profile_correlations.png", "marginals.png", "contrastive_topics.png",
+                    "correctness_differential.png"),
     "05_unlearning": ("paired_damage.png",),
 }
-MAX_ROWS = 40
 PIPELINE = ("01_sampling", "02_gradients", "03_binning", "04_contrast", "05_unlearning")
 INVOCATION_FIELDS = dict(git={}, command="", status="", started="", ended="", interpreter={}, host={},
                          code_sha256=None, versions={})   # what the provenance table shows, for a record without any
@@ -46,12 +48,25 @@ INVOCATION_FIELDS = dict(git={}, command="", status="", started="", ended="", in
 
 @dataclass
 class Section:
-    """One completed stage's part of the summary: a headline line, tables (title, html) and embedded figures."""
+    """One completed stage's part of the summary: what it found (sentences), tables (title, html), embedded figures
+    and notes saying why a table or figure the stage usually shows is not there."""
 
     stage_id: str
-    headline: str = ""
+    findings: list[str] = field(default_factory=list)
+    note: str | None = None   # the world's scale note
     tables: list[tuple[str, str]] = field(default_factory=list)
     figures: list[tuple[str, str]] = field(default_factory=list)   # (name, data URI)
+    missing: list[str] = field(default_factory=list)
+
+    def table(self, title: str, frame: pd.DataFrame, index: bool = True) -> None:
+        """A table shown whole, without the columns this run has no value in; an empty one is never drawn: the
+        section says it is not there."""
+        blank = [c for c in frame.columns if frame[c].isna().all()]
+        if len(frame) and len(blank) < len(frame.columns):
+            left_out = f"<p class=note>No value in this run, left out: {', '.join(map(str, blank))}.</p>"
+            self.tables.append((title, frame_html(frame.drop(columns=blank), index) + (left_out if blank else "")))
+        else:
+            self.missing.append(f"{title}: no rows in this run.")
 
 
 def build_report(run_dir: str | Path) -> Path:
@@ -72,6 +87,7 @@ def build_report(run_dir: str | Path) -> Path:
                 if s["id"] != WORLD_STAGE and s["status"] == COMPLETE]
     page = template().render(
         name=record.data["name"], world=world, kind=kind, comparable=kind in COMPARABLE_WORLDS,
+        benchmarks=[(b, (world.tasks if world else {}).get(b.name)) for b in BENCHMARKS],
         params_file=record.data.get("params_file"), params_sha256=record.data.get("params_sha256"),
         invocation={**INVOCATION_FIELDS, **(record.invocations[-1] if record.invocations else {})}, stages=stages,
         absent=absent_stages(record), sections=sections, paper_table=paper_vs_run(run_dir, record, kind),
@@ -118,50 +134,50 @@ def strip_remote_scripts(page: str) -> str:
 
 # ----------------------------------------------------------------------------------------------- stages
 def stage_section(run_dir: Path, stage_id: str, world_kind: str) -> Section:
-    """Headline tables from the stage's own result object (``load_result``; the notebook API) and its key
-    figures. A stage whose package this checkout lacks still lists its figures."""
+    """What the stage found (``summaries``), headline tables from its result object (``load_result``; the notebook
+    API) and its key figures. A stage whose package this checkout lacks still lists its figures."""
     section = Section(stage_id)
     folder = run_dir / stage_id
     headline = HEADLINES.get(stage_id)
-    if headline and importlib.util.find_spec(f"provenance_lib.stages.{stage_id[3:]}") is not None:
+    readable = headline or stage_id in FINDERS
+    if readable and importlib.util.find_spec(f"provenance_lib.stages.{stage_id[3:]}") is not None:
         try:
-            headline(section, importlib.import_module(f"provenance_lib.stages.{stage_id[3:]}").load_result(folder))
+            result = importlib.import_module(f"provenance_lib.stages.{stage_id[3:]}").load_result(folder)
+            section.findings = stage_findings(stage_id, result)
+            section.note = getattr(result, "note", None)
+            if headline:
+                headline(section, result)
         except (ProvenanceError, OSError) as exc:   # the report describes a broken stage rather than failing
-            section.headline = f"its recorded result could not be read: {exc}"
+            section.findings = [f"its recorded result could not be read: {exc}"]
     names = KEY_FIGURES.get(stage_id) or tuple(p.name for p in sorted(folder.glob("*.png"))[:2])
     section.figures = [(name, data_uri(folder / name)) for name in names if (folder / name).is_file()]
     return section
 
 
-def frame_html(frame: pd.DataFrame, index: bool = True, max_rows: int | None = MAX_ROWS) -> str:
-    shown = frame if max_rows is None else frame.head(max_rows)
-    more = f"<p class=note>first {max_rows} of {len(frame)} rows</p>" if len(shown) < len(frame) else ""
-    return shown.to_html(index=index, float_format=lambda x: f"{x:.4g}", na_rep="—", border=0,
-                         classes="table") + more
+def frame_html(frame: pd.DataFrame, index: bool = True, formats: dict | None = None) -> str:
+    """The whole table (the summary shows no table it would have to cut)."""
+    return frame.to_html(index=index, float_format=lambda x: f"{x:.4g}", formatters=formats, na_rep="—", border=0,
+                         classes="table")
 
 
 def _sampling(section: Section, result) -> None:
-    section.headline = result.bins_overview()
-    section.tables.append(("Working set", frame_html(result.totals_table())))
+    section.table("Working set", result.totals_table())
 
 
 def _binning(section: Section, result) -> None:
-    section.headline = result.note or ""
     for variant in dict.fromkeys([result.reading, "paper"]):   # the study's reading, the paper's definition beside it
         label = "the paper's definition" if variant == "paper" else f"{variant}, the study's reading"
-        section.tables.append((f"Top 3 bins per benchmark ({label})", frame_html(result.top_bins(3, variant), False)))
+        section.table(f"Top 3 bins per benchmark ({label})", result.top_bins(3, variant), index=False)
 
 
 def _contrast(section: Section, result) -> None:
-    section.headline = result.note or ""
-    section.tables.append(("Profile correlations (Pearson), this run beside the paper",
-                           frame_html(result.correlation_matrices())))
-    section.tables.append(("Top formats per benchmark", frame_html(result.tables["top_marginals"], False)))
+    section.table("Profile correlations (Pearson), this run beside the paper", result.correlation_matrices())
+    for axis in ("format", "topic"):
+        section.table(f"Top {axis}s per benchmark: mean z of the {axis}'s bins [interval]", result.top_labels(axis))
 
 
 def _unlearning(section: Section, result) -> None:
-    section.tables.append(("Paired damage, targeted minus random, beside the paper", frame_html(result.paper_table(),
-                                                                                               False)))
+    section.table("Paired damage, targeted minus random, beside the paper", result.paper_table(), index=False)
 
 
 HEADLINES = {"01_sampling": _sampling, "03_binning": _binning, "04_contrast": _contrast, "05_unlearning": _unlearning}
@@ -179,16 +195,25 @@ def paper_vs_run(run_dir: Path, record: RunRecord, world_kind: str) -> str | Non
     if record.completed("01_sampling"):
         frames.append(skew_rows(run_dir / "01_sampling", world_kind))
     if record.completed("04_contrast") and (run_dir / "04_contrast" / "paper_vs_run.csv").is_file():
-        table = pd.read_csv(run_dir / "04_contrast" / "paper_vs_run.csv")
-        frames.append(table[["section", "benchmark", "item", "paper", "run", "run_low", "run_high", "status"]])
+        frames.append(pd.read_csv(run_dir / "04_contrast" / "paper_vs_run.csv"))
     if not frames:
         return None
     table = pd.concat(frames, ignore_index=True)
     produced = table[~table["status"].astype(str).str.startswith("not produced")]
+    produced = produced.assign(gap=(produced["run"] - produced["paper"]).abs()).reindex(columns=PAPER_COLUMNS)
     missing = len(table) - len(produced)
     note = (f"<p class=note>{missing} further reported value(s) this run cannot produce are listed in stage 04's "
             "<code>paper_vs_run.csv</code> with the reason.</p>") if missing else ""
-    return frame_html(produced, False, max_rows=None) + note
+    return frame_html(produced.rename(columns={"gap": "|run − paper|"}), False,
+                      formats={"|run − paper|": _gap, "tolerance": _gap}) + note
+
+
+PAPER_COLUMNS = ["section", "benchmark", "item", "paper", "run", "run_low", "run_high", "gap", "tolerance", "status"]
+
+
+def _gap(value) -> str:
+    """A difference or tolerance at enough precision to see which side of the tolerance it falls on."""
+    return "—" if pd.isna(value) else f"{value:.3g}"
 
 
 def skew_rows(folder: Path, world_kind: str) -> pd.DataFrame:
@@ -201,7 +226,7 @@ def skew_rows(folder: Path, world_kind: str) -> pd.DataFrame:
     status = "compared" if world_kind in COMPARABLE_WORLDS else f"not comparable ({world_kind} world)"
     return pd.DataFrame({"section": "corpus_skew", "benchmark": "", "item": skew["statistic"],
                          "paper": skew["paper_population"], "run": skew["population"], "run_low": None,
-                         "run_high": None, "status": status})
+                         "run_high": None, "tolerance": None, "status": status})
 
 
 def template():

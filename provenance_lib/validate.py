@@ -1,4 +1,4 @@
-"""Known answers (issue 11): run stages 01-03 on planted and null testbed worlds and tabulate what they recover.
+"""Known answers: run stages 01-03 on planted and null testbed worlds and tabulate what they recover.
 
 ``python -m provenance_lib validate params/validation.yaml`` plans the worlds (``plan``: planted seeds at the study's
 dose, further doses, null worlds), runs each through the package's own runner (``runs.run_study`` into

@@ -19,7 +19,8 @@ Reads the runs a validation made (``validate``: ``<validation>/<world>/`` and, p
   (``ground_truth.json``) from the rest of the working set; aggregation variants share their score set's values.
 
 ``summary.csv`` condenses it per stage 02 setting and variant over the planted worlds at the study's dose and the null
-worlds, beside issue 11's bar (planted bin 1st in >= 11 of 12, median AUC >= 0.9, null flag rate <= 5%);
+worlds, beside the bar a known-answers check must clear (planted bin 1st in >= 11 of 12, median AUC >= 0.9, null
+flag rate <= 5%);
 ``dose_response.csv`` and ``dose_response.png``: recovery against the planted token share (the null worlds are dose
 0), per setting.
 """
@@ -46,7 +47,7 @@ from .worlds.testbed import GROUND_TRUTH
 
 PLAN = "validation.json"
 ROWS, SUMMARY, DOSES, FIGURE = "known_answers.parquet", "summary.csv", "dose_response.csv", "dose_response.png"
-BAR = dict(rank1_share=11 / 12, median_auc=0.9, null_flag_rate=0.05)   # issue 11's "must show"
+BAR = dict(rank1_share=11 / 12, median_auc=0.9, null_flag_rate=0.05)   # what the attribution must show
 
 
 @dataclass
@@ -81,7 +82,7 @@ class KnownAnswers:
         return null.pivot_table(index=["setting", "world"], columns="variant", values="flag_rate", sort=False)
 
     def verdict(self) -> str:
-        """Per stage 02 setting, one line per variant: whether it reaches issue 11's bar, and how close it gets
+        """Per stage 02 setting, one line per variant: whether it reaches the bar (``BAR``), and how close it gets
         where it does not."""
         lines = []
         for setting, block in self.summary.groupby("setting", sort=False):
@@ -220,7 +221,7 @@ def document_metrics(run_dir: Path, truth: dict, recall_k: int | None) -> dict[t
 def summarize(rows: pd.DataFrame, overrides: dict[str, list[str]] | None = None) -> pd.DataFrame:
     """Per stage 02 setting (``overrides``: its gradients.* overrides, kept as a JSON list) and variant: the
     planted worlds at the study's dose (rank 1 count, median AUC, recall, p) and the null worlds' false-flag rate,
-    with whether it reaches issue 11's bar."""
+    with whether it reaches the bar (``BAR``)."""
     out = []
     for (setting, variant), block in rows.groupby(["setting", "variant"], sort=False):
         p, n = block[block["kind"] == "planted"], block[block["kind"] == "null"]

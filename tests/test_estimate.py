@@ -59,3 +59,38 @@ def test_estimate_command_prints_totals_beside_the_paper_and_launch_commands():
 def test_a_missing_measurement_is_an_error_naming_the_bench_to_run(tmp_path):
     with pytest.raises(ProvenanceError, match="bench_gradients.py"):
         measured_costs(tmp_path)
+
+
+def test_every_flag_the_estimate_documents_is_one_its_command_takes():
+    import re
+
+    from provenance_lib import estimate as module
+
+    done = subprocess.run([sys.executable, "-m", "provenance_lib", "estimate", "--help"], capture_output=True,
+                          text=True, cwd=PAPER.parents[1])
+    assert done.returncode == 0, done.stderr
+    assert all(flag in done.stdout for flag in re.findall(r"--[a-z][a-z-]+", module.__doc__))
+
+
+def test_the_printed_submit_script_is_where_stage_05_writes_it(tmp_path):
+    from types import SimpleNamespace
+
+    from provenance_lib.params.unlearning import Unlearning
+    from provenance_lib.stages.unlearning import jobs, work_dir
+
+    plan = SimpleNamespace(work=work_dir(tmp_path / "runs" / "study"), tasks=[0, 1])
+    plan.work.mkdir(parents=True)
+    written = jobs.write_slurm(plan, Unlearning().slurm, "study")
+    assert written == tmp_path / "runs" / "study" / "work" / "05_unlearning" / "submit.sh" and written.is_file()
+    launch = by_stage()["05_unlearning"].launch
+    assert f"bash {Path('runs', '<name>', 'work', '05_unlearning', 'submit.sh')}" in launch
+
+
+def test_the_papers_setting_figures_restate_its_text():
+    from provenance_lib.reported import paper_reported
+
+    setting, figures = paper_reported()["setting"], paper_reported()["setting_figures"]
+    assert f"{figures['corpus_unique_documents']:,} unique documents" in setting["corpus"]
+    assert f"duplication rate {figures['corpus_duplication_rate']}" in setting["corpus"]
+    assert f"{figures['corpus_tokens'] / 1e12:.0f}T mix" in setting["corpus"]
+    assert f"about {figures['compute_h200_hours']:,} H200-equivalent GPU-hours" == setting["compute"]

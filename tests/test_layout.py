@@ -10,14 +10,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "provenance_lib"
 LAYERS = (
     ("errors",),
     ("artifacts", "assets", "threads", "process", "taxonomy", "reported"),
-    ("params", "corpus", "benchmarks", "stats", "codebase"),
+    ("params", "corpus", "benchmarks", "stats", "codebase", "heatmap"),
     ("models",),
     ("labels", "evaluation"),
     ("worlds",),
     ("record",),
     ("context",),
     ("stages",),
-    ("execute", "runs", "verify", "validation_tables", "validate", "report", "release", "estimate"),
+    ("execute", "runs", "verify", "validation_tables", "validate", "summaries", "report", "release_fields", "release",
+     "estimate"),
     ("__main__",),
 )
 STAGE_ORDER = ("sampling", "gradients", "binning", "contrast", "unlearning")

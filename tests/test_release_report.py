@@ -15,11 +15,11 @@ from provenance_lib import params
 from provenance_lib.artifacts import hash_tree, sha256_file, write_parquet
 from provenance_lib.errors import ProvenanceError
 from provenance_lib.record import COMPLETE, RunRecord
-from provenance_lib.release import INDEX, build_release
+from provenance_lib.release import INDEX, PAPER_AUTHORS, build_release, table_columns, table_rows
 from provenance_lib.report import build_report
 from provenance_lib.stages.binning import describe, released_table, write_outputs
 from provenance_lib.worlds import build_world
-from provenance_lib.worlds.released import CSV_COLUMNS, RELEASED_FILES, packaged_folder, read_matrix
+from provenance_lib.worlds.released import CSV_COLUMNS, RELEASED_FILES, packaged_folder, read_matrix, source_upstream
 
 PARAMS = Path(__file__).resolve().parents[1] / "params" / "paper-released.yaml"
 
@@ -47,6 +47,19 @@ def record_stage(run: Path, stage_id: str, notebook: str | None = None) -> None:
     record.save()
 
 
+def contrast_stage(run: Path, study) -> None:
+    """Stage 04 on the released matrix, as the runner's stage context would run it (fewer resamples)."""
+    from types import SimpleNamespace
+
+    from provenance_lib.stages import contrast
+    from provenance_lib.worlds import load_world
+
+    study = study.model_copy(update={"contrast": study.contrast.model_copy(update={"bin_bootstrap": 50})})
+    (run / "04_contrast").mkdir()
+    contrast.run(SimpleNamespace(params=study, world=load_world(run / "world"), out_dir=run / "04_contrast",
+                                 input_dir=lambda stage_id: run / stage_id))
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "released"
@@ -65,6 +78,8 @@ def run(tmp_path_factory) -> Path:
     (run / "notebooks").mkdir()
     nbformat.write(notebook, run / "notebooks" / "03_binning.ipynb")
     record_stage(run, "03_binning", "notebooks/03_binning.ipynb")
+    contrast_stage(run, study)
+    record_stage(run, "04_contrast")
     manifest = run / "01_sampling"
     manifest.mkdir()
     write_parquet(manifest / "manifest.parquet", pd.DataFrame({"id": ["a", "b"], "bin": [0, 1], "tokens": [5, 7]}))
@@ -82,7 +97,7 @@ def test_release_loads_with_datasets_in_the_papers_layout_and_lists_every_hash(r
     for name in RELEASED_FILES.values():   # the paper's own files, byte for byte, from the released world's import
         assert (out / "data" / "bin_scores" / name).read_bytes() == (packaged_folder() / name).read_bytes()
     index = json.loads((out / INDEX).read_text())
-    recorded = {**RunRecord(run).stages["03_binning"]["outputs"], **RunRecord(run).stages["01_sampling"]["outputs"]}
+    recorded = {path: sha for entry in RunRecord(run).stages.values() for path, sha in entry["outputs"].items()}
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {INDEX}
     assert {f["path"] for f in index["files"]} == on_disk
     for entry in index["files"]:
@@ -102,9 +117,57 @@ def test_release_card_has_hub_metadata_and_names_absent_stages(run, tmp_path):
     assert "extended|allenai/social_i_qa" in meta["source_datasets"]
     assert meta["configs"][0] == {"config_name": "bin_scores", "default": True,
                                   "data_files": meta["configs"][0]["data_files"]}
-    assert "not in this run: 02_gradients, 04_contrast, 05_unlearning" in card
+    assert "not in this run: 02_gradients, 05_unlearning" in card
     cff = yaml.safe_load((out / "CITATION.cff").read_text())
     assert cff["preferred-citation"]["identifiers"][0]["value"] == "arXiv:2606.19625"
+
+
+def test_release_ships_no_empty_table_and_says_why_each_is_left_out(run, tmp_path):
+    out = build_release(run, tmp_path / "release")
+    tables = [p for p in out.rglob("*") if p.suffix in (".csv", ".parquet")]
+    assert tables and all(table_rows(p) > 0 for p in tables)
+    card = (out / "README.md").read_text()
+    for name in ("correctness_differential", "top_differentials", "lexical_bins", "lexical_profiles"):
+        assert not (out / "data" / "contrast" / f"{name}.csv").exists()
+        assert f"`04_contrast/{name}.csv`: No " in card   # and the reason, from stage 04's record of it
+    assert "no split by correctness" in card and "no working-set text" in card
+
+
+def test_release_card_describes_every_column_summarises_and_states_its_limits(run, tmp_path):
+    out = build_release(run, tmp_path / "release")
+    card = (out / "README.md").read_text()
+    for entry in json.loads((out / INDEX).read_text())["files"]:
+        if entry.get("config"):
+            for column in table_columns(out / entry["path"]):
+                row = rf"\| `{re.escape(column)}` \| (?:[^|]|\\\|)+ \| [^|]+ \|"
+                assert re.search(row, card), (entry["path"], column)
+    findings = card.split("## Summary of findings")[1].split("##")[0]
+    assert "Literature x Customer Support (z 16.00)" in findings          # written from stage 03's result
+    limits = card.split("## Limitations")[1].split("##")[0]
+    paper_vs_run = pd.read_csv(run / "04_contrast" / "paper_vs_run.csv")
+    arc = paper_vs_run[paper_vs_run["benchmark"].str.contains("ARC-Challenge")]
+    assert "ARC-Challenge file" in limits and f"{int((arc['status'] == 'differs').sum())} of " in limits
+    upstream = source_upstream(packaged_folder())
+    assert upstream["repository"] in card and upstream["commit"] in card and "byte copies" in card
+
+
+def test_release_refuses_a_column_no_field_description_covers(run, tmp_path):
+    import shutil
+
+    run = Path(shutil.copytree(run, tmp_path / "run"))
+    write_parquet(run / "03_binning" / "bin_influence.parquet", pd.DataFrame({"bin": [0], "mystery": [1.0]}))
+    record_stage(run, "03_binning", "notebooks/03_binning.ipynb")
+    with pytest.raises(ProvenanceError, match="mystery"):
+        build_release(run, tmp_path / "release")
+
+
+def test_the_papers_authors_are_one_entry_in_the_repository_and_in_releases(run, tmp_path):
+    import yaml
+
+    root = yaml.safe_load((Path(__file__).resolve().parents[1] / "CITATION.cff").read_text())
+    papers = [r for r in root["references"] if r["type"] == "conference-paper"]
+    cff = yaml.safe_load((build_release(run, tmp_path / "release") / "CITATION.cff").read_text())
+    assert papers[0]["authors"] == PAPER_AUTHORS == cff["preferred-citation"]["authors"]
 
 
 def test_release_refuses_document_text_and_modified_artifacts(run, tmp_path):
@@ -140,3 +203,21 @@ def test_report_is_offline_and_links_every_executed_notebook(run, tmp_path):
     assert "Literature x Customer Support" in page                 # stage 03's headline: the paper's top bin
     assert "not in this run" in page.lower() and "01_sampling" in page
     assert RunRecord(run).stages["03_binning"]["outputs"]["03_binning/zscored_socialiqa.csv"] in page
+
+
+def test_report_shows_every_table_whole_says_why_an_analysis_is_missing_and_shows_the_tolerance(run, tmp_path):
+    import shutil
+
+    run = Path(shutil.copytree(run, tmp_path / "released"))
+    record = RunRecord(run)
+    del record.stages["01_sampling"]
+    record.save()
+    page = build_report(run).read_text()
+    assert "MMLU STEM (STEM, knowledge)" in page                          # the design, even without items
+    top_formats = page.split("Top formats per benchmark")[1].split("</table>")[0]
+    assert all(name in top_formats for name in ("SocialIQA", "MMLU STEM", "Documentation"))
+    assert not re.search(r"first \d+ of \d+ rows", page)
+    assert "no split by correctness" in page and "marginals.png" in page
+    assert "correctness_differential.png" not in page                   # not drawn: nothing to draw
+    paper = page.split("Paper vs this run")[1]
+    assert "|run − paper|" in paper and "<th>tolerance</th>" in paper and "0.005" in paper

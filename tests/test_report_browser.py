@@ -1,5 +1,7 @@
-"""The study report as a person sees it: headless Chromium opens the summary and one stage page offline, every image
-loads, no console error is raised, and a screenshot of each is kept. Needs Debian's ``chromium``: ``make
+"""The study report as a person sees it: headless Chromium opens the summary and every stage page offline; every image
+loads and draws something (not a blank canvas with a title), every table has rows and none is cut short, no console
+error is raised, and a screenshot of each page is kept. ``REPORT_RUNS``: the run folders to check, separated by
+spaces (``make report-check`` checks the paper-released and the testbed run). Needs Debian's ``chromium``: ``make
 report-check`` installs it when missing and runs this file; without a browser the test is skipped, never passed.
 
 Driven over the DevTools protocol (websocket-client, already a dependency) rather than a browser-automation
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
-RUN = os.environ.get("REPORT_RUN")   # a run folder with a report
+RUNS = os.environ.get("REPORT_RUNS", "").split()   # run folders with a report
 SHOTS = Path(os.environ.get("REPORT_SHOTS", "runs/screenshots"))
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(BROWSER is None, reason="no chromium (make report-check)")]
@@ -42,7 +44,8 @@ class Page:
         from urllib.request import urlopen
 
         target = next(t for t in json.load(urlopen(f"http://127.0.0.1:{port}/json")) if t["type"] == "page")
-        self.socket = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=60)
+        self.socket = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=60,
+                                                  suppress_origin=True)   # Chromium refuses a foreign Origin
         self.counter, self.events = 0, []
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable")
@@ -69,6 +72,38 @@ class Page:
     def broken_images(self) -> list[str]:
         js = "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt || i.src)"
         return self.call("Runtime.evaluate", expression=js, returnByValue=True)["result"]["value"]
+
+    def evaluate(self, js: str):
+        return self.call("Runtime.evaluate", expression=js, returnByValue=True)["result"]["value"]
+
+    def blank_images(self, least_ink: float = 0.02) -> list[str]:
+        """Images whose pixels are almost all background (under ``least_ink`` of them differ from white): a figure
+        with a title and no plot. Read through a canvas (every image of the report is an embedded data URI)."""
+        js = f"""Array.from(document.images).filter(img => {{
+            const c = document.createElement('canvas'); c.width = 300;
+            c.height = Math.max(1, Math.round(300 * img.naturalHeight / img.naturalWidth));
+            const g = c.getContext('2d'); g.drawImage(img, 0, 0, c.width, c.height);
+            const d = g.getImageData(0, 0, c.width, c.height).data; let ink = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] < 720 && d[i + 3] > 0) ink++;
+            return ink / (c.width * c.height) < {least_ink};
+        }}).map(img => img.alt || img.src.slice(0, 60))"""
+        return self.evaluate(js)
+
+    def empty_tables(self) -> list[str]:
+        """Tables without a single data cell (headers only, or nothing)."""
+        js = """Array.from(document.querySelectorAll('table')).filter(t => !Array.from(t.querySelectorAll('td'))
+            .some(td => td.textContent.trim() !== '')).map(t => (t.caption ? t.caption.textContent : '') +
+            ' | ' + t.textContent.trim().slice(0, 80))"""
+        return self.evaluate(js)
+
+    def truncated_tables(self) -> list[str]:
+        """Tables cut short: pandas' elided rows or columns (a row of '...'), or a 'first n of m rows' note."""
+        js = """Array.from(document.querySelectorAll('table')).filter(t => Array.from(t.querySelectorAll('td, th'))
+            .some(c => ['...', '…'].includes(c.textContent.trim()))).map(t => t.textContent.trim().slice(0, 80))
+            .concat(Array.from(document.querySelectorAll('p, div.output_text, pre'))
+            .filter(p => /(first \\d+ of \\d+ rows|\\d+ rows × \\d+ columns)/.test(p.textContent))
+            .map(p => p.textContent.trim().slice(0, 80)))"""
+        return self.evaluate(js)
 
     def image_count(self) -> int:
         return self.call("Runtime.evaluate", expression="document.images.length", returnByValue=True)["result"][
@@ -98,23 +133,65 @@ class Page:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
-@pytest.fixture
-def report() -> Path:
-    if not RUN:
-        pytest.skip("set REPORT_RUN to a run folder with a report (make report-check does)")
-    return Path(RUN) / "report" / "index.html"
+@pytest.fixture(params=RUNS or [None], ids=lambda run: Path(run).name if run else "no-run")
+def report(request) -> Path:
+    if not request.param:
+        pytest.skip("set REPORT_RUNS to run folders with a report (make report-check does)")
+    return Path(request.param) / "report" / "index.html"
 
 
-def test_report_opens_offline_with_every_image_loaded_and_no_console_error(report):
+def test_report_opens_offline_with_every_figure_drawn_every_table_whole_and_no_console_error(report):
     page = Page()
     try:
-        stage = sorted(p for p in report.parent.glob("*.html") if p.name != "index.html")[0]
-        for path in (report, stage):
+        stages = sorted(p for p in report.parent.glob("*.html") if p.name != "index.html")
+        assert stages, "no stage page beside the summary"
+        for path in (report, *stages):
             page.open(path)
             assert page.image_count() > 0, f"{path.name} shows no figure"
             assert page.broken_images() == [], f"{path.name}: images that did not load"
+            assert page.blank_images() == [], f"{path.name}: figures with nothing drawn"
+            assert page.empty_tables() == [], f"{path.name}: tables without rows"
+            assert page.truncated_tables() == [], f"{path.name}: tables cut short"
             assert page.console_errors() == [], f"{path.name}: console errors"
             shot = page.screenshot(SHOTS / f"{report.parents[1].name}-{path.stem}.png")
             assert shot.stat().st_size > 10_000
+    finally:
+        page.close()
+
+
+def test_the_checks_catch_a_blank_figure_an_empty_table_and_a_cut_table(tmp_path):
+    """The detectors above fail on a page with each defect (a figure that is only a title, a table with headers and
+    no rows, a table pandas elided), and pass on the same page without them."""
+    import base64
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    def png(draw: bool) -> str:
+        fig, ax = plt.subplots(figsize=(4, 3))
+        fig.suptitle("a title")
+        ax.set_axis_off()
+        if draw:
+            ax.imshow([[0, 1], [1, 0]], cmap="viridis")
+        path = tmp_path / f"figure-{draw}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+    full = pd.DataFrame({"a": range(100), "b": range(100)})
+    good = f'<img src="{png(True)}" alt="drawn">' + full.head(3).to_html()
+    bad = (f'<img src="{png(False)}" alt="blank">' + full.head(0).to_html() +
+           full.to_html(max_rows=10, show_dimensions=True))
+    page = Page()
+    try:
+        for name, body in (("good", good), ("bad", bad)):
+            path = tmp_path / f"{name}.html"
+            path.write_text(f"<html><body>{body}</body></html>")
+            page.open(path)
+            found = page.blank_images(), page.empty_tables(), page.truncated_tables()
+            assert all(found) if name == "bad" else not any(found), (name, found)
     finally:
         page.close()

@@ -85,7 +85,10 @@ def test_packaged_reference_is_what_the_package_reads_ships_and_agrees_with_itse
         assert all(TAX.topics.get(name) for side in ("social_leaning", "stem_leaning") for name in contrast[side])
     r = paper["profile_correlations"]
     assert all(r[i][i] == 1 and r[i][j] == r[j][i] for i in range(4) for j in range(4))
-    # and where the project's shared reference is beside the checkout, the copies are the same
+    # and where the project's shared reference is beside the checkout, the copies say the same; the packaged
+    # paper_reported.yaml adds only `setting_figures` (its setting's figures as numbers, checked in test_estimate)
     shared = shared_reference()
     for name in ("weborganizer_taxonomy.yaml", "paper_reported.yaml") if shared else ():
-        assert yaml.safe_load((packaged / name).read_text()) == yaml.safe_load((shared / name).read_text()), name
+        ours = yaml.safe_load((packaged / name).read_text())
+        ours.pop("setting_figures", None)
+        assert ours == yaml.safe_load((shared / name).read_text()), name

@@ -15,7 +15,7 @@ from provenance_lib.stages import unlearning
 from provenance_lib.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]
-# params/testbed.yaml's topics (those of SocialIQA's planted bins) x 5 seeds = 10 pairs (issue 13: >= 5 seeds): a
+# params/testbed.yaml's topics (those of SocialIQA's planted bins) x 5 seeds = 10 pairs (at least 5 seeds): a
 # one-sided Wilcoxon signed-rank p < 0.01 allows negative differences of rank sum <= 5 only (10 of 1,024 sign patterns)
 PROTOCOL = ["stages=[01_sampling,02_gradients,05_unlearning]",  # stage 05 reads 01 and 02 only: 03-04 are not run
             "gradients.exactness.enabled=false",  # stage 02's projected-vs-exact check: not what 05 reads

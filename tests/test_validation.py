@@ -1,4 +1,4 @@
-"""Known answers (issue 11): the validation's world plan and stage 02 settings (the runs ``validate`` makes, with the
+"""Known answers: the validation's world plan and stage 02 settings (the runs ``validate`` makes, with the
 runner stood in for), its tables on runs whose stage 02 scores are known (a lift on each benchmark's planted bin,
 tests/synthetic.py's definitions), and a real 1-seed miniature of ``validate`` (slow)."""
 

@@ -34,8 +34,8 @@ class Binning(Section):
     ci_level: float = Field(default=0.95, gt=0, lt=1, description="two-sided percentile interval")
     fdr: float = Field(default=0.05, gt=0, lt=1, description="Benjamini-Hochberg level for flagging bins")
     topk_share: float = Field(default=0.2, gt=0, le=1, description=(
-        "topk variant: a bin is scored by the mean of its top share of documents (the known-answers probe of "
-        "issue 11 found the top 20% recovered planted bins better than the mean)"))
+        "topk variant: a bin is scored by the mean of its top share of documents (on the known-answers testbed "
+        "the top 20% recovered planted bins better than the mean)"))
     centering: Literal["benchmark_means", "all_queries"] = Field(default="benchmark_means", description=(
         "centered variant: the shared query direction subtracted from every query row. benchmark_means: the mean "
         "of the four benchmarks' mean rows (each benchmark weighs the same); all_queries: the mean over every "

@@ -22,7 +22,7 @@ class Validation(Section):
         "ground_truth.json holds the known answers"))
     seeds: list[int] = Field(default=[0, 1, 2], min_length=1, description=(
         "planted worlds at the study's dose: each seed draws its own planted bins by the testbed's rule, so a "
-        "result that holds across seeds is not tuned to one placement (issue 11 asks for >= 3)"))
+        "result that holds across seeds is not tuned to one placement (at least 3)"))
     null_seeds: list[int] = Field(default=[0, 1, 2], description=(
         "null worlds (world.planted_token_share 0): the same ordinary text and would-be planted bins as the seed's "
         "planted world, attributed at that twin's checkpoint (its own accuracy band would pick noise); they "

@@ -64,3 +64,19 @@ def load_world(world_dir: str | Path) -> WorldInfo:
         raise ProvenanceError(f"no world at {world_dir} (world.json missing)",
                               "run `python -m provenance_lib world PARAMS --out DIR` or the study runner")
     return WorldInfo(**read_json(path))
+
+
+# ----------------------------------------------------------------------------------------------- scale
+SCALE_NOTES = {
+    "testbed": "Testbed world: a generated corpus with planted provenance and a tiny model. This is a known-answers "
+               "check of the pipeline, not a finding about real language models.",
+    "real-mini": "Real-mini world: packaged text, not the model's pretraining data, covering {bins} of 576 bins. "
+                 "This matrix demonstrates the pipeline on a real model; it is not a provenance finding.",
+    "released": "The paper's released matrix (Matlin et al., arXiv 2606.19625, CC BY 4.0), imported as published.",
+}
+
+
+def scale_note(world_kind: str, bins_with_documents: int) -> str | None:
+    """What a figure or table of this world may be read as (None at paper scale); driven by the world kind."""
+    note = SCALE_NOTES.get(world_kind)
+    return note.format(bins=bins_with_documents) if note else None

@@ -49,6 +49,15 @@ def source_checksums(folder: str | Path) -> dict[str, str]:
     return dict(re.findall(r"sha256 (\S+\.csv): ([0-9a-f]{64})", text))
 
 
+def source_upstream(folder: str | Path) -> dict[str, str]:
+    """Where the released files come from, as SOURCE.md records it (``- Upstream: <repository>, path `<path>`,
+    commit <sha>``): repository, path and commit."""
+    found = re.search(r"- Upstream: (\S+), path `([^`]+)`, commit ([0-9a-f]{40})", (Path(folder) / SOURCE).read_text())
+    if found is None:
+        raise ProvenanceError(f"{Path(folder) / SOURCE} names no upstream", "restore SOURCE.md")
+    return dict(zip(("repository", "path", "commit"), found.groups()))
+
+
 def check_checksums(folder: str | Path) -> dict[str, str]:
     """Every released CSV matches the checksum SOURCE.md records for it; returns the checksums."""
     folder = Path(folder)

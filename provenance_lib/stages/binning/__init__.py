@@ -28,9 +28,8 @@ from ...worlds.released import world_matrix
 from ..gradients.scores import GradientScores
 from ..sampling import MANIFEST
 from .matrix import compute, released_table
-from .outputs import (HEATMAP_2X2, REPLICATES, SUMMARY, TABLE, BinningResult, captioned, clip_limit, draw_heatmap,
-                      heatmap_name, load_result, paper_layout, plot_heatmaps, save_figures, scale_note,
-                      variant_heatmap_name, write_outputs)
+from .outputs import (HEATMAP_2X2, REPLICATES, SUMMARY, TABLE, BinningResult, captioned, heatmap_name, load_result,
+                      paper_layout, plot_heatmaps, save_figures, scale_note, variant_heatmap_name, write_outputs)
 from .variants import SPLITS, VARIANTS, Variant, VariantUnavailable
 
 GRADIENTS, SAMPLING = "02_gradients", "01_sampling"

@@ -13,26 +13,13 @@ import pandas as pd
 from ...artifacts import atomic_path, read_json, savefig, write_json, write_parquet, write_text
 from ...benchmarks import BENCHMARKS, BY_NAME
 from ...errors import ProvenanceError
+from ...heatmap import Scale, diverging, draw_bins
 from ...taxonomy import load as load_taxonomy
+from ...worlds.contract import scale_note
 from ...worlds.released import CSV_COLUMNS, RELEASED_FILES
 
 TABLE, SUMMARY, REPLICATES = "bin_influence.parquet", "binning.json", "bootstrap_z.npy"
 HEATMAP_2X2 = "heatmaps_2x2.png"
-
-SCALE_NOTES = {
-    "testbed": "Testbed world: a generated corpus with planted provenance and a tiny model. This is a known-answers "
-               "check of the pipeline, not a finding about real language models.",
-    "real-mini": "Real-mini world: packaged text, not the model's pretraining data, covering {bins} of 576 bins. "
-                 "This matrix demonstrates the pipeline on a real model; it is not a provenance finding.",
-    "released": "The paper's released matrix (Matlin et al., arXiv 2606.19625, CC BY 4.0), imported as published.",
-}
-
-
-def scale_note(world_kind: str, bins_with_documents: int) -> str | None:
-    """What a figure or table of this world may be read as (None at paper scale); driven by the world kind."""
-    note = SCALE_NOTES.get(world_kind)
-    return note.format(bins=bins_with_documents) if note else None
-
 
 def captioned(table: pd.DataFrame, title: str, note: str | None):
     """A table for a notebook, captioned with the world's scale note (what it may be read as)."""
@@ -155,54 +142,32 @@ def paper_layout(result: BinningResult, benchmark: str) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------- figures
+def z_scale(result: BinningResult) -> Scale:
+    """The colour scale every z heatmap of the run shares (all variants and benchmarks, all queries)."""
+    return diverging(result.table.loc[result.table["split"] == "all", "z"], "z within benchmark",
+                     "stage 03 heatmap of this run")
+
+
 def plot_heatmaps(result: BinningResult, variant: str = "paper", benchmarks: list[str] | None = None,
                   columns: int = 2, axes_size: float = 7.5):
-    """24 x 24 diverging heatmaps of z (topics rows, formats columns, taxonomy order), centred at 0 on one colour
-    scale; masked bins grey."""
+    """24 x 24 diverging heatmaps of z (topics rows, formats columns, taxonomy order) on the run's one z scale
+    (``z_scale``); masked bins grey."""
     import matplotlib.pyplot as plt
 
     benchmarks = benchmarks or result.benchmarks
     rows = -(-len(benchmarks) // columns)
     z = result.matrix(variant)[benchmarks]
-    limit = clip_limit(z.to_numpy())
+    scale = z_scale(result)
     fig, axes = plt.subplots(rows, columns, figsize=(axes_size * columns * 1.1, axes_size * rows + 1), squeeze=False,
                              layout="constrained")
     for ax, benchmark in zip(axes.flat, benchmarks):
         b = BY_NAME[benchmark]
-        draw_heatmap(ax, z[benchmark].to_numpy(), f"{benchmark} ({b.domain}, {b.capability})", limit,
-                     "z within benchmark")
+        draw_bins(ax, z[benchmark].to_numpy(), f"{benchmark} ({b.domain}, {b.capability})", scale)
     for ax in list(axes.flat)[len(benchmarks):]:
         ax.set_visible(False)
     title = f"Influence by WebOrganizer bin, {variant} aggregation (grey: masked, < {result.summary['min_docs']} docs)"
     fig.suptitle(title + ("\n" + textwrap.fill(result.note, 110) if result.note else ""), fontsize=13)
     return fig
-
-
-def draw_heatmap(ax, values: np.ndarray, title: str, limit: float, label: str) -> None:
-    """One 24 x 24 diverging heatmap of a 576-bin vector: topics rows, formats columns in taxonomy order, centred at
-    0, colours clipped at +-limit, missing bins grey. Drawn with matplotlib's imshow in seaborn's diverging palette:
-    ``seaborn.heatmap`` redraws the whole figure on every call (to check tick-label overlap), which is quadratic in
-    the panels of a grid (a 2 x 2 took 15 s here against 2 s)."""
-    import seaborn as sns
-
-    tax = load_taxonomy()
-    grid = np.ma.masked_invalid(np.asarray(values, dtype=np.float64).reshape(len(tax.topics), len(tax.formats)))
-    image = ax.imshow(grid, cmap=sns.color_palette("RdBu_r", as_cmap=True), vmin=-limit, vmax=limit,
-                      interpolation="nearest")
-    ax.set_facecolor("0.85")
-    ax.set_xticks(range(len(tax.formats)), tax.formats.shorts, rotation=90)
-    ax.set_yticks(range(len(tax.topics)), tax.topics.shorts)
-    ax.tick_params(length=0)
-    ax.spines[:].set_visible(False)
-    colorbar = ax.figure.colorbar(image, ax=ax, shrink=0.6, extend="both")
-    colorbar.set_label(f"{label} (colour clipped at ±{limit:.1f})")
-    ax.set(title=title, xlabel="format", ylabel="topic")
-
-
-def clip_limit(values: np.ndarray) -> float:
-    """A shared colour limit: the 99.5th percentile of |value| (one extreme bin would wash out the rest)."""
-    finite = np.abs(values[np.isfinite(values)])
-    return float(np.percentile(finite, 99.5)) if finite.size and finite.max() > 0 else 1.0
 
 
 def save_figures(result: BinningResult) -> list[Path]:

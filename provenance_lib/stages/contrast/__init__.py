@@ -36,7 +36,9 @@ SUMMARY = "contrast.json"
 TABLES = ("profile_correlations", "marginals", "top_marginals", "contrastive_topics", "interactional_split",
           "correctness_differential", "top_differentials", "lexical_bins", "lexical_profiles", "findings",
           "paper_vs_run")
-FIGURES = ("profile_correlations.png", "marginals.png", "contrastive_topics.png", "correctness_differential.png")
+DIFFERENTIAL_FIGURE = "correctness_differential.png"   # written when a benchmark has both correctness splits
+ANALYSES = {"correctness_differential": "correctness differential", "lexical": "lexical profiles of the top bins"}
+FIGURES = ("profile_correlations.png", "marginals.png", "contrastive_topics.png", DIFFERENTIAL_FIGURE)
 
 
 @dataclass
@@ -62,12 +64,37 @@ class ContrastResult:
         run = profiles.correlation_matrix(self.tables["profile_correlations"], names)
         return pd.concat({"this run": run, "paper": paper_r}, axis=1)
 
+    def top_labels(self, axis: str) -> pd.DataFrame:
+        """The top formats (or topics) as one wide table: a row per direction and rank, a column per benchmark,
+        each cell the label, its mean z and interval."""
+        top = self.tables["top_marginals"]
+        top = top[top["axis"] == axis]
+        cells = top.assign(cell=[f"{r.label} {r.mean_z:.2f} [{r.low:.2f}, {r.high:.2f}]" for r in top.itertuples()])
+        return (cells.pivot(index=["direction", "rank"], columns="benchmark", values="cell")
+                .reindex(columns=[b for b in self.summary["benchmarks"] if b in set(top["benchmark"])])
+                .sort_index(level=["direction", "rank"], ascending=[False, True]))
+
     def sharper_table(self) -> pd.DataFrame:
         """The sharper-split test as one column of named values."""
         test = dict(self.summary["sharper_split"])
         for contrast, value in test.pop("max_abs_delta", {}).items():
             test[f"max |delta| ({contrast})"] = value
         return pd.Series(test, name="value").to_frame()
+
+    def why_unavailable(self, analysis: str) -> str | None:
+        """Why this run lacks an analysis (``correctness_differential``, ``lexical``), in sentences; None when it
+        has it for every benchmark."""
+        why = self.summary.get("unavailable", {}).get(analysis)
+        if not why:
+            return None
+        name = ANALYSES.get(analysis, analysis)
+        if isinstance(why, str):
+            return f"No {name} in this run: {why}."
+        by_reason: dict[str, list[str]] = {}
+        for benchmark in self.summary["benchmarks"]:
+            if benchmark in why:
+                by_reason.setdefault(why[benchmark], []).append(benchmark)
+        return " ".join(f"No {name} for {', '.join(names)}: {reason}." for reason, names in by_reason.items())
 
     def agreement(self) -> pd.Series:
         """How many reported values agree, differ, or could not be produced or compared."""
@@ -160,6 +187,8 @@ def lexical_tables(stage, binning: BinningResult, z: pd.DataFrame, k: int) -> tu
 
 
 def save_figures(result: ContrastResult, binning: BinningResult) -> None:
+    """The stage's figures; one with nothing to draw (no benchmark with a correctness split) is not written, and
+    ``summary["unavailable"]`` says why."""
     import matplotlib.pyplot as plt
 
     t = result.tables
@@ -168,9 +197,10 @@ def save_figures(result: ContrastResult, binning: BinningResult) -> None:
         "marginals.png": figures.plot_marginals(t["marginals"], result.note),
         "contrastive_topics.png": figures.plot_contrasts(t["contrastive_topics"], result.summary["sharper_split"],
                                                          result.note),
-        "correctness_differential.png": figures.plot_differential(t["correctness_differential"],
-                                                                  binning.benchmarks, result.note),
+        DIFFERENTIAL_FIGURE: figures.plot_differential(t["correctness_differential"], binning.benchmarks,
+                                                       result.note),
     }
     for name, fig in made.items():
-        savefig(result.out_dir / name, fig)
-        plt.close(fig)
+        if fig is not None:
+            savefig(result.out_dir / name, fig)
+            plt.close(fig)

@@ -11,6 +11,7 @@ import pandas as pd
 from ...stats import bh_qvalues, bootstrap_p, percentile_interval
 from ...taxonomy import load as load_taxonomy
 from ..binning import SPLITS, BinningResult
+from .profiles import top_both_ways
 
 COLUMNS = ["benchmark", "bin", "bin_name", "z_correct", "z_incorrect", "delta_z", "low", "high", "p_value",
            "q_value", "significant", "n_correct", "n_incorrect"]
@@ -49,10 +50,6 @@ def differential(binning: BinningResult, replicates: np.ndarray | None, level: f
 
 def top_differentials(table: pd.DataFrame, n: int) -> pd.DataFrame:
     """Per benchmark, the n bins with the largest positive and the largest negative delta z."""
-    rows = []
-    for benchmark, group in table.groupby("benchmark", sort=False):
-        ranked = group.sort_values("delta_z", ascending=False)
-        for direction, part in (("positive", ranked.head(n)), ("negative", ranked.tail(n).iloc[::-1])):
-            rows += [dict(r, direction=direction, rank=k + 1) for k, r in enumerate(part.to_dict("records"))]
-    columns = ["benchmark", "direction", "rank", "bin_name", "delta_z", "low", "high", "q_value", "significant"]
-    return pd.DataFrame(rows, columns=columns)
+    return top_both_ways(table, ["benchmark"], "delta_z", n,
+                         ["benchmark", "direction", "rank", "bin_name", "delta_z", "low", "high", "q_value",
+                          "significant"])

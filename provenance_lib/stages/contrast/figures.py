@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ...benchmarks import BENCHMARKS
+from ...heatmap import diverging, draw_bins
 from ...taxonomy import load as load_taxonomy
-from ..binning import clip_limit, draw_heatmap
 
 SHORT = {"SocialIQA": "SIQA", "MMLU Social Sciences": "MMLU-SS", "ARC-Challenge": "ARC-C", "MMLU STEM": "MMLU-STEM"}
 
@@ -37,18 +37,18 @@ def plot_correlations(matrices: pd.DataFrame, note: str | None):
 
 
 def plot_marginals(marginals: pd.DataFrame, note: str | None):
-    """Topic and format marginals (mean z of a label's bins) per benchmark."""
+    """Topic and format marginals (mean z of a label's bins) per benchmark, both panels on one symmetric scale."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    scale = diverging(marginals["mean_z"], "mean z of the label's bins", "marginal of this run")
     fig, axes = plt.subplots(1, 2, figsize=(14, 10), layout="constrained")
     for ax, axis in zip(axes, ("topic", "format")):
         wide = (marginals[marginals["axis"] == axis].pivot(index="label", columns="benchmark", values="mean_z")
                 .reindex(index=load_taxonomy().axis(axis).shorts))
         wide = wide[[b.name for b in BENCHMARKS if b.name in wide.columns]]
-        limit = clip_limit(wide.to_numpy())
-        sns.heatmap(wide, ax=ax, annot=True, fmt=".2f", cmap="RdBu_r", center=0, vmin=-limit, vmax=limit,
-                    xticklabels=[SHORT[b] for b in wide.columns], cbar_kws={"label": "mean z", "shrink": 0.6},
+        sns.heatmap(wide, ax=ax, annot=True, fmt=".2f", cmap=scale.cmap, center=0, vmin=scale.vmin, vmax=scale.vmax,
+                    xticklabels=[SHORT[b] for b in wide.columns], cbar_kws={"label": scale.label, "shrink": 0.6},
                     annot_kws={"fontsize": 7})
         ax.set(title=f"{axis} marginals", xlabel="", ylabel=axis)
     _title(fig, "Topic and format marginals: unweighted mean z of each label's bins", note)
@@ -82,22 +82,24 @@ def plot_contrasts(contrasts: pd.DataFrame, sharper: dict, note: str | None):
 
 
 def plot_differential(table: pd.DataFrame, benchmarks: list[str], note: str | None):
-    """z_correct - z_incorrect per bin, one 24 x 24 heatmap per benchmark that has both splits."""
+    """z_correct - z_incorrect per bin, one 24 x 24 heatmap per benchmark that has both splits, all on one scale;
+    None when no benchmark has both (the stage then says why instead of drawing an empty figure)."""
     import matplotlib.pyplot as plt
 
-    present = [b for b in benchmarks if b in set(table["benchmark"])]
+    present = [b for b in benchmarks if b in set(table.get("benchmark", ()))]
+    if not present:
+        return None
     columns = 2 if len(present) > 1 else 1
-    rows = -(-max(len(present), 1) // columns)
+    rows = -(-len(present) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(8.5 * columns, 7.5 * rows + 1), squeeze=False,
                              layout="constrained")
-    limit = clip_limit(table["delta_z"].to_numpy(float)) if len(table) else 1.0
+    scale = diverging(table["delta_z"], "z correct - z incorrect", "correctness-differential heatmap of this run")
     n_bins = load_taxonomy().n_bins
     for ax, benchmark in zip(axes.flat, present):
         part = table[table["benchmark"] == benchmark]
         values = np.full(n_bins, np.nan)
         values[part["bin"].to_numpy(int)] = part["delta_z"].to_numpy(float)
-        draw_heatmap(ax, values, f"{benchmark}: {int(part['significant'].sum())} bins significant (BH)", limit,
-                     "z correct - z incorrect")
+        draw_bins(ax, values, f"{benchmark}: {int(part['significant'].sum())} bins significant (BH)", scale)
     for ax in list(axes.flat)[len(present):]:
         ax.set_visible(False)
     _title(fig, "Correctness differential", note)

@@ -18,7 +18,8 @@ from ...reported import reported_text
 from ...taxonomy import load as load_taxonomy
 from .lexical import PROFILE_COLUMNS
 
-COLUMNS = ["section", "benchmark", "item", "paper", "run", "run_low", "run_high", "difference", "status", "note"]
+COLUMNS = ["section", "benchmark", "item", "paper", "run", "run_low", "run_high", "difference", "tolerance", "status",
+           "note"]
 COMPARABLE_WORLDS = ("paper", "released")
 
 
@@ -33,8 +34,13 @@ class Reported(float):
         return value
 
     @property
+    def half_unit(self) -> float:
+        """Half a unit of the last digit the paper gave: the widest difference that still agrees."""
+        return 0.5 * 10 ** -self.decimals
+
+    @property
     def tolerance(self) -> float:
-        return 0.5 * 10 ** -self.decimals + 1e-9
+        return self.half_unit + 1e-9   # 1.065 vs 1.07: float error must not decide an exact half unit
 
 
 class _ReportedLoader(yaml.SafeLoader):
@@ -69,7 +75,8 @@ class Comparison:
             status = "agrees" if abs(value - paper) <= paper.tolerance else "differs"
         self.rows.append(dict(section=section, benchmark=benchmark, item=item, paper=float(paper), run=value,
                               run_low=_float(low), run_high=_float(high),
-                              difference=None if value is None else value - float(paper), status=status, note=note))
+                              difference=None if value is None else value - float(paper),
+                              tolerance=paper.half_unit, status=status, note=note))
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=COLUMNS)

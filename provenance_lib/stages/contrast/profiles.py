@@ -85,15 +85,22 @@ def marginals(z: pd.DataFrame, axis: str, reps: np.ndarray, unit: str, level: fl
     return pd.DataFrame(rows)
 
 
-def top_marginals(table: pd.DataFrame, n: int) -> pd.DataFrame:
-    """Per axis and benchmark, the n most positive and n most negative marginals (the paper's top formats)."""
+def top_both_ways(table: pd.DataFrame, by: list[str], value: str, n: int, columns: list[str]) -> pd.DataFrame:
+    """Per group of ``by`` (in order of appearance), the n rows with the highest and the n with the lowest
+    ``value`` (rows without one left out), marked ``direction`` (positive / negative) and ``rank`` (1: the most
+    extreme)."""
     rows = []
-    for (axis, benchmark), group in table.dropna(subset=["mean_z"]).groupby(["axis", "benchmark"], sort=False):
-        ranked = group.sort_values("mean_z", ascending=False)
+    for _, group in table.dropna(subset=[value]).groupby(by, sort=False):
+        ranked = group.sort_values(value, ascending=False)
         for direction, part in (("positive", ranked.head(n)), ("negative", ranked.tail(n).iloc[::-1])):
             rows += [dict(r, direction=direction, rank=k + 1) for k, r in enumerate(part.to_dict("records"))]
-    columns = ["axis", "benchmark", "direction", "rank", "label", "mean_z", "low", "high", "unit"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def top_marginals(table: pd.DataFrame, n: int) -> pd.DataFrame:
+    """Per axis and benchmark, the n most positive and n most negative marginals (the paper's top formats)."""
+    return top_both_ways(table, ["axis", "benchmark"], "mean_z", n,
+                         ["axis", "benchmark", "direction", "rank", "label", "mean_z", "low", "high", "unit"])
 
 
 # ----------------------------------------------------------------------------------------------- contrasts

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ...artifacts import read_json, savefig
+from ...heatmap import diverging, draw_bins
 from ...taxonomy import load as load_taxonomy
 from ...stats import separation, zscore
 from .profiles import bin_profile
@@ -156,22 +157,15 @@ def collection_record(runs: list, exactness: dict | None, seconds: float) -> dic
 
 # ----------------------------------------------------------------------------------------------- figure
 def plot_profiles(scores: GradientScores):
-    """Per benchmark, the 24 x 24 grid (topics x formats) of bin z scores; blank = no documents."""
+    """Per benchmark, the 24 x 24 grid (topics x formats) of bin z scores on one scale; grey = no documents."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    tax = load_taxonomy()
     names = scores.benchmarks
-    fig, axes = plt.subplots(1, len(names), figsize=(7.5 * len(names), 7.5), squeeze=False)
+    profiles = {name: zscore(bin_profile(scores.query_bin_scores, scores.rows(name))) for name in names}
+    scale = diverging(list(profiles.values()), "z (bin mean over queries)", "stage 02 profile of this run")
+    fig, axes = plt.subplots(1, len(names), figsize=(7.5 * len(names), 7.5), squeeze=False, layout="constrained")
     for ax, name in zip(axes[0], names):
-        z = zscore(bin_profile(scores.query_bin_scores, scores.rows(name)))
-        grid = z.reshape(len(tax.topics), len(tax.formats))
-        limit = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
-        sns.heatmap(grid, mask=~np.isfinite(grid), ax=ax, cmap="RdBu_r", center=0, vmin=-limit, vmax=limit,
-                    square=True, xticklabels=tax.formats.shorts, yticklabels=tax.topics.shorts,
-                    cbar_kws={"label": "z (bin mean over queries)", "shrink": 0.6})
-        ax.set(title=name, xlabel="format", ylabel="topic")
-    fig.tight_layout()
+        draw_bins(ax, profiles[name], name, scale)
     return fig
 
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 from ... import taxonomy
 from ...artifacts import read_json, savefig, write_json, write_parquet
 from ...errors import ProvenanceError
+from ...heatmap import counts, draw_bins
 from ...reported import paper_reported
 from ...stats import skew_statistics
 from .job import HEATMAP, LABEL_AXES, MANIFEST, MANIFEST_SCHEMA, ROW_BITS, SKEW, SUMMARY, SamplingJob
@@ -154,25 +155,17 @@ def write_outputs(job: SamplingJob, selection: Selection, ids_by_shard: dict[int
 
 
 def plot_skew(result: SamplingResult):
-    """24 x 24 heatmaps (topics rows, formats columns) of the population and the working set, documents per bin."""
+    """24 x 24 heatmaps (topics rows, formats columns) of the population and the working set, documents per bin, on
+    one log scale."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
-    from matplotlib.colors import LogNorm
 
-    tax = taxonomy.load()
-    shape = (len(tax.topics), len(tax.formats))
     table = result.bin_table()
-    fig, axes = plt.subplots(1, 2, figsize=(22, 9.5))
-    for ax, column, title in ((axes[0], "population_docs", "population (after de-duplication)"),
-                              (axes[1], "sampled_docs", f"working set (target {result.summary['target_per_bin']})")):
-        grid = table[column].to_numpy().reshape(shape)
-        positive = grid[grid > 0]
-        sns.heatmap(grid, mask=grid == 0, ax=ax, cmap="viridis", square=True,
-                    norm=LogNorm(vmin=max(positive.min(), 1), vmax=max(positive.max(), 2)),
-                    xticklabels=tax.formats.shorts, yticklabels=tax.topics.shorts,
-                    cbar_kws={"label": "documents (log scale; blank = none)", "shrink": 0.7})
-        ax.set(title=title, xlabel="format", ylabel="topic")
-    fig.tight_layout()
+    panels = (("population_docs", "population (after de-duplication)"),
+              ("sampled_docs", f"working set (target {result.summary['target_per_bin']})"))
+    scale = counts(table[[column for column, _ in panels]].to_numpy(), "documents per bin", "skew panel")
+    fig, axes = plt.subplots(1, 2, figsize=(22, 9.5), layout="constrained")
+    for ax, (column, title) in zip(axes, panels):
+        draw_bins(ax, table[column].to_numpy(), title, scale)
     return fig
 
 

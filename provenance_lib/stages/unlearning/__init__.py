@@ -81,7 +81,12 @@ def run(stage) -> UnlearningResult:
     base = stage.world_path(world.base_model)
     return unlearn(stage.params, scores, sampling_dir, task_dir=stage.world_path(world.task_dir), tasks=world.tasks,
                    base_model=str(base) if base.exists() else world.base_model, base_revision=world.base_revision,
-                   out_dir=stage.out_dir, work_dir=stage.run_dir / "work" / stage.stage_id, name=stage.run_dir.name)
+                   out_dir=stage.out_dir, work_dir=work_dir(stage.run_dir), name=stage.run_dir.name)
+
+
+def work_dir(run_dir: Path) -> Path:
+    """Where a run's unlearning jobs, their Slurm scripts (``submit.sh``) and their results live."""
+    return Path(run_dir) / "work" / "05_unlearning"
 
 
 def unlearn(params, scores: GradientScores, sampling_dir: Path, *, task_dir: Path, tasks: dict[str, str],
