@@ -2,7 +2,7 @@
 
 For a benchmark b, a target topic t and a seed s (``unlearning.forget``), within a pool: the topic's documents
 (construction ``document``) or those of the topic's highest-attribution bin (construction ``bin``: the bin with the
-largest mean score for b, among the bins that can hold full-size disjoint sets when any can; the bin mean of
+largest mean score for b, among the bins that can hold a full-size pair of disjoint sets when any can; the bin mean of
 document scores ranks bins as stage 03's within-benchmark z-scores do):
 
 * **targeted** (``targeted: top``, the paper's): the ``docs`` pool documents with the highest score for b
@@ -148,7 +148,7 @@ def build_pairs(scores: pd.DataFrame, forget, topics: dict[str, list[int]], seed
                 pool = docs[docs["topic"] == topic]
                 bin_id = None
                 if construction == "bin":
-                    bin_id = target_bin(docs, scores, benchmark, topic, _needed(forget, len(seeds)))
+                    bin_id = target_bin(docs, scores, benchmark, topic, 2 * forget.docs)
                     pool = pool[pool["bin"] == bin_id]
                 built = group_pairs(pool, forget, benchmark, seeds, stem, construction=construction, topic=key,
                                     bin=bin_id)
@@ -157,12 +157,6 @@ def build_pairs(scores: pd.DataFrame, forget, topics: dict[str, list[int]], seed
                                  reason=f"a pool of {len(pool)} eligible documents cannot hold a targeted set and a "
                                  "disjoint random set") for seed in seeds[len(built):]]
     return pairs, pd.DataFrame(missing, columns=SHORTFALL_COLUMNS)
-
-
-def _needed(forget, seeds: int) -> int:
-    """Documents a pool needs for full-size disjoint sets: targeted ones (one set, or one per seed when split) and
-    random ones (one per seed, disjoint from the targeted documents; and from each other when split)."""
-    return 2 * forget.docs * seeds if forget.targeted == "split" else 2 * forget.docs
 
 
 def group_pairs(pool: pd.DataFrame, forget, benchmark: str, seeds: list[int], stem: str, **meta) -> list[Pair]:
