@@ -6,10 +6,12 @@ import itertools
 import subprocess
 from pathlib import Path
 
+import micro_world
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from synthetic import score_matrix, scores_from_matrix
 
 from provenance_lib import params
 from provenance_lib.benchmarks import BY_NAME
@@ -20,14 +22,10 @@ from provenance_lib.stages.unlearning import evaluate as evaluate_module
 from provenance_lib.stages.unlearning import jobs, paired
 from provenance_lib.stages.unlearning.checkpoints import load_adapter
 from provenance_lib.stages.unlearning.data import DocumentStore, forget_stream
-from provenance_lib.stages.unlearning.forget_sets import (build_pairs, eligible, global_set, resolve_topics,
-                                                          shortfalls)
+from provenance_lib.stages.unlearning.forget_sets import build_pairs, eligible, global_set, resolve_topics, shortfalls
 from provenance_lib.stages.unlearning.train import Unlearner, attach_lora, document_nll
 from provenance_lib.taxonomy import load as load_taxonomy
 from provenance_lib.worlds.testbed import training
-
-import micro_world
-from synthetic import score_matrix, scores_from_matrix
 
 TAX = load_taxonomy()
 PLANTED_BIN = TAX.parse_bin("Literature x Customer Support")
@@ -60,7 +58,7 @@ def test_targeted_sets_take_the_top_documents_and_random_ones_match_count_and_to
     assert missing.empty
     by_construction = {(p.targeted.construction, p.targeted.seed): p for p in pairs}
     planted = set(scores.doc_scores.loc[scores.doc_scores["bin"] == PLANTED_BIN, "id"])
-    for (construction, seed), pair in by_construction.items():
+    for pair in by_construction.values():
         assert set(pair.targeted.ids) <= planted          # the lift puts every planted document on top
         assert pair.random.size == pair.targeted.size == 5
         assert abs(pair.random.tokens - pair.targeted.tokens) <= 0.1 * pair.targeted.tokens
@@ -412,8 +410,9 @@ def test_the_document_store_reads_texts_by_id_and_names_a_missing_one(micro, tmp
 
 
 def test_in_memory_evaluation_scores_like_the_saved_model(micro):
-    from provenance_lib.evaluation import evaluate
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from provenance_lib.evaluation import evaluate
 
     tasks = {"SocialIQA": micro.tasks["SocialIQA"]}
     saved = evaluate(micro.model_dir, micro.task_dir, tasks, batch_size=8).items

@@ -39,8 +39,15 @@ from . import jobs, paired
 from .checkpoints import base_identity, load_adapter
 from .data import DocumentStore
 from .evaluate import ITEM_COLUMNS, item_split, task_sizes
-from .forget_sets import (SHORTFALL_COLUMNS, build_pairs, eligible, global_set, manifest_tables, resolve_topics,
-                          shortfalls)
+from .forget_sets import (
+    SHORTFALL_COLUMNS,
+    build_pairs,
+    eligible,
+    global_set,
+    manifest_tables,
+    resolve_topics,
+    shortfalls,
+)
 
 __all__ = ["run", "load_result", "unlearn", "UnlearningResult", "load_adapter"]
 
@@ -233,7 +240,7 @@ def run_tables(plan: jobs.Plan, finished: list[dict]) -> tuple[pd.DataFrame, pd.
     rows, items, seen = [], [], set()
     for task in finished:
         control = {r["benchmark"]: r for r in task["global"][1]["results"]} if "global" in task else {}
-        for kind, (folder, done) in task.items():
+        for folder, done in task.values():
             if folder in seen:
                 continue
             seen.add(folder)

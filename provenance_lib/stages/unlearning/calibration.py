@@ -55,8 +55,8 @@ def _run(rng, speed: float, steps: int | None, design: NullDesign, base_scored: 
     if steps is None:
         steps = design.max_steps
         if design.stop != "none":
-            correct_u = np.sort((u_scored[base_scored] if design.stop == "scored" else
-                                 rng.random(len(base_stop))[base_stop]))
+            correct_u = np.sort(u_scored[base_scored] if design.stop == "scored" else
+                                 rng.random(len(base_stop))[base_stop])
             needed = math.floor((1 - design.stop_ratio) * len(correct_u)) + 1   # failures that cross the threshold
             if needed <= len(correct_u):
                 crossing = correct_u[needed - 1] / speed
