@@ -18,8 +18,8 @@ from provenance_lib.benchmarks import BY_NAME
 from provenance_lib.errors import ProvenanceError
 from provenance_lib.params.unlearning import ForgetSets, Training
 from provenance_lib.stages import unlearning
+from provenance_lib.stages.unlearning import calibration, jobs, paired
 from provenance_lib.stages.unlearning import evaluate as evaluate_module
-from provenance_lib.stages.unlearning import jobs, paired
 from provenance_lib.stages.unlearning.checkpoints import load_adapter
 from provenance_lib.stages.unlearning.data import DocumentStore, forget_stream
 from provenance_lib.stages.unlearning.forget_sets import build_pairs, eligible, global_set, resolve_topics, shortfalls
@@ -428,3 +428,14 @@ def test_the_shipped_params_carry_an_unlearning_section():
     assert (paper.forget.docs, paper.forget.seeds, paper.training.lr, paper.training.lora.r) == (200, 3, 1e-5, 8)
     assert paper.evaluation.shots["SocialIQA"] == 3 and paper.evaluation.shots["MMLU STEM"] == 4
     assert params.load(root / "testbed.yaml").unlearning.training.max_steps < 100
+
+
+# ----------------------------------------------------------------------------------------------- calibration
+def test_the_clustered_test_holds_its_level_where_the_paper_s_pairwise_one_does_not():
+    """Simulated null studies whose 8 seeds per topic share the topic's targeted set (set effects dominate training
+    noise): the paper's pairwise Wilcoxon rejects far above 5%, the clustered one does not."""
+    design = calibration.NullDesign("shared targeted sets", stop="none", set_sd=0.5, run_sd=0.05, topics=8, seeds=8)
+    rates = calibration.false_positive_rates(design, replicates=40, level=0.05, seed=0)
+    assert rates["paper_method_wilcoxon_p"]["rate"] >= 0.2 and not rates["paper_method_wilcoxon_p"]["holds"]
+    assert rates["wilcoxon_p"]["rate"] <= 0.05 and rates["wilcoxon_p"]["holds"]
+    assert calibration.clopper_pearson(0, 40)[0] == 0.0 and calibration.clopper_pearson(2, 40)[1] < 0.17

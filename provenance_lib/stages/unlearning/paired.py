@@ -193,6 +193,30 @@ def paper_table(statistics: pd.DataFrame, measure: str = "acc") -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("benchmark")
 
 
+def findings(statistics: pd.DataFrame, selectivity_table: pd.DataFrame, confidence: float, level: float = 0.05) -> str:
+    """What the run found, in sentences written from its tables: per construction, targeted benchmark and measure,
+    the headline (clustered) test's verdict, median d and CI, the paper's pairwise p beside it, and selectivity."""
+    lines = []
+    for r in statistics.itertuples():
+        table = selectivity_table
+        sel = table[(table["construction"] == r.construction) & (table["kind"] == "targeted")
+                    & (table["benchmark"] == r.benchmark) & (table["measure"] == r.measure)]
+        verdict = ("damages it more than forgetting matched random documents" if r.wilcoxon_p < level
+                   else "shows no more damage than forgetting matched random documents")
+        text = (f"- **{r.benchmark}**, {r.construction} construction, {MEASURES[r.measure]}: forgetting its "
+                f"top-attributed documents {verdict} (median d {r.median_d:.3g}, {confidence:.0%} CI "
+                f"[{r.ci_low:.3g}, {r.ci_high:.3g}], one-sided Wilcoxon over {r.clusters} clusters of {r.n} pairs "
+                f"p = {_p(r.wilcoxon_p)}; the paper's pairwise p = {_p(r.paper_method_wilcoxon_p)})")
+        if len(sel):
+            text += f"; selectivity {sel['selectivity'].iloc[0]:.2f}"
+        lines.append(text + ".")
+    return "\n".join(lines) if lines else "No pair was built: see the shortfalls."
+
+
+def _p(value: float) -> str:
+    return "undefined (every difference zero)" if np.isnan(value) else f"{value:.3g}"
+
+
 def plot_pairs(pairs: pd.DataFrame):
     """Paired points per benchmark: gamma of the random (left) and targeted (right) run of each pair, joined by a
     line; one row per measure, one column per targeted benchmark; colour = construction."""
