@@ -168,9 +168,9 @@ def stage_gradients(params: StudyParams, costs: dict) -> StageCost:
 def stage_unlearning(params: StudyParams, costs: dict) -> StageCost:
     u = section(params, "unlearning")
     f, t = u["forget"], u["training"]
-    topics = len(f["topics"]) if f.get("topics") else 24
+    topics = f["auto_topics"] if f.get("topics") == "auto" else len(f["topics"]) if f.get("topics") else 24
     pairs = topics * f["seeds"]
-    runs_per_construction = pairs * 4 * 2 + f["seeds"]        # targeted + random per pair, one global per seed
+    runs_per_construction = pairs * 4 * (3 if f["global_control"] else 2)   # targeted, random (+ global) per pair
     runs = runs_per_construction * len(f["constructions"])
     docs_per_step = 2 * t["batch_size"] * t["grad_accumulation"]   # forget + retain
     step_tokens = docs_per_step * t["max_length"]

@@ -24,13 +24,15 @@ class EvalResult:
 
 def evaluate(model_path, task_dir: str | Path, tasks: dict[str, str], *, batch_size: int = 16,
              limit: int | None = None, device: str = "cpu", peft_path: str | Path | None = None,
-             dtype: str = "float32", tokenizer=None, shots: dict[str, int] | None = None) -> EvalResult:
+             dtype: str = "float32", tokenizer=None, shots: dict[str, int] | None = None,
+             samples: dict[str, list[int]] | None = None) -> EvalResult:
     """Score a model on the local lm-eval tasks: ``model_path`` is an HF folder (``peft_path`` adds a saved LoRA
     adapter) or a model already in memory (a ``PreTrainedModel`` or a peft model, with its ``tokenizer``: how an
     unlearning run is scored without saving and reloading it).
 
     ``tasks`` maps benchmark names to task names (``WorldInfo.tasks``); ``task_dir`` holds their YAMLs. ``shots``:
     few-shot examples per benchmark name (drawn by lm-eval from the task's other items), zero-shot when absent.
+    ``samples``: which items (0-based positions in the task) to score per benchmark name, instead of ``limit``.
     """
     import lm_eval
     from lm_eval.tasks import TaskManager
@@ -56,6 +58,7 @@ def evaluate(model_path, task_dir: str | Path, tasks: dict[str, str], *, batch_s
         output = lm_eval.simple_evaluate(
             model=model, model_args=model_args, tasks=configs, batch_size=batch_size,
             device=device, limit=limit, log_samples=True,
+            samples=None if samples is None else {tasks[name]: list(map(int, rows)) for name, rows in samples.items()},
             bootstrap_iters=0, verbosity="WARNING",
             # the tasks are local configs: indexing lm-eval's ~14k built-in task YAMLs took ~90% of a call's time
             task_manager=TaskManager(include_defaults=False, metadata=model_args),

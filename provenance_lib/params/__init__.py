@@ -60,6 +60,14 @@ class StudyParams(Section):
             raise ValueError(f"missing section(s) {', '.join(missing)}: the study's world and stages need them")
         return self
 
+    @model_validator(mode="after")
+    def _one_evaluation(self):
+        """Stage 02's correctness labels and stage 05's accuracies are one evaluation: the same shots."""
+        if self.gradients.query.shots != self.unlearning.evaluation.shots:
+            raise ValueError(f"gradients.query.shots {self.gradients.query.shots} differ from "
+                             f"unlearning.evaluation.shots {self.unlearning.evaluation.shots}: give both the same")
+        return self
+
     def section(self, name: str, fingerprint: bool = False) -> dict[str, Any]:
         """The resolved contents of one section (empty for a stage that has no params), JSON-ready; ``fingerprint``:
         less its keys that decide only where the work runs (``Section.NOT_IN_FINGERPRINT``)."""

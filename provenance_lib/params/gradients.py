@@ -30,6 +30,10 @@ class QuerySide(Section):
         "also score the other formats / models against the same document side and report how far the 576-bin z "
         "profiles move (Spearman); one extra query pass per variant that differs"))
     eval_batch_size: int = Field(default=16, gt=0, description="lm-eval batch size of the per-item correctness run")
+    shots: dict[str, int] = Field(default={"SocialIQA": 3, "MMLU Social Sciences": 4, "ARC-Challenge": 4,
+                                           "MMLU STEM": 4}, description=(
+        "few-shot examples per benchmark of the correctness run: the same as unlearning.evaluation.shots (checked), "
+        "so the correct / incorrect split and the reported accuracies come from one evaluation"))
 
 
 class SecondMoment(Section):

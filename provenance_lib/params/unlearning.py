@@ -32,8 +32,18 @@ class ForgetSets(Section):
 
     benchmarks: list[str] | None = Field(default=None, description="benchmarks whose attribution picks targeted "
                                          "sets; null = every benchmark stage 02 scored")
-    topics: list[str] | None = Field(default=None, description="target topics (any taxonomy form); null = every "
-                                     "topic of the working set that has eligible documents (the paper: all 24)")
+    topics: list[str] | Literal["auto"] | None = Field(default=None, description="target topics (any taxonomy "
+                                                      "form); auto: each benchmark's highest-attribution topics "
+                                                      "under stage 03's reading (the topics of its top bins, "
+                                                      "auto_topics of them); null = every topic of the working set "
+                                                      "that has eligible documents (the paper: all 24)")
+    auto_topics: int = Field(default=2, gt=0, description="topics per benchmark when topics is auto: those of the "
+                             "benchmark's highest-z bins, in rank order (the paper chose Literature for SocialIQA)")
+    targeted: Literal["top", "split"] = Field(
+        default="top", description="top: every seed forgets the same top `docs` documents (the paper's protocol; "
+        "a topic's pairs share that set, so the statistics treat them as one cluster); split: the top seeds x docs "
+        "documents are dealt by a seeded shuffle into one disjoint targeted set per seed, so pairs share no "
+        "document and each is its own cluster")
     constructions: list[Literal["bin", "document"]] = Field(
         default=["bin", "document"], min_length=1, description="bin: inside the topic's highest-attribution bin; "
         "document: across the whole topic (the paper runs both)")
@@ -45,13 +55,16 @@ class ForgetSets(Section):
                           "configuration (its meaning there is not documented; here: docs may not exceed it)")
     min_tokens: int = Field(default=512, ge=0, description="documents shorter than this (manifest tokens) are never "
                             "forgotten (paper: 512 estimated tokens)")
-    token_tolerance: float | None = Field(default=0.10, ge=0, lt=1, description="a random set's tokens stay "
+    token_tolerance: float | None = Field(default=0.10, ge=0, lt=1, description="a random set (drawn from the "
+                                          "pool minus every targeted document of its topic; with targeted: split "
+                                          "also disjoint from the other seeds' random sets): its tokens stay "
                                           "within this share of its targeted set's (paper: 10%); null: match the "
                                           "count only")
     match_attempts: int = Field(default=1000, gt=0, description="seeded uniform draws tried for a token-matched "
                                 "random set; the closest is kept, and reported, if none is within tolerance")
     global_control: bool = Field(default=True, description="also forget a same-size uniform sample of the whole "
-                                 "working set (any topic): gamma_net = gamma_topic - gamma_global")
+                                 "working set (any topic), on the same retain set as the pair it is subtracted "
+                                 "from: gamma_net = gamma_topic - gamma_global")
 
     @field_validator("benchmarks")
     @classmethod
@@ -61,7 +74,7 @@ class ForgetSets(Section):
     @field_validator("topics")
     @classmethod
     def _topics_known(cls, topics):
-        if topics is not None:
+        if isinstance(topics, list):
             for topic in topics:
                 try:
                     load().topics.get(topic)
@@ -106,9 +119,13 @@ class Training(Section):
     stop_check_every: int | None = Field(default=50, gt=0, description="steps between stop checks (an evaluation "
                                          "of the stop benchmarks); null: never check")
     stop_benchmarks: list[str] = Field(default=MMLU, min_length=1)
-    stop_items: int | None = Field(default=None, gt=0, description="items per stop benchmark in a stop check "
-                                   "(null: evaluation.limit). Not in the paper's configuration; on full MMLU, 100 "
-                                   "checks cost more than 5,000 training steps (bench/bench_unlearning.py)")
+    stop_share: float = Field(default=0.2, gt=0, lt=1, description="share of each stop benchmark's eval items held "
+                              "out for the stop checks (a seeded split): they are never scored, so the stop rule "
+                              "never selects on the items a run is scored on. Only when stop checks run")
+    stop_items: int | None = Field(default=None, gt=0, description="items per stop benchmark in a stop check: the "
+                                   "first of the held-out ones (null: all held out). Not in the paper's "
+                                   "configuration; on full MMLU, 100 checks cost more than 5,000 training steps "
+                                   "(bench/bench_unlearning.py)")
     dtype: Literal["float32", "bfloat16"] = Field(default="bfloat16", description="model weights and compute")
 
     @field_validator("stop_benchmarks")
@@ -122,8 +139,8 @@ class Evaluation(Section):
 
     shots: dict[str, int] = Field(default={"SocialIQA": 3, "MMLU Social Sciences": 4, "ARC-Challenge": 4,
                                            "MMLU STEM": 4}, description="few-shot examples per benchmark (paper)")
-    limit: int | None = Field(default=None, gt=0, description="eval items per benchmark (the first ones of the "
-                              "world's task); null: all of them")
+    limit: int | None = Field(default=None, gt=0, description="scored items per benchmark (the first ones of the "
+                              "world's task, less a stop benchmark's held-out stop items); null: all of them")
     batch_size: int = Field(default=16, gt=0)
 
     @field_validator("shots")
@@ -155,13 +172,6 @@ class Unlearning(Section):
     launcher: Literal["local", "slurm"] = Field(default="local", description="local: runs one after another in "
                                                 "the stage; slurm: write a job array script and collect its results")
     slurm: Slurm = Slurm()
-    bootstrap: int = Field(default=2000, gt=0, description="resamples of the paired differences' median CI (paper)")
+    bootstrap: int = Field(default=2000, gt=0, description="resamples of the paired differences' median CI "
+                           "(paper; the headline resamples clusters of pairs, the paper's column pairs)")
     confidence: float = Field(default=0.95, gt=0, lt=1)
-
-    @model_validator(mode="after")
-    def _stop_items_scored(self):
-        stop, limit = self.training.stop_items, self.evaluation.limit
-        if stop is not None and limit is not None and stop > limit:
-            raise ValueError(f"training.stop_items ({stop}) exceeds evaluation.limit ({limit}): the base model is "
-                             "scored on the evaluation's items only")
-        return self

@@ -97,8 +97,8 @@ def _judge(stage, settings: Gradients, points: list[Checkpoint], work: Path) -> 
     path = work / "correctness.parquet"
     if not path.is_file():
         model = points[-1].query_model if settings.query.model == "query" else points[-1].model
-        judged = correctness(model.name_or_path, stage.world_path(stage.world.task_dir), stage.world.tasks,
-                             settings.query.eval_batch_size)
+        judged = correctness(model, stage.world_path(stage.world.task_dir), stage.world.tasks,
+                             settings.query.eval_batch_size, settings.query.shots, collect.pick_device(settings.device))
         write_parquet(path, judged)
     return pd.read_parquet(path)
 

@@ -113,13 +113,19 @@ def eval_items(queries_path: str | Path, tasks: dict[str, str]) -> pd.DataFrame:
     return items.drop(columns="_order").reset_index(drop=True)
 
 
-def correctness(model_path: str, task_dir: Path, tasks: dict[str, str], batch_size: int,
+def correctness(ref, task_dir: Path, tasks: dict[str, str], batch_size: int, shots: dict[str, int],
                 device: str = "cpu") -> pd.DataFrame:
-    """Per item: does the model answer it (lm-eval's acc on the world's local tasks), and the gold
-    log-likelihood."""
-    from ...evaluation import evaluate
+    """Per item: does the model (``ref``: a ModelRef) answer it, and the gold log-likelihood; scored as stage 05
+    scores its base model (loaded in memory on ``device``, bf16 on a GPU, lm-eval with the benchmarks' ``shots``),
+    so the correct / incorrect split matches the accuracies the study reports."""
+    import torch
 
-    items = evaluate(model_path, task_dir, tasks, batch_size=batch_size, device=device).items
+    from ...evaluation import evaluate
+    from ...models import load_causal_lm
+
+    model, tokenizer = load_causal_lm(ref, dtype=torch.bfloat16 if device == "cuda" else torch.float32,
+                                      device=device)
+    items = evaluate(model, task_dir, tasks, batch_size=batch_size, tokenizer=tokenizer, shots=shots).items
     return items[["benchmark", "id", "correct", "gold_loglik"]]
 
 

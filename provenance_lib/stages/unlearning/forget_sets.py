@@ -1,21 +1,25 @@
 """Forget sets, by rule from stage 02's per-document scores: what each unlearning run forgets.
 
-For a benchmark b, a target topic t and a seed s (``unlearning.forget``):
+For a benchmark b, a target topic t and a seed s (``unlearning.forget``), within a pool: the topic's documents
+(construction ``document``) or those of the topic's highest-attribution bin (construction ``bin``: the bin with the
+largest mean score for b, among the bins that can hold a full-size pair of disjoint sets when any can; the bin mean of
+document scores ranks bins as stage 03's within-benchmark z-scores do):
 
-* **targeted**: the ``docs`` documents of the pool with the highest score for b (``doc_scores[b.slug]``; ties by
-  id), where the pool is the topic's documents (construction ``document``) or those of the topic's
-  highest-attribution bin (construction ``bin``: the bin with the largest mean score for b, among the bins that can
-  fill the set when any can). The bin mean of document scores ranks bins exactly as stage 03's within-benchmark
-  z-scores do (a z-score is an increasing affine map of it), so no stage 03 output is needed.
-* **random**: a seeded uniform sample of the same pool, of the same size, whose tokens are within
-  ``token_tolerance`` of the targeted set's (rejection sampling: uniform conditional on the match; the closest draw
-  is kept, and flagged, when ``match_attempts`` draws never match).
+* **targeted** (``targeted: top``, the paper's): the ``docs`` pool documents with the highest score for b
+  (``doc_scores[b.slug]``; ties by id), the same set for every seed; (``targeted: split``) the top ``seeds x docs``
+  documents dealt by a seeded shuffle into one disjoint set per seed.
+* **random**: a seeded uniform sample of the pool minus every targeted document, of the same size, whose tokens
+  are within ``token_tolerance`` of its targeted set's (rejection sampling: uniform conditional on the match; the
+  closest draw is kept, and flagged, when ``match_attempts`` draws never match); with ``split``, also disjoint from
+  the other seeds' random sets, so two pairs never share a document.
 * **global**: a seeded uniform sample of the whole working set (any topic) of the same size: the control that
   gives gamma_net = gamma_topic - gamma_global.
 
-Only documents with at least ``min_tokens`` tokens are ever forgotten. A pool smaller than ``docs`` gives a smaller
-targeted set; its random partner is matched to that size, and the shortfall is recorded on both sets
-(``requested`` vs ``size``) and reported by the stage, never silently shrunk. Released as id manifests (no text).
+Only documents with at least ``min_tokens`` tokens are ever forgotten. A pool too small for full-size disjoint sets
+gives smaller ones (both sets of a pair the same size, recorded as ``requested`` vs ``size``), and a pool that cannot
+hold one document of each gives no pair: both are reported as shortfalls with their reason, never silently
+overlapped or dropped. Which topics: the params' list, all of them, or (``auto``) each benchmark's
+highest-attribution topics under stage 03's reading. Released as id manifests (no text).
 """
 
 from __future__ import annotations
@@ -99,13 +103,6 @@ def target_bin(docs: pd.DataFrame, scores: pd.DataFrame, benchmark: str, topic: 
     return int(candidates.sort_index().idxmax())
 
 
-def targeted_set(pool: pd.DataFrame, benchmark: str, wanted: int, **meta) -> ForgetSet:
-    slug = BY_NAME[benchmark].slug
-    top = pool.sort_values([slug, "id"], ascending=[False, True], kind="stable").head(wanted)
-    return ForgetSet(kind="targeted", ids=tuple(top["id"]), tokens=int(top["tokens"].sum()), requested=wanted,
-                     pool=len(pool), benchmark=benchmark, **meta)
-
-
 def matched_random_set(pool: pd.DataFrame, partner: ForgetSet, tolerance: float | None, attempts: int,
                        **meta) -> ForgetSet:
     """A uniform draw of ``partner.size`` pool documents whose tokens are within ``tolerance`` of the partner's
@@ -136,48 +133,102 @@ def global_set(docs: pd.DataFrame, size: int, seed: int) -> ForgetSet:
                      ids=tuple(chosen["id"]), tokens=int(chosen["tokens"].sum()), requested=size, pool=len(docs))
 
 
-def build_pairs(scores: pd.DataFrame, forget, benchmarks: list[str], topics: list[int], seeds: list[int]) -> list[Pair]:
-    """Every (construction, benchmark, topic, seed) pair the params ask for (``forget``: ``unlearning.forget``)."""
+def build_pairs(scores: pd.DataFrame, forget, topics: dict[str, list[int]], seeds: list[int]
+                ) -> tuple[list[Pair], pd.DataFrame]:
+    """Every (construction, benchmark, topic, seed) pair the params ask for (``forget``: ``unlearning.forget``;
+    ``topics``: the target topic ids per benchmark), and the requested pairs that could not be built, with why."""
     tax = load_taxonomy()
     docs = eligible(scores, forget.min_tokens)
-    pairs = []
+    pairs, missing = [], []
     for construction in forget.constructions:
-        for benchmark in benchmarks:
-            for topic in topics:
+        for benchmark, benchmark_topics in topics.items():
+            for topic in benchmark_topics:
+                key = tax.topics.labels[topic].key
+                stem = f"{construction}-{BY_NAME[benchmark].slug}-{key}"
                 pool = docs[docs["topic"] == topic]
                 bin_id = None
                 if construction == "bin":
-                    bin_id = target_bin(docs, scores, benchmark, topic, forget.docs)
+                    bin_id = target_bin(docs, scores, benchmark, topic, 2 * forget.docs)
                     pool = pool[pool["bin"] == bin_id]
-                if pool.empty:
-                    continue
-                key = tax.topics.labels[topic].key
-                meta = dict(construction=construction, topic=key, bin=bin_id)
-                for seed in seeds:
-                    stem = f"{construction}-{BY_NAME[benchmark].slug}-{key}-s{seed}"
-                    targeted = targeted_set(pool, benchmark, forget.docs, name=f"{stem}-targeted", seed=seed, **meta)
-                    random = matched_random_set(pool, targeted, forget.token_tolerance, forget.match_attempts,
-                                                name=f"{stem}-random", seed=seed, **meta)
-                    pairs.append(Pair(targeted, random))
+                built = group_pairs(pool, forget, benchmark, seeds, stem, construction=construction, topic=key,
+                                    bin=bin_id)
+                pairs += built
+                missing += [dict(set=f"{stem}-s{seed}", kind="pair", requested=forget.docs, size=0, pool=len(pool),
+                                 reason=f"a pool of {len(pool)} eligible documents cannot hold a targeted set and a "
+                                 "disjoint random set") for seed in seeds[len(built):]]
+    return pairs, pd.DataFrame(missing, columns=SHORTFALL_COLUMNS)
+
+
+def group_pairs(pool: pd.DataFrame, forget, benchmark: str, seeds: list[int], stem: str, **meta) -> list[Pair]:
+    """The pairs of one (construction, benchmark, topic): targeted sets from the pool's top documents, random
+    partners from the rest. A pool too small for full-size disjoint sets gives smaller ones (reported as underfilled,
+    never overlapping); none at all when it cannot hold one document of each."""
+    slug = BY_NAME[benchmark].slug
+    ranked = pool.sort_values([slug, "id"], ascending=[False, True], kind="stable")
+    per_seed = len(seeds) if forget.targeted == "split" else 1
+    size = min(forget.docs, len(pool) // (2 * per_seed))
+    if size == 0:
+        return []
+    top = ranked.head(size * per_seed)
+    if forget.targeted == "split":   # deal the top documents into disjoint sets, each in rank order
+        order = seeded_rng("split", stem, seeds[0]).permutation(len(top))
+        blocks = [top.iloc[np.sort(order[i * size:(i + 1) * size])] for i in range(per_seed)]
+    else:
+        blocks = [top] * len(seeds)
+    rest = pool[~pool["id"].isin(top["id"])]
+    pairs = []
+    for seed, block in zip(seeds, blocks):
+        name = f"{stem}-s{seed}"
+        targeted = ForgetSet(name=f"{name}-targeted", kind="targeted", seed=seed, ids=tuple(block["id"]),
+                             tokens=int(block["tokens"].sum()), requested=forget.docs, pool=len(pool),
+                             benchmark=benchmark, **meta)
+        random = matched_random_set(rest, targeted, forget.token_tolerance, forget.match_attempts,
+                                    name=f"{name}-random", seed=seed, **meta)
+        if forget.targeted == "split":
+            rest = rest[~rest["id"].isin(random.ids)]
+        pairs.append(Pair(targeted, random))
     return pairs
 
 
-def resolve_topics(scores: pd.DataFrame, forget) -> list[int]:
-    """Topic ids to target: the params' list, or every topic with eligible documents."""
+def resolve_topics(scores: pd.DataFrame, forget, benchmarks: list[str], reading: pd.DataFrame | None = None
+                   ) -> dict[str, list[int]]:
+    """Topic ids to target per benchmark: the params' list, every topic with eligible documents (null), or, for
+    ``auto``, each benchmark's highest-attribution topics in ``reading`` (stage 03's table of the variant the study
+    reads: benchmark, bin, z, masked; split ``all``)."""
     tax = load_taxonomy()
     present = sorted(set(eligible(scores, forget.min_tokens)["topic"].tolist()))
+    if not present:
+        raise ProvenanceError(f"no working-set document has at least {forget.min_tokens} tokens: nothing to "
+                              "forget", "lower unlearning.forget.min_tokens")
     if forget.topics is None:
-        if not present:
-            raise ProvenanceError(f"no working-set document has at least {forget.min_tokens} tokens: nothing to "
-                                  "forget", "lower unlearning.forget.min_tokens")
-        return present
+        return {b: present for b in benchmarks}
+    if forget.topics == "auto":
+        if reading is None:
+            raise ProvenanceError("unlearning.forget.topics is auto, but stage 03's reading is not available",
+                                  "run stage 03 (03_binning) before stage 05, or name the topics")
+        return {b: top_topics(reading, b, forget.auto_topics, present) for b in benchmarks}
     wanted = [tax.topics.get(t).id for t in forget.topics]
     empty = [tax.topics.labels[t].short for t in wanted if t not in present]
     if empty:
         raise ProvenanceError(f"target topics {empty} have no working-set document with at least "
                               f"{forget.min_tokens} tokens", "drop them from unlearning.forget.topics, or lower "
                               "unlearning.forget.min_tokens")
-    return wanted
+    return {b: wanted for b in benchmarks}
+
+
+def top_topics(reading: pd.DataFrame, benchmark: str, n: int, present: list[int]) -> list[int]:
+    """The topics of ``benchmark``'s highest-z scored bins, in rank order, ``n`` distinct ones among the topics
+    with eligible documents (ties by bin id)."""
+    rows = reading[(reading["benchmark"] == benchmark) & ~reading["masked"]]
+    if rows.empty:
+        raise ProvenanceError(f"stage 03's reading has no scored bin for {benchmark}",
+                              "name unlearning.forget.topics, or check stage 03's min_docs")
+    ranked = rows.sort_values(["z", "bin"], ascending=[False, True], kind="stable")
+    topics = [t for t in dict.fromkeys(ranked["bin"].astype(int) // len(load_taxonomy().formats)) if t in present]
+    return topics[:n]
+
+
+SHORTFALL_COLUMNS = ["set", "kind", "requested", "size", "pool", "reason"]
 
 
 def manifest_tables(sets: list[ForgetSet]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -188,11 +239,13 @@ def manifest_tables(sets: list[ForgetSet]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return info, ids
 
 
-SHORTFALL_COLUMNS = ["set", "kind", "requested", "size", "pool", "tokens", "tokens_matched"]
-
-
-def shortfalls(sets: list[ForgetSet]) -> pd.DataFrame:
-    """Sets smaller than requested, or random sets whose tokens could not be matched: what the stage reports."""
-    rows = [dict(set=s.name, kind=s.kind, requested=s.requested, size=s.size, pool=s.pool, tokens=s.tokens,
-                 tokens_matched=s.tokens_matched) for s in sets if s.underfilled or s.tokens_matched is False]
-    return pd.DataFrame(rows, columns=SHORTFALL_COLUMNS)
+def shortfalls(sets: list[ForgetSet], missing: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Sets smaller than requested, random sets whose tokens could not be matched, and requested pairs that could
+    not be built (``missing``, from ``build_pairs``): what the stage reports."""
+    rows = [dict(set=s.name, kind=s.kind, requested=s.requested, size=s.size, pool=s.pool,
+                 reason="; ".join(why for why, flag in (
+                     (f"the pool of {s.pool} eligible documents holds {s.size} per disjoint set", s.underfilled),
+                     ("tokens not matched within the tolerance", s.tokens_matched is False)) if flag))
+            for s in sets if s.underfilled or s.tokens_matched is False]
+    table = pd.DataFrame(rows, columns=SHORTFALL_COLUMNS)
+    return table if missing is None or missing.empty else pd.concat([table, missing], ignore_index=True)

@@ -51,6 +51,8 @@ class Plan:
     threads: int
     sets: dict[str, dict]            # name -> ForgetSet fields (ids included)
     tasks: list[dict]                # {"targeted", "random", "global" (or None), "exclude_topic"}
+    stop_items: dict[str, list[int]]  # benchmark -> task positions of the stop checks' held-out items
+    topics: dict[str, list[str]]     # benchmark -> its target topics (taxonomy keys), as resolved
 
     @property
     def work(self) -> Path:
@@ -69,6 +71,25 @@ class Plan:
     def forget_set(self, name: str) -> ForgetSet:
         fields = dict(self.sets[name])
         return ForgetSet(**{**fields, "ids": tuple(fields["ids"])})
+
+    def check_keys(self) -> None:
+        """Two runs share a key only when they are the same run (same set, kind and retain stream): a plan where
+        two different runs would collide is refused before anything runs."""
+        seen: dict[str, tuple] = {}
+        for task in self.tasks:
+            exclusion = self.retain_exclusion(task)
+            for kind in ("targeted", "random", "global"):
+                if task.get(kind):
+                    identity = (kind, task[kind], task["exclude_topic"], exclusion)
+                    key = run_key(self, self.forget_set(task[kind]), None, task["exclude_topic"], exclusion)
+                    if seen.setdefault(key, identity) != identity:
+                        raise ProvenanceError(f"two different unlearning runs share the key {key} ({task[kind]})",
+                                              "give every forget set a unique name")
+
+    def retain_exclusion(self, task: dict) -> tuple[str, ...]:
+        """The documents no run of a task retains on: every one that any of its runs forgets."""
+        names = [task[kind] for kind in ("targeted", "random", "global") if task.get(kind)]
+        return tuple(sorted({doc for name in names for doc in self.sets[name]["ids"]}))
 
 
 def _params(plan: Plan):
@@ -95,69 +116,70 @@ def scorer_identity(scorer: dict) -> dict:
     task_dir = Path(scorer["task_dir"])
     files = {task: {f.name: sha256_file(f) for f in sorted(task_dir.glob(f"{task}.*"))}
              for task in scorer["tasks"].values()}
-    return {"tasks": scorer["tasks"], "files": files, "shots": scorer["shots"], "limit": scorer["limit"]}
+    return {"tasks": scorer["tasks"], "files": files, "shots": scorer["shots"], "items": scorer["items"]}
 
 
 def _baseline_folder(plan: Plan) -> Path:
     return plan.work / "baseline" / sha256_json([base_identity(plan.base_model, plan.base_revision),
-                                                 scorer_identity(plan.scorer)])[:16]
+                                                 scorer_identity(plan.scorer), plan.stop_items])[:16]
+
+
+def _baseline_done(plan: Plan) -> dict:
+    """The base model's scores on the scored items, and its accuracy on the stop checks' items (computed once)."""
+    folder = _baseline_folder(plan)
+    if not _finished(folder):
+        model, tokenizer = _load_base(plan, _params(plan).training)
+        scorer = Scorer(**plan.scorer)
+        result = scorer(model, tokenizer)
+        stop_accuracy = scorer.on(plan.stop_items).accuracy(model, tokenizer) if plan.stop_items else None
+        staging = folder.with_name(f".{folder.name}.{os.getpid()}")
+        write_parquet(staging / ITEMS, result.items[ITEM_COLUMNS])
+        write_json(staging / DONE, {"summary": summary_table(result).to_dict("records"),
+                                    "stop_accuracy": stop_accuracy})
+        replace_dir(staging, folder)
+    return _finished(folder)
 
 
 def baseline(plan: Plan) -> pd.DataFrame:
     """The base model's scores (computed once, then read back): what every gamma is measured against."""
-    folder = _baseline_folder(plan)
-    if not _finished(folder):
-        model, tokenizer = _load_base(plan, _params(plan).training)
-        result = Scorer(**plan.scorer)(model, tokenizer)
-        staging = folder.with_name(f".{folder.name}.{os.getpid()}")
-        write_parquet(staging / ITEMS, result.items[ITEM_COLUMNS])
-        write_json(staging / DONE, {"summary": summary_table(result).to_dict("records")})
-        replace_dir(staging, folder)
-    return pd.DataFrame(_finished(folder)["summary"])
+    return pd.DataFrame(_baseline_done(plan)["summary"])
 
 
-def _stop_baseline(plan: Plan, base_scores: pd.DataFrame) -> float:
-    """The base model's mean accuracy on the stop benchmarks, on the items a stop check scores."""
-    t = _params(plan).training
-    if t.stop_items is None:
-        return float(base_scores.set_index("benchmark").loc[t.stop_benchmarks, "acc"].mean())
-    items = pd.read_parquet(_baseline_folder(plan) / ITEMS)
-    return float(pd.Series([items.loc[items["benchmark"] == b, "correct"].head(t.stop_items).mean()
-                            for b in t.stop_benchmarks]).mean())
-
-
-def run_key(plan: Plan, forget: ForgetSet, steps: int | None, exclude_topic: int | None) -> str:
+def run_key(plan: Plan, forget: ForgetSet, steps: int | None, exclude_topic: int | None,
+            exclusion: tuple[str, ...]) -> str:
     """Everything a run's result depends on; ``steps`` None: up to max_steps under the stop rule."""
-    return sha256_json({"base": base_identity(plan.base_model, plan.base_revision), "forget": forget.sha256,
-                        "seed": forget.seed, "steps": steps, "exclude_topic": exclude_topic,
-                        "scorer": scorer_identity(plan.scorer),
-                        "training": plan.unlearning["training"]})[:16]
+    return sha256_json({"base": base_identity(plan.base_model, plan.base_revision), "set": forget.name,
+                        "kind": forget.kind, "forget": forget.sha256, "seed": forget.seed, "steps": steps,
+                        "exclude_topic": exclude_topic,
+                        "retain_exclusion": sha256_json(list(exclusion)), "scorer": scorer_identity(plan.scorer),
+                        "stop_items": plan.stop_items, "training": plan.unlearning["training"]})[:16]
 
 
-def execute_run(plan: Plan, name: str, steps: int | None, exclude_topic: int | None, store: DocumentStore,
+def execute_run(plan: Plan, name: str, steps: int | None, task: dict, store: DocumentStore,
                 base_scores: pd.DataFrame) -> dict:
-    """Train, score and save one run (or read it back when it finished before); returns its ``done.json``."""
+    """Train, score and save one run of ``task`` (or read it back when it finished before); returns its
+    ``done.json``."""
     import torch
 
     from .train import Unlearner, attach_lora
 
     forget = plan.forget_set(name)
-    folder = plan.work / "runs" / run_key(plan, forget, steps, exclude_topic)
+    folder = run_folder(plan, name, steps, task)
     if done := _finished(folder):
         return done
     params = _params(plan)
     t = params.training
     scorer = Scorer(**plan.scorer)
-    torch.manual_seed(forget.seed)  # the adapter's initialization: the same for both runs of a pair
+    torch.manual_seed(forget.seed)  # the adapter's initialization: the same for every run of a pair
     model, tokenizer = _load_base(plan, t)
     unlearner = Unlearner(attach_lora(model, t.lora), tokenizer, t, store.texts)
-    retain = retain_stream(store, exclude_topic, forget.ids, t.retain_docs_per_topic, t.retain_resample_steps,
-                           t.batch_size, t.grad_accumulation, forget.seed)
-    stop_below = t.stop_ratio * _stop_baseline(plan, base_scores)
+    retain = retain_stream(store, task["exclude_topic"], plan.retain_exclusion(task), t.retain_docs_per_topic,
+                           t.retain_resample_steps, t.batch_size, t.grad_accumulation, forget.seed)
+    stop_accuracy = _baseline_done(plan)["stop_accuracy"]
+    checker = scorer.on(plan.stop_items)
     log = unlearner.run(forget_stream(forget.ids, t.batch_size, forget.seed), retain, steps,
-                        stop_check=lambda: scorer.accuracy(unlearner.model, tokenizer, t.stop_benchmarks,
-                                                           t.stop_items),
-                        stop_below=stop_below)
+                        stop_check=(lambda: checker.accuracy(unlearner.model, tokenizer)) if plan.stop_items else None,
+                        stop_below=None if stop_accuracy is None else t.stop_ratio * stop_accuracy)
     result = scorer(unlearner.model, tokenizer)
     table = damage(base_scores, summary_table(result))
     staging = folder.with_name(f".{folder.name}.{os.getpid()}")
@@ -173,8 +195,9 @@ def execute_run(plan: Plan, name: str, steps: int | None, exclude_topic: int | N
     return done
 
 
-def run_folder(plan: Plan, name: str, steps: int | None, exclude_topic: int | None) -> Path:
-    return plan.work / "runs" / run_key(plan, plan.forget_set(name), steps, exclude_topic)
+def run_folder(plan: Plan, name: str, steps: int | None, task: dict) -> Path:
+    return plan.work / "runs" / run_key(plan, plan.forget_set(name), steps, task["exclude_topic"],
+                                        plan.retain_exclusion(task))
 
 
 def _first_steps(plan: Plan) -> int | None:
@@ -183,10 +206,9 @@ def _first_steps(plan: Plan) -> int | None:
     return None if training["stop_check_every"] else training["max_steps"]
 
 
-def _partners(task: dict, steps: int) -> list[tuple[str, int, int | None]]:
-    """(set, steps, excluded topic) of a pair's other runs: exactly as many steps as its targeted run took."""
-    return [(task["random"], steps, task["exclude_topic"])] + (
-        [(task["global"], steps, None)] if task["global"] else [])
+def _partners(task: dict, steps: int) -> list[tuple[str, str, int]]:
+    """(kind, set, steps) of a pair's other runs: exactly as many steps as its targeted run took."""
+    return [("random", task["random"], steps)] + ([("global", task["global"], steps)] if task["global"] else [])
 
 
 def run_task(plan: Plan, index: int, store: DocumentStore | None = None) -> list[dict]:
@@ -194,21 +216,20 @@ def run_task(plan: Plan, index: int, store: DocumentStore | None = None) -> list
     store = store or DocumentStore(plan.work / STORE)
     base_scores = baseline(plan)
     task = plan.tasks[index]
-    targeted = execute_run(plan, task["targeted"], _first_steps(plan), task["exclude_topic"], store, base_scores)
-    return [targeted] + [execute_run(plan, name, steps, exclude, store, base_scores)
-                         for name, steps, exclude in _partners(task, targeted["steps"])]
+    targeted = execute_run(plan, task["targeted"], _first_steps(plan), task, store, base_scores)
+    return [targeted] + [execute_run(plan, name, steps, task, store, base_scores)
+                         for _, name, steps in _partners(task, targeted["steps"])]
 
 
 def collect(plan: Plan) -> tuple[list[dict[str, tuple[Path, dict]]], list[int]]:
     """Per finished task {"targeted" / "random" / "global": (run folder, done record)}, and the unfinished tasks."""
     finished, missing = [], []
     for index, task in enumerate(plan.tasks):
-        folder = run_folder(plan, task["targeted"], _first_steps(plan), task["exclude_topic"])
+        folder = run_folder(plan, task["targeted"], _first_steps(plan), task)
         runs = {"targeted": (folder, _finished(folder))}
         if runs["targeted"][1] is not None:
-            partners = _partners(task, runs["targeted"][1]["steps"])
-            for (name, steps, exclude), kind in zip(partners, ("random", "global")):
-                folder = run_folder(plan, name, steps, exclude)
+            for kind, name, steps in _partners(task, runs["targeted"][1]["steps"]):
+                folder = run_folder(plan, name, steps, task)
                 runs[kind] = (folder, _finished(folder))
         if any(done is None for _, done in runs.values()):
             missing.append(index)
