@@ -10,9 +10,9 @@ import pytest
 
 from provenance_lib import params
 from provenance_lib.artifacts import sha256_file
-from provenance_lib.context import Stage
+from provenance_lib.context import RESUMABLE, Stage
 from provenance_lib.errors import ProvenanceError
-from provenance_lib.record import RunRecord
+from provenance_lib.record import RunRecord, StageRecord
 from provenance_lib.stages import gradients, sampling
 from provenance_lib.stages.gradients import collect, engine, outputs
 from provenance_lib.stages.gradients.scores import QUERIES, GradientScores, doc_score_columns
@@ -49,8 +49,7 @@ def study(tmp_path_factory):
     (run_dir / "params.yaml").write_text(params.dump(study))
     sampling.run(Stage("01_sampling", run_dir, run_dir / "01_sampling", study, world))
     record = RunRecord(run_dir)
-    record.stages["01_sampling"] = {"status": "complete", "outputs": {}}
-    record.save()
+    record.complete("01_sampling", StageRecord(fingerprint="planted"))
     result = gradients.run(stage02(run_dir, run_dir / "02_gradients"))
     return run_dir, result
 
@@ -79,7 +78,6 @@ def test_scores_line_up_with_the_manifest_and_the_queries(study):
     assert recipe["projection_dim"] == 16 and recipe["query"] == {"format": "bare", "model": "query"}
     assert recipe["per_checkpoint"]["final"]["second_moment"] == {"source": "optimizer", "file": "optimizer.pt"}
     assert 0 < recipe["per_checkpoint"]["final"]["mixing"]["lam"] < 1
-    assert not (result.out_dir / gradients.WORK).exists()
 
 
 def test_streamed_sums_equal_the_sums_of_per_document_gradients(study):
@@ -144,7 +142,7 @@ def test_a_killed_run_resumes_to_the_same_artifacts(study, judged, tmp_path, mon
     monkeypatch.setattr(engine, "score_chunk", dies_after_two_chunks)
     with pytest.raises(KeyboardInterrupt):
         gradients.run(stage02(run_dir, out, *QUICK))
-    assert (out / gradients.WORK).is_dir() and not (out / "scores.json").exists()
+    assert (out / RESUMABLE).is_dir() and not (out / "scores.json").exists()
     monkeypatch.setattr(engine, "score_chunk", real)
     gradients.run(stage02(run_dir, out, *QUICK))
     for name in CONTRACT:

@@ -18,9 +18,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from provenance_lib import context, params, runs
+from provenance_lib import context, params, plans, runs
 from provenance_lib import verify as verify_mod
-from provenance_lib.artifacts import read_json, write_json
+from provenance_lib.artifacts import read_json, sha256_file, write_json
 from provenance_lib.errors import ProvenanceError
 from provenance_lib.record import RunRecord
 from provenance_lib.verify import verify
@@ -203,7 +203,7 @@ def test_library_or_notebook_change_reruns_the_stage_unless_code_is_trusted(proj
     make_notebook(notebook, "01_first", STAGE_CELLS["01_first"])
 
     made_by = read_json(run_dir / "run.json")["stages"]["01_first"]["code_sha256"]
-    for module in (runs, verify_mod):  # the library the stage runs has changed
+    for module in (plans, verify_mod):  # the library the stage runs has changed
         monkeypatch.setattr(module, "stage_code_sha256", lambda notebook: "0" * 64)
     assert reasons() == ["library code changed"]
     assert verify(run_dir) == [f"01_first: stale: the library code it runs changed since it ran (made by commit "
@@ -345,6 +345,47 @@ def test_rerun_keeps_the_work_of_a_failed_attempt_of_the_same_fingerprint_which_
     assert "resumes" not in read_json(run_dir / "run.json")["stages"]["02_sampling"]
 
 
+WORKING = """stage.work_dir.mkdir(exist_ok=True)
+found = sorted(p.name for p in stage.work_dir.iterdir())
+(stage.work_dir / f'chunk-{len(found)}').write_text('done')  # each attempt adds a chunk of work to what it finds
+if os.environ.get('STOP_AFTER_CHUNK'):
+    (stage.out_dir / 'chunk-written').touch()
+    time.sleep(60)
+(stage.out_dir / 'first.json').write_text(json.dumps({'found': found}))"""
+
+
+def test_a_stage_keeps_its_work_however_the_runner_is_stopped_and_loses_it_once_it_completed(project):
+    plant_world(project, "s")
+    make_notebook(project / "notebooks" / "01_first.ipynb", "01_first", WORKING)
+    command = [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", "s",
+               "-p", "stages=[01_first]"]
+    run_dir = project / "runs" / "s"
+    for how in (signal.SIGKILL, signal.SIGINT, signal.SIGTERM):
+        (run_dir / ".staging" / "01_first" / "chunk-written").unlink(missing_ok=True)  # the last attempt's
+        proc = subprocess.Popen(command, cwd=project, env={**os.environ, "STOP_AFTER_CHUNK": "1"},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.time() + 120
+        while not (run_dir / ".staging" / "01_first" / "chunk-written").exists():
+            assert time.time() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        if how == signal.SIGKILL:  # the runner and its kernel, without a word (the out-of-memory killer)
+            os.kill(read_json(run_dir / "run.json")["stages"]["01_first"]["kernel_pid"], signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.send_signal(how)
+        proc.communicate(timeout=60)
+        assert sorted(p.name for p in (run_dir / ".staging" / "01_first" / context.RESUMABLE).iterdir()) == \
+            [f"chunk-{i}" for i in range(1 + [signal.SIGKILL, signal.SIGINT, signal.SIGTERM].index(how))]
+    done = subprocess.run(command, cwd=project, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert read_json(run_dir / "01_first" / "first.json") == {"found": ["chunk-0", "chunk-1", "chunk-2"]}
+    record = read_json(run_dir / "run.json")
+    assert [i["status"] for i in record["invocations"]] == ["abandoned", "interrupted", "interrupted", "complete"]
+    assert record["stages"]["01_first"]["resumes"] == 3
+    assert not (run_dir / ".staging").exists() and not (run_dir / "01_first" / context.RESUMABLE).exists()
+
+
 def start_runner(project: Path, name: str, sleep_stage: str, **popen) -> subprocess.Popen:
     """The CLI runner on stage 01 alone, sleeping in ``sleep_stage``; returns once that stage sleeps."""
     command = [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", name,
@@ -443,3 +484,60 @@ def test_notebook_opened_by_hand_shows_the_recorded_artifacts_or_recomputes_besi
     never = context.open_stage("02_sampling", run_dir=project / "runs" / "old")
     with pytest.raises(ProvenanceError, match="02_sampling has not completed in .*old: nothing recorded to show"):
         never.run_or_load(lambda s: None, lambda folder: None)
+
+
+# ----------------------------------------------------------------------------------------------- what a stage reads
+def test_a_changed_world_file_stops_the_run_naming_it_and_verify_finds_what_the_fast_check_cannot(project, capsys):
+    plant_world(project, "w")
+    run_dir = run(project, name="w", overrides=["stages=[01_first]"])
+    shard = run_dir / "world" / "corpus" / "shard.txt"
+    shard.write_text("plantex")  # a flipped byte: same size, new mtime
+    with pytest.raises(ProvenanceError, match=r"the world changed since it was built \(modified: world/corpus/"
+                                              r"shard.txt\).*remove .*world and run again"):
+        run(project, name="w", overrides=["stages=[01_first]"])
+    record = read_json(run_dir / "run.json")
+    assert record["invocations"][-1]["status"] == "error"
+    assert "world/corpus/shard.txt" in record["invocations"][-1]["error"]
+    assert verify(run_dir) == ["00_world: modified: world/corpus/shard.txt"]
+    shard.write_text("planted")
+    run(project, name="w", overrides=["stages=[01_first]"])  # restored: reused, and the record is unchanged
+    assert read_json(run_dir / "run.json")["stages"]["00_world"]["outputs"] == record["stages"]["00_world"]["outputs"]
+
+    (run_dir / "world" / "corpus" / "extra.txt").write_text("an extra shard")
+    with pytest.raises(ProvenanceError, match=r"added: world/corpus/extra.txt"):
+        run(project, name="w", overrides=["stages=[01_first]"])
+    (run_dir / "world" / "corpus" / "extra.txt").unlink()
+    # same size and mtime: the runner's fast check takes the file as unchanged; verify hashes every file
+    stamp = shard.stat()
+    shard.write_text("plantex")
+    os.utime(shard, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert verify(run_dir) == ["00_world: modified: world/corpus/shard.txt"]
+
+
+def test_a_stage_records_the_inputs_it_read_and_a_changed_input_stops_it(project):
+    plant_world(project, "c")
+    run_dir = run(project, name="c")
+    second = run_dir / "02_sampling" / "second.json"
+    before = read_json(run_dir / "run.json")["stages"]["03_third"]
+    assert before["inputs"]["02_sampling/second.json"] == sha256_file(second)
+    second.write_text('{"seed": 0, "target": 1000}')
+    with pytest.raises(ProvenanceError, match=r"03_third reads what 02_sampling wrote, which changed since that "
+                                              r"stage completed \(modified: 02_sampling/second.json\).*--from 02"):
+        run(project, name="c", stages=["03"], force=True)
+    assert read_json(run_dir / "run.json")["stages"]["03_third"] == before  # it never ran on what it did not record
+    assert read_json(run_dir / "03_third" / "sub" / "third.json") == {"total": 40}
+    run(project, name="c", from_stage="02", force=True)
+    entry = read_json(run_dir / "run.json")["stages"]["03_third"]
+    assert entry["inputs"]["02_sampling/second.json"] == sha256_file(second)
+    assert verify(run_dir) == []
+
+
+def test_an_input_changed_while_the_stage_ran_fails_the_attempt(project):
+    plant_world(project, "d")
+    run(project, name="d")
+    make_notebook(project / "notebooks" / "03_third.ipynb", "03_third",
+                  "(stage.input_dir('02_sampling') / 'second.json').write_text('{}')")
+    with pytest.raises(ProvenanceError, match=r"03_third error: 03_third reads what 02_sampling wrote while it ran"):
+        run(project, name="d", stages=["03"])
+    entry = read_json(project / "runs/d/run.json")["stages"]["03_third"]
+    assert entry["attempt"]["status"] == "error" and (project / "runs/d/03_third/sub/third.json").is_file()

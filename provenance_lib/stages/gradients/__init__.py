@@ -37,7 +37,7 @@ from .pipeline import Checkpoint, CheckpointRun, run_checkpoint, score_variants
 from .queries import correctness, eval_items, queries_table, query_text
 from .scores import CHECKPOINTS, GradientScores, doc_score_columns, save_npy
 
-WORK, KEY = "work", "key.json"
+KEY = "key.json"
 SUMMED_COLUMNS = ("id", "bin", "tokens", "windows", "dropped_tokens")
 
 __all__ = ["GradientScores", "GradientsResult", "load_result", "plot_profiles", "run"]
@@ -82,9 +82,8 @@ def checkpoints(stage, settings: Gradients) -> list[Checkpoint]:
     return points
 
 
-def _work_dir(out_dir: Path, key: dict) -> Path:
-    """The resume folder: kept while the inputs are the same, cleared when they changed."""
-    work = out_dir / WORK
+def _work_dir(work: Path, key: dict) -> Path:
+    """The resume folder (``stage.work_dir``): kept while the inputs are the same, cleared when they changed."""
     if (work / KEY).is_file() and read_json(work / KEY) != key:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -142,7 +141,8 @@ def save_store(run: CheckpointRun, folder: Path, work_dir: Path) -> None:
 
 # ----------------------------------------------------------------------------------------------- the stage
 def run(stage) -> GradientsResult:
-    """Stage 02 end to end (see the module docstring); resumes from ``<out_dir>/work`` after a kill."""
+    """Stage 02 end to end (see the module docstring); resumes from ``stage.work_dir`` after a kill (the runner
+    keeps it for the next attempt and removes it once the stage completed)."""
     s, world, out = stage.params.gradients, stage.world, Path(stage.out_dir)
     started = time.perf_counter()
     set_threads(stage.params.threads)  # the same threads give the same float sums: a resumed run matches
@@ -155,7 +155,7 @@ def run(stage) -> GradientsResult:
         collect.check_models(point.model, point.query_model)
     key = {"manifest_sha256": manifest_sha, "world": world.fingerprint, "seed": stage.params.seed,
            "gradients": sha256_json(s.model_dump(mode="json", exclude={"exactness", "workers", "nodes"}))}
-    work = _work_dir(out, key)
+    work = _work_dir(stage.work_dir, key)
     queries = queries_table(items, _judge(stage, s, points, work))
     texts = [query_text(r.question, list(r.choices), int(r.answer), s.query.format) for r in items.itertuples()]
     calibration = calibration_sample(sampling_dir, max(s.v.calibration_documents, s.curvature.train_documents),
@@ -183,5 +183,4 @@ def run(stage) -> GradientsResult:
     write_json(out / COLLECTION, collection_record(runs, facts, time.perf_counter() - started))
     scores.save(out)
     save_profiles(scores, out)
-    shutil.rmtree(work)
     return load_result(out)
