@@ -541,3 +541,16 @@ def test_an_input_changed_while_the_stage_ran_fails_the_attempt(project):
         run(project, name="d", stages=["03"])
     entry = read_json(project / "runs/d/run.json")["stages"]["03_third"]
     assert entry["attempt"]["status"] == "error" and (project / "runs/d/03_third/sub/third.json").is_file()
+
+
+def test_a_truncated_run_record_is_one_line_from_run_and_verify(project):
+    plant_world(project, "t")
+    run(project, name="t", overrides=["stages=[01_first]"])
+    record = project / "runs" / "t" / "run.json"
+    record.write_text(record.read_text()[:100])
+    for command in (["run", "params/study.yaml", "--name", "t", "-p", "stages=[01_first]"], ["verify", "runs/t"]):
+        done = subprocess.run([sys.executable, "-m", "provenance_lib", *command], cwd=project, capture_output=True,
+                              text=True)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith("error: the run record ") and "runs/t/run.json is not valid JSON (truncated " \
+            "or corrupt: " in done.stderr and "Traceback" not in done.stderr

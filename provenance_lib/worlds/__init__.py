@@ -14,7 +14,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from .. import codebase
+from .. import codebase, corpus
 from ..artifacts import replace_dir, write_json
 from ..params import StudyParams
 from . import contract, paper, realmini, released, testbed
@@ -49,6 +49,7 @@ def build_world(params: StudyParams, out_dir: str | Path, inputs: dict | None = 
     info = BUILDERS[params.world.kind](params, out_dir)
     info.inputs, info.fingerprint = inputs, contract.fingerprint(params, inputs)
     info.code_sha256 = builder_code_sha256()
+    info.shards = corpus.shard_listing(info.resolve(out_dir, entry) for entry in info.corpus)
     write_json(out_dir / "world.json", asdict(info))
     return info
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,24 @@ def _judge(stage, settings: Gradients, points: list[Checkpoint], work: Path) -> 
     return pd.read_parquet(path)
 
 
+def check_skipped(run: CheckpointRun, documents: int, max_share: float) -> None:
+    """Say how many documents the checkpoint left out and why; refuse to go on past ``max_share`` of them."""
+    skipped = run.documents.skipped
+    if not skipped:
+        return
+    reasons = Counter(s["reason"] for s in skipped)
+    share = len(skipped) / max(documents, 1)
+    said = (f"stage 02 left out {len(skipped):,} of {documents:,} working-set documents at checkpoint {run.label} "
+            f"({share:.1%}): " + "; ".join(f"{n:,} {reason}" for reason, n in reasons.most_common()) +
+            f" (first: {', '.join(s['id'] for s in skipped[:3])})")
+    if share > max_share:
+        raise ProvenanceError(f"{said}, more than gradients.max_skipped_share ({max_share:.1%})",
+                              "when most documents fail, the model is the cause (check its weights; "
+                              "gradients.on_nonfinite: stop names the first document); else raise "
+                              "gradients.max_skipped_share: the work done is kept")
+    print(said, flush=True)
+
+
 # ----------------------------------------------------------------------------------------------- scores
 def checkpoint_scores(run: CheckpointRun, queries: pd.DataFrame, manifest: pd.DataFrame, info: dict
                       ) -> GradientScores:
@@ -154,7 +173,8 @@ def run(stage) -> GradientsResult:
     for point in points:  # before anything slow
         collect.check_models(point.model, point.query_model)
     key = {"manifest_sha256": manifest_sha, "world": world.fingerprint, "seed": stage.params.seed,
-           "gradients": sha256_json(s.model_dump(mode="json", exclude={"exactness", "workers", "nodes"}))}
+           "gradients": sha256_json(s.model_dump(mode="json", exclude={"exactness", "workers", "nodes",
+                                                                        *s.NOT_IN_FINGERPRINT}))}
     work = _work_dir(stage.work_dir, key)
     queries = queries_table(items, _judge(stage, s, points, work))
     texts = [query_text(r.question, list(r.choices), int(r.answer), s.query.format) for r in items.itertuples()]
@@ -163,6 +183,8 @@ def run(stage) -> GradientsResult:
     n_bins = load_taxonomy().n_bins
     runs = [run_checkpoint(p, s, queries, texts, calibration, sampling_dir, work / p.label, stage.params.threads,
                            n_bins) for p in points]
+    for r in runs:
+        check_skipped(r, len(manifest), s.max_skipped_share)
     info = recipe_info(world.base_model, world.query_model, s, runs, manifest_sha,
                        {p.label: p.names for p in points})
     parts = {r.label: checkpoint_scores(r, queries, manifest, info) for r in runs}
