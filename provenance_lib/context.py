@@ -27,6 +27,7 @@ from .worlds import WorldInfo, load_world
 
 T = TypeVar("T")
 STAGING = ".staging"   # a run's folder of stages in flight: runs/<name>/.staging/<stage>/, .staging/params.yaml
+LOCK = ".lock"         # a run's lock: one runner at a time (runs.run_lock)
 RESUMABLE = ".work"    # a stage's work it resumes (``Stage.work_dir``): kept for the next attempt of the same
 #                        fingerprint however an attempt ends, removed by the runner once the stage completed
 
@@ -119,6 +120,10 @@ def open_stage(stage_id: str, run_dir: str | Path | None = None, out_dir: str | 
     executes into it. ``out_dir`` None (a notebook opened by hand): the recorded artifacts are shown, or, with
     ``recompute``, computed again into ``<run_dir>/interactive/<stage>``."""
     run_dir = Path(run_dir) if run_dir else latest_run()
+    if out_dir is not None and in_staging(run_dir, out_dir) and not runner_working(run_dir):
+        print("This notebook was executed by the runner, into a staging folder that is gone. Run again by hand, it "
+              "shows the run's recorded artifacts (recompute = True computes them again).")
+        out_dir = None
     params = stage_params(run_dir, stage_id, out_dir)
     executing = out_dir is not None or recompute
     out_dir = Path(out_dir) if out_dir else run_dir / "interactive" / stage_id
@@ -126,6 +131,20 @@ def open_stage(stage_id: str, run_dir: str | Path | None = None, out_dir: str | 
         out_dir.mkdir(parents=True, exist_ok=True)
     set_threads(params.threads)
     return Stage(stage_id, run_dir, out_dir, params, load_world(run_dir / "world"), recompute=executing)
+
+
+def runner_working(run_dir: str | Path) -> bool:
+    """Whether a runner holds the run's lock now (``runs.run_lock``); a run folder one cannot lock has none."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(Path(run_dir) / LOCK, timeout=0)
+    try:
+        with lock:
+            return False
+    except Timeout:
+        return True
+    except OSError:
+        return False
 
 
 def invocation_params_path(run_dir: str | Path) -> Path:

@@ -31,7 +31,7 @@ import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
 
@@ -136,7 +136,7 @@ def _entry_kind(value: Any) -> str:
     return "complete" if status == COMPLETE else "attempt"
 
 
-StageEntry = Annotated[Union[Annotated[StageRecord, Tag("complete")], Annotated[Attempt, Tag("attempt")]],
+StageEntry = Annotated[Annotated[StageRecord, Tag("complete")] | Annotated[Attempt, Tag("attempt")],
                        Discriminator(_entry_kind)]
 
 

@@ -47,7 +47,7 @@ from filelock import FileLock, Timeout
 from . import params as params_mod
 from .artifacts import hash_and_stamp_tree, recover_dir, replace_dir, write_text
 from .codebase import code_sha256
-from .context import RESUMABLE, STAGING, invocation_params_path, project_root
+from .context import LOCK, RESUMABLE, STAGING, invocation_params_path, project_root, runner_working
 from .errors import ProvenanceError
 from .execute import Ending, deferred_interrupts, run_notebook, sigterm_as_interrupt
 from .params import StudyParams
@@ -56,11 +56,11 @@ from .plans import (WORLD_DIR, StagePlan, artifact_changes, changed_error, check
 from .record import (COMPLETE, RUNNING, WORLD_STAGE, Attempt, RunRecord, StageRecord, Trusted, now, params_sha256,
                      stage_section, world_stage_fingerprint)
 from .report import REPORT_DIR, build_report
-from .worlds import WorldInfo, builder_code_sha256, ensure_world, matching_world
+from .worlds import builder_code_sha256, ensure_world, matching_world
 from .worlds.contract import WORLD_SECTIONS
 
 STAGE_PATTERN = re.compile(r"^(\d\d)_([a-z][a-z0-9_]*)\.ipynb$")
-PARAMS_FILE, LOCK = "params.yaml", ".lock"
+PARAMS_FILE = "params.yaml"
 FINISHED_WORK = ".finished-work"  # .staging/<stage>.finished-work: a completed stage's work, being removed
 CODE_REASONS = {"library code changed", "notebook changed"}  # what --trust-code lets pass
 FIXES = {
@@ -110,17 +110,6 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
-
-
-def runner_alive(run_dir: Path) -> bool:
-    """Whether a runner holds the run's lock now (a run folder one cannot write to has none working on it)."""
-    try:
-        with run_lock(Path(run_dir)):
-            return False
-    except ProvenanceError:
-        return True
-    except OSError:
-        return False
 
 
 # ----------------------------------------------------------------------------------------------- the runner

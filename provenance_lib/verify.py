@@ -18,12 +18,12 @@ from pathlib import Path
 
 from . import params as params_mod
 from .codebase import notebook_sha256, stage_code_sha256
-from .context import project_root
+from .context import project_root, runner_working
 from .params import StudyParams
 from .plans import artifact_changes
 from .record import (ABANDONED_NOTE, RUNNING, WORLD_STAGE, Attempt, RunRecord, StageRecord, params_sha256,
                      stage_fingerprint, stage_sections, world_stage_fingerprint)
-from .runs import PARAMS_FILE, runner_alive
+from .runs import PARAMS_FILE
 from .worlds import builder_code_sha256, fingerprint as world_fingerprint
 from .worlds.contract import WORLD_SECTIONS
 
@@ -33,7 +33,7 @@ def verify(run_dir: str | Path, notebooks_dir: str | Path | None = None, trust_c
     record = RunRecord.existing(run_dir)
     notebooks_dir = Path(notebooks_dir or project_root() / "notebooks")
     run_params = params_mod.load(record.run_dir / PARAMS_FILE) if (record.run_dir / PARAMS_FILE).is_file() else None
-    alive = runner_alive(record.run_dir)
+    alive = runner_working(record.run_dir)
     problems = []
     for stage_id, entry in sorted(record.stages.items()):
         if not isinstance(entry, StageRecord):

@@ -554,3 +554,60 @@ def test_a_truncated_run_record_is_one_line_from_run_and_verify(project):
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
         assert done.stderr.startswith("error: the run record ") and "runs/t/run.json is not valid JSON (truncated " \
             "or corrupt: " in done.stderr and "Traceback" not in done.stderr
+
+
+RUN_OR_LOAD = """def compute(stage):
+    (stage.out_dir / 'first.json').write_text(json.dumps({'seed': stage.params.seed}))
+    return 'computed'
+
+result = stage.run_or_load(compute, lambda folder: json.loads((folder / 'first.json').read_text()))
+print('result:', result)"""
+
+
+def test_an_executed_notebook_run_again_by_hand_shows_the_recorded_artifacts(project):
+    from provenance_lib.execute import run_notebook
+
+    plant_world(project, "h")
+    make_notebook(project / "notebooks" / "01_first.ipynb", "01_first", RUN_OR_LOAD)
+    run_dir = run(project, name="h", overrides=["stages=[01_first]"])
+    executed = run_dir / "notebooks" / "01_first.ipynb"
+    assert not (run_dir / ".staging").exists()  # where its injected out_dir pointed
+    again = project / "again.ipynb"
+    assert run_notebook(executed, again, parameters={}) is None  # "Run All" on the executed notebook
+    text = again.read_text()
+    assert "into a staging folder that is gone" in text and "result: {'seed': 0}" in text
+    assert read_json(run_dir / "run.json")["stages"]["01_first"]["invocation"] == 1  # nothing recomputed
+
+
+def test_a_refused_selection_on_a_new_run_leaves_no_folder(project, capsys):
+    plant_world(project, "x")
+    done = subprocess.run([sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", "new",
+                           "--stages", "03"], cwd=project, capture_output=True, text=True)
+    assert done.returncode == 2 and "stage 03_third needs 01_first, 02_sampling" in done.stderr
+    assert not (project / "runs" / "new").exists()
+
+
+def test_a_rerun_with_nothing_to_do_does_not_rebuild_the_report_unless_it_is_stale(project, monkeypatch):
+    built = []
+    real = runs.build_report
+    monkeypatch.setattr(runs, "build_report", lambda run_dir: built.append(run_dir) or real(run_dir))
+    plant_world(project, "q")
+    run(project, name="q", overrides=["stages=[01_first]"])
+    assert len(built) == 1
+    run(project, name="q", overrides=["stages=[01_first]"])
+    assert len(built) == 1  # nothing ran: the report is current
+    (project / "runs" / "q" / "report" / "index.html").unlink()
+    run(project, name="q", overrides=["stages=[01_first]"])
+    assert len(built) == 2
+
+
+def test_a_symlinked_venv_is_ignored_so_runs_do_not_record_uncommitted_changes(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".gitignore").write_text((Path(__file__).resolve().parents[1] / ".gitignore").read_text())
+    (tmp_path / "env").mkdir()
+    (repo / ".venv").symlink_to(tmp_path / "env")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all"],
+                            capture_output=True, text=True, check=True).stdout
+    assert status.split() == ["??", ".gitignore"]
