@@ -64,12 +64,13 @@ def stage_folder(stage_id: str) -> str:
 
 def artifact_changes(record: RunRecord, stage_id: str, entry: StageRecord, full: bool = False) -> list[str]:
     """``missing: <path>``, ``modified: <path>`` and ``added: <path>`` for the files of a completed stage's folder
-    that are not those it recorded. Fast (size and mtime; the record's stamps are brought up to date for files
-    whose bytes are unchanged) unless ``full``: every file hashed."""
+    that are not those it recorded (tools' caches, hidden or ``__pycache__``, are not artifacts). Fast (size and
+    mtime; the record's stamps are brought up to date for files whose bytes are unchanged) unless ``full``: every
+    file hashed."""
     problems = changed_files(record.run_dir, entry.outputs, None if full else entry.stamps)
     folder = record.run_dir / stage_folder(stage_id)
-    added = [rel for path in tree_files(folder)
-             if (rel := str(path.relative_to(record.run_dir))) not in entry.outputs]
+    added = [rel for path in tree_files(folder) if (rel := str(path.relative_to(record.run_dir))) not in entry.outputs
+             and not any(part.startswith(".") or part == "__pycache__" for part in path.relative_to(folder).parts)]
     return problems + [f"added: {rel}" for rel in added]
 
 
@@ -80,9 +81,10 @@ def check_inputs(record: RunRecord, stage_id: str, when: str = "") -> None:
         if other >= stage_id or not isinstance(entry, StageRecord):
             continue
         problems = artifact_changes(record, other, entry)
-        record.save()  # refreshed stamps
         if problems:
+            record.save()  # refreshed stamps
             raise changed_error(record, other, problems, f"{stage_id} reads what {other} wrote{when}")
+    record.save()  # refreshed stamps
 
 
 def changed_error(record: RunRecord, stage_id: str, problems: list[str], context: str) -> ProvenanceError:

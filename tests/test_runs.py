@@ -82,6 +82,8 @@ def plant_world(project: Path, name: str, overrides=()) -> None:
     world = project / "runs" / name / "world"
     (world / "corpus").mkdir(parents=True, exist_ok=True)
     (world / "corpus" / "shard.txt").write_text("planted")
+    (world / "models" / "base").mkdir(parents=True, exist_ok=True)
+    (world / "models" / "base" / "model.safetensors").write_bytes(bytes(range(256)))
     info = WorldInfo(kind="testbed", fingerprint=fingerprint(study), corpus=["corpus"], queries="q.parquet",
                      tasks={}, task_dir="tasks", base_model="models/base", query_model="models/query",
                      code_sha256=builder_code_sha256())
@@ -487,19 +489,25 @@ def test_notebook_opened_by_hand_shows_the_recorded_artifacts_or_recomputes_besi
 
 
 # ----------------------------------------------------------------------------------------------- what a stage reads
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+
+
 def test_a_changed_world_file_stops_the_run_naming_it_and_verify_finds_what_the_fast_check_cannot(project, capsys):
     plant_world(project, "w")
     run_dir = run(project, name="w", overrides=["stages=[01_first]"])
-    shard = run_dir / "world" / "corpus" / "shard.txt"
-    shard.write_text("plantex")  # a flipped byte: same size, new mtime
-    with pytest.raises(ProvenanceError, match=r"the world changed since it was built \(modified: world/corpus/"
-                                              r"shard.txt\).*remove .*world and run again"):
+    model = run_dir / "world" / "models" / "base" / "model.safetensors"
+    flip_a_byte(model)  # same size, new mtime
+    with pytest.raises(ProvenanceError, match=r"the world changed since it was built \(modified: world/models/base/"
+                                              r"model.safetensors\).*remove .*world and run again"):
         run(project, name="w", overrides=["stages=[01_first]"])
     record = read_json(run_dir / "run.json")
     assert record["invocations"][-1]["status"] == "error"
-    assert "world/corpus/shard.txt" in record["invocations"][-1]["error"]
-    assert verify(run_dir) == ["00_world: modified: world/corpus/shard.txt"]
-    shard.write_text("planted")
+    assert "world/models/base/model.safetensors" in record["invocations"][-1]["error"]
+    assert verify(run_dir) == ["00_world: modified: world/models/base/model.safetensors"]
+    flip_a_byte(model)
     run(project, name="w", overrides=["stages=[01_first]"])  # restored: reused, and the record is unchanged
     assert read_json(run_dir / "run.json")["stages"]["00_world"]["outputs"] == record["stages"]["00_world"]["outputs"]
 
@@ -508,10 +516,11 @@ def test_a_changed_world_file_stops_the_run_naming_it_and_verify_finds_what_the_
         run(project, name="w", overrides=["stages=[01_first]"])
     (run_dir / "world" / "corpus" / "extra.txt").unlink()
     # same size and mtime: the runner's fast check takes the file as unchanged; verify hashes every file
-    stamp = shard.stat()
-    shard.write_text("plantex")
-    os.utime(shard, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
-    assert verify(run_dir) == ["00_world: modified: world/corpus/shard.txt"]
+    stamp = model.stat()
+    flip_a_byte(model)
+    os.utime(model, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    run(project, name="w", overrides=["stages=[01_first]"])
+    assert verify(run_dir) == ["00_world: modified: world/models/base/model.safetensors"]
 
 
 def test_a_stage_records_the_inputs_it_read_and_a_changed_input_stops_it(project):
