@@ -202,7 +202,7 @@ class RunRecord:
         self.invocations.append(Invocation(
             number=number, started=now(), status=RUNNING, command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             params_file=str(params_path), params_sha256=sha256_json(params.model_dump(mode="json")),
-            trust_code=trust_code, git=git_state(), code_sha256=code_sha256, interpreter=interpreter(),
+            trust_code=trust_code, git=Git(**git_state()), code_sha256=code_sha256, interpreter=interpreter(),
             versions=package_versions(), host=host_info(), pid=os.getpid()))
         self.save()
         return number
@@ -306,7 +306,7 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def git_state() -> Git:
+def git_state() -> dict:
     """Commit and dirty flag of the checkout the package was imported from (None outside a git checkout)."""
     source = Path(__file__).resolve().parent
 
@@ -314,9 +314,9 @@ def git_state() -> Git:
         return subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, check=True).stdout
 
     try:
-        return Git(commit=git("rev-parse", "HEAD").strip(), dirty=bool(git("status", "--porcelain").strip()))
+        return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(git("status", "--porcelain").strip())}
     except (subprocess.CalledProcessError, FileNotFoundError):
-        return Git()
+        return {"commit": None, "dirty": None}
 
 
 def interpreter() -> dict:
