@@ -162,13 +162,18 @@ def file_stamp(path: str | os.PathLike) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
-def hash_and_stamp_tree(root: str | os.PathLike, relative_to: str | os.PathLike
+def hash_and_stamp_tree(root: str | os.PathLike, named_as: str, skip: str | None = None
                         ) -> tuple[dict[str, str], dict[str, tuple[int, int]]]:
-    """``hash_tree`` and each file's ``file_stamp``, taken before it is hashed: a write after the stamp shows as a
-    changed stamp, never as an unchanged one beside a stale hash."""
+    """``hash_tree`` and each file's ``file_stamp`` (taken before it is hashed: a write after the stamp shows as a
+    changed stamp, never as an unchanged one beside a stale hash), keyed ``<named_as>/<path under root>``; the
+    folder ``skip`` at the top of ``root`` is left out. A folder renamed afterwards keeps both (a rename moves no
+    bytes and keeps every mtime)."""
     hashes, stamps = {}, {}
     for path in tree_files(root):
-        rel = str(path.relative_to(relative_to))
+        under = path.relative_to(root)
+        if skip is not None and under.parts[0] == skip:
+            continue
+        rel = f"{named_as}/{under.as_posix()}"
         stamps[rel] = file_stamp(path)
         hashes[rel] = sha256_file(path)
     return hashes, stamps

@@ -49,7 +49,7 @@ from .artifacts import hash_and_stamp_tree, recover_dir, replace_dir, write_text
 from .codebase import code_sha256
 from .context import LOCK, RESUMABLE, STAGING, invocation_params_path, project_root, runner_working
 from .errors import ProvenanceError
-from .execute import Ending, deferred_interrupts, run_notebook, sigterm_as_interrupt
+from .execute import Ending, deferred_interrupts, ending as stopped, run_notebook, sigterm_as_interrupt
 from .params import StudyParams
 from .plans import (WORLD_DIR, StagePlan, artifact_changes, changed_error, check_inputs, plan_stage, reasons_to_run,
                     stage_folder)
@@ -259,7 +259,7 @@ def _build_world(record: RunRecord, params: StudyParams, number: int, trust_code
          "params and inputs unchanged, library code changed: reused (--trust-code)" if trusted else "unchanged: reused")
     recorded = not recorded_world
     if recorded:
-        outputs, stamps = hash_and_stamp_tree(world_dir, relative_to=record.run_dir)
+        outputs, stamps = hash_and_stamp_tree(world_dir, named_as=WORLD_DIR)
         entry = StageRecord(
             fingerprint=world_stage_fingerprint(info.fingerprint, info.code_sha256), world_fingerprint=info.fingerprint,
             code_sha256=info.code_sha256, params_sha256=params_sha256(params, WORLD_SECTIONS),
@@ -320,8 +320,12 @@ def execute_stage(record: RunRecord, plan: StagePlan, number: int, reason: str, 
     if ending is None:
         try:
             check_inputs(record, stage_id, " while it ran")
+            # hashed in place, before the swap: the block below, which holds Ctrl-C, is a few renames
+            outputs, stamps = hash_and_stamp_tree(staging, named_as=stage_id, skip=RESUMABLE)
         except ProvenanceError as exc:
             ending = Ending("error", exc.problem)
+        except KeyboardInterrupt as exc:
+            ending = stopped(exc)
     if ending is not None:
         _end_attempt(record, stage_id, attempt, ending, executed, failed_notebook)
     finished_work = run_dir / STAGING / f"{stage_id}{FINISHED_WORK}"
@@ -331,7 +335,6 @@ def execute_stage(record: RunRecord, plan: StagePlan, number: int, reason: str, 
         replace_dir(staging, run_dir / stage_id)
         os.replace(executed, final_notebook)
         failed_notebook.unlink(missing_ok=True)  # an earlier attempt's; this one completed
-        outputs, stamps = hash_and_stamp_tree(run_dir / stage_id, relative_to=run_dir)
         record.complete(stage_id, StageRecord(
             fingerprint=plan.fingerprint, params_sha256=plan.params_sha256, params=plan.params.model_dump(mode="json"),
             code_sha256=plan.code_sha256, notebook_sha256=plan.notebook_sha256, git=record.invocation(number).git,
