@@ -3,7 +3,8 @@
 For each stage of ``run.json`` it checks, and reports one line per problem:
 
 * the stage completed (else how its attempt ended; a runner that died is told from one still working);
-* every artifact it wrote is on disk with the recorded sha256 (``missing`` / ``modified``);
+* every artifact it wrote is on disk with the recorded sha256, hashed in full (``missing`` / ``modified``), and
+  its folder holds nothing else (``added``);
 * the record adds up: the fingerprint re-derives from the params, inputs and code hashes it records;
 * the stage is not stale: its inputs are what the earlier stages hold now, the run's ``params.yaml`` gives it the
   params it ran with, the world's external inputs are unchanged, and (unless ``trust_code``) the library code and
