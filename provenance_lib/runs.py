@@ -47,7 +47,7 @@ from filelock import FileLock, Timeout
 from . import params as params_mod
 from .artifacts import hash_and_stamp_tree, recover_dir, replace_dir, write_text
 from .codebase import code_sha256
-from .context import LOCK, RESUMABLE, STAGING, invocation_params_path, project_root, runner_working
+from .context import LOCK, RESUMABLE, STAGING, invocation_params_path, project_root
 from .errors import ProvenanceError
 from .execute import Ending, deferred_interrupts, ending as stopped, run_notebook, sigterm_as_interrupt
 from .params import StudyParams
