@@ -356,35 +356,43 @@ if os.environ.get('STOP_AFTER_CHUNK'):
 (stage.out_dir / 'first.json').write_text(json.dumps({'found': found}))"""
 
 
-def test_a_stage_keeps_its_work_however_the_runner_is_stopped_and_loses_it_once_it_completed(project):
+STOPS = ("runner and kernel killed", "Ctrl-C", "SIGTERM", "kernel killed", "timed out")
+
+
+def test_a_stage_keeps_its_work_however_it_is_stopped_and_loses_it_once_it_completed(project):
     plant_world(project, "s")
     make_notebook(project / "notebooks" / "01_first.ipynb", "01_first", WORKING)
     command = [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", "s",
                "-p", "stages=[01_first]"]
     run_dir = project / "runs" / "s"
-    for how in (signal.SIGKILL, signal.SIGINT, signal.SIGTERM):
+    for attempt, how in enumerate(STOPS):
         (run_dir / ".staging" / "01_first" / "chunk-written").unlink(missing_ok=True)  # the last attempt's
-        proc = subprocess.Popen(command, cwd=project, env={**os.environ, "STOP_AFTER_CHUNK": "1"},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        proc = subprocess.Popen(command + (["--timeout", "5"] if how == "timed out" else []), cwd=project,
+                                env={**os.environ, "STOP_AFTER_CHUNK": "1"}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 120
         while not (run_dir / ".staging" / "01_first" / "chunk-written").exists():
             assert time.time() < deadline and proc.poll() is None, proc.communicate()
             time.sleep(0.1)
-        if how == signal.SIGKILL:  # the runner and its kernel, without a word (the out-of-memory killer)
-            os.kill(read_json(run_dir / "run.json")["stages"]["01_first"]["kernel_pid"], signal.SIGKILL)
+        kernel = read_json(run_dir / "run.json")["stages"]["01_first"]["kernel_pid"]
+        if how == "runner and kernel killed":  # without a word, as when the machine runs out of memory
+            os.kill(kernel, signal.SIGKILL)
             os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.send_signal(how)
-        proc.communicate(timeout=60)
+        elif how == "kernel killed":  # the out-of-memory killer takes the largest process
+            os.kill(kernel, signal.SIGKILL)
+        elif how != "timed out":
+            proc.send_signal(signal.SIGINT if how == "Ctrl-C" else signal.SIGTERM)
+        proc.communicate(timeout=120)
         assert sorted(p.name for p in (run_dir / ".staging" / "01_first" / context.RESUMABLE).iterdir()) == \
-            [f"chunk-{i}" for i in range(1 + [signal.SIGKILL, signal.SIGINT, signal.SIGTERM].index(how))]
+            [f"chunk-{i}" for i in range(attempt + 1)], how
     done = subprocess.run(command, cwd=project, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert read_json(run_dir / "01_first" / "first.json") == {"found": ["chunk-0", "chunk-1", "chunk-2"]}
+    assert read_json(run_dir / "01_first" / "first.json") == {"found": [f"chunk-{i}" for i in range(len(STOPS))]}
     record = read_json(run_dir / "run.json")
-    assert [i["status"] for i in record["invocations"]] == ["abandoned", "interrupted", "interrupted", "complete"]
-    assert record["stages"]["01_first"]["resumes"] == 3
+    assert [i["status"] for i in record["invocations"]] == ["abandoned", "interrupted", "interrupted", "killed",
+                                                           "timed out", "complete"]
+    assert record["stages"]["01_first"]["resumes"] == len(STOPS)
     assert not (run_dir / ".staging").exists() and not (run_dir / "01_first" / context.RESUMABLE).exists()
 
 
