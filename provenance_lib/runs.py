@@ -142,12 +142,12 @@ def run_study(params_path: str | Path, overrides: list[str] = (), name: str | No
                 plan = plan_stage(record, params, stage_id, notebooks_dir / f"{stage_id}.ipynb")
                 reasons = ["--force"] if force else reasons_to_run(record, plan)
                 if reasons and trust_code and set(reasons) <= CODE_REASONS:
-                    _trust(record, plan, number, reasons)
+                    changed |= _trust(record, plan, number, reasons)
                 elif reasons:
                     execute_stage(record, plan, number, ", ".join(reasons), timeout)
+                    changed = True
                 else:
                     _say(stage_id, "unchanged: skipped")
-                changed |= bool(reasons)
         except BaseException as exc:
             status = exc.ending.status if isinstance(exc, StageEnded) else \
                 "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
@@ -365,15 +365,18 @@ def _end_attempt(record: RunRecord, stage_id: str, attempt: Attempt, ending: End
                              f"  notebook: {failed_notebook}{kept}", FIXES[ending.status])
 
 
-def _trust(record: RunRecord, plan: StagePlan, number: int, reasons: list[str]) -> None:
+def _trust(record: RunRecord, plan: StagePlan, number: int, reasons: list[str]) -> bool:
     """--trust-code: keep artifacts whose params and inputs match although the code differs, and say so in the
-    record (the entry keeps naming the code that made them)."""
+    record (the entry keeps naming the code that made them). Returns whether that is news (not trusted so before)."""
     entry = record.completed(plan.stage_id)
+    before = entry.trusted
     entry.trusted = Trusted(invocation=number, reasons=reasons, code_sha256=plan.code_sha256,
                             notebook_sha256=plan.notebook_sha256)
     record.save()
     _say(plan.stage_id, f"{' and '.join(reasons)}, params and inputs unchanged: skipped (--trust-code; made by "
                         f"commit {str(entry.git.commit)[:12]})")
+    return before is None or before.model_dump(exclude={"invocation"}) != \
+        entry.trusted.model_dump(exclude={"invocation"})
 
 
 def _first_line(exc: BaseException) -> str:
