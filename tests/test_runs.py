@@ -356,16 +356,19 @@ if os.environ.get('STOP_AFTER_CHUNK'):
 (stage.out_dir / 'first.json').write_text(json.dumps({'found': found}))"""
 
 
-STOPS = ("runner and kernel killed", "Ctrl-C", "SIGTERM", "kernel killed", "timed out")
+STOPS = {"runner and kernel killed": "abandoned", "Ctrl-C": "interrupted", "SIGTERM": "interrupted",
+         "kernel killed": "killed", "timed out": "timed out"}  # how an attempt is stopped -> how run.json says it ended
 
 
-def test_a_stage_keeps_its_work_however_it_is_stopped_and_loses_it_once_it_completed(project):
+@pytest.mark.parametrize("stops", [pytest.param(list(STOPS)[:2], id="kill-and-ctrl-c"),
+                                   pytest.param(list(STOPS), id="every-stop", marks=pytest.mark.slow)])
+def test_a_stage_keeps_its_work_however_it_is_stopped_and_loses_it_once_it_completed(project, stops):
     plant_world(project, "s")
     make_notebook(project / "notebooks" / "01_first.ipynb", "01_first", WORKING)
     command = [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", "s",
                "-p", "stages=[01_first]"]
     run_dir = project / "runs" / "s"
-    for attempt, how in enumerate(STOPS):
+    for attempt, how in enumerate(stops):
         (run_dir / ".staging" / "01_first" / "chunk-written").unlink(missing_ok=True)  # the last attempt's
         proc = subprocess.Popen(command + (["--timeout", "5"] if how == "timed out" else []), cwd=project,
                                 env={**os.environ, "STOP_AFTER_CHUNK": "1"}, stdout=subprocess.PIPE,
@@ -388,11 +391,10 @@ def test_a_stage_keeps_its_work_however_it_is_stopped_and_loses_it_once_it_compl
             [f"chunk-{i}" for i in range(attempt + 1)], how
     done = subprocess.run(command, cwd=project, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert read_json(run_dir / "01_first" / "first.json") == {"found": [f"chunk-{i}" for i in range(len(STOPS))]}
+    assert read_json(run_dir / "01_first" / "first.json") == {"found": [f"chunk-{i}" for i in range(len(stops))]}
     record = read_json(run_dir / "run.json")
-    assert [i["status"] for i in record["invocations"]] == ["abandoned", "interrupted", "interrupted", "killed",
-                                                           "timed out", "complete"]
-    assert record["stages"]["01_first"]["resumes"] == len(STOPS)
+    assert [i["status"] for i in record["invocations"]] == [STOPS[how] for how in stops] + ["complete"]
+    assert record["stages"]["01_first"]["resumes"] == len(stops)
     assert not (run_dir / ".staging").exists() and not (run_dir / "01_first" / context.RESUMABLE).exists()
 
 
