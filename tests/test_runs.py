@@ -533,10 +533,11 @@ def test_a_changed_world_file_stops_the_run_naming_it_and_verify_finds_what_the_
     assert verify(run_dir) == ["00_world: modified: world/models/base/model.safetensors"]
 
 
-def test_a_stage_records_the_inputs_it_read_and_a_changed_input_stops_it(project):
+def test_a_stage_records_the_inputs_it_read_and_a_changed_input_stops_it_before_or_while_it_runs(project):
     plant_world(project, "c")
     run_dir = run(project, name="c")
     second = run_dir / "02_sampling" / "second.json"
+    written = second.read_text()
     before = read_json(run_dir / "run.json")["stages"]["03_third"]
     assert before["inputs"]["02_sampling/second.json"] == sha256_file(second)
     second.write_text('{"seed": 0, "target": 1000}')
@@ -545,34 +546,15 @@ def test_a_stage_records_the_inputs_it_read_and_a_changed_input_stops_it(project
         run(project, name="c", stages=["03"], force=True)
     assert read_json(run_dir / "run.json")["stages"]["03_third"] == before  # it never ran on what it did not record
     assert read_json(run_dir / "03_third" / "sub" / "third.json") == {"total": 40}
-    run(project, name="c", from_stage="02", force=True)
-    entry = read_json(run_dir / "run.json")["stages"]["03_third"]
-    assert entry["inputs"]["02_sampling/second.json"] == sha256_file(second)
-    assert verify(run_dir) == []
 
-
-def test_an_input_changed_while_the_stage_ran_fails_the_attempt(project):
-    plant_world(project, "d")
-    run(project, name="d")
+    second.write_text(written)  # the same bytes again: a new mtime, hashed again, unchanged
     make_notebook(project / "notebooks" / "03_third.ipynb", "03_third",
                   "(stage.input_dir('02_sampling') / 'second.json').write_text('{}')")
     with pytest.raises(ProvenanceError, match=r"03_third error: 03_third reads what 02_sampling wrote while it ran"):
-        run(project, name="d", stages=["03"])
-    entry = read_json(project / "runs/d/run.json")["stages"]["03_third"]
-    assert entry["attempt"]["status"] == "error" and (project / "runs/d/03_third/sub/third.json").is_file()
-
-
-def test_a_truncated_run_record_is_one_line_from_run_and_verify(project):
-    plant_world(project, "t")
-    run(project, name="t", overrides=["stages=[01_first]"])
-    record = project / "runs" / "t" / "run.json"
-    record.write_text(record.read_text()[:100])
-    for command in (["run", "params/study.yaml", "--name", "t", "-p", "stages=[01_first]"], ["verify", "runs/t"]):
-        done = subprocess.run([sys.executable, "-m", "provenance_lib", *command], cwd=project, capture_output=True,
-                              text=True)
-        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-        assert done.stderr.startswith("error: the run record ") and "runs/t/run.json is not valid JSON (truncated " \
-            "or corrupt: " in done.stderr and "Traceback" not in done.stderr
+        run(project, name="c", stages=["03"])
+    entry = read_json(run_dir / "run.json")["stages"]["03_third"]
+    assert entry["attempt"]["status"] == "error" and read_json(run_dir / "03_third" / "sub" / "third.json") == \
+        {"total": 40}
 
 
 RUN_OR_LOAD = """def compute(stage):
