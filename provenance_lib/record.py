@@ -193,7 +193,7 @@ class RunRecord:
         return self.run.invocations
 
     def save(self) -> None:
-        write_json(self.path, self.run.model_dump(mode="json", exclude_none=True, exclude_defaults=False))
+        write_json(self.path, self.run.model_dump(mode="json", exclude_none=True))
 
     # ------------------------------------------------------------------------------------------- invocations
     def begin(self, params: StudyParams, params_path: Path, trust_code: bool, code_sha256: str) -> int:
