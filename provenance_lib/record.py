@@ -50,7 +50,7 @@ ABANDONED_NOTE = ("the runner stopped without recording how: killed (SIGKILL, ou
 # ----------------------------------------------------------------------------------------------- the models
 class Entry(BaseModel):
     """A part of the record: unknown fields are refused (a record this code cannot read whole is not rewritten),
-    fields left unset are not written."""
+    fields that are None are not written."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
