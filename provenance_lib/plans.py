@@ -19,6 +19,8 @@ from .codebase import notebook_sha256, stage_code_sha256
 from .errors import ProvenanceError
 from .params import StudyParams
 from .record import WORLD_STAGE, RunRecord, StageRecord, params_sha256, stage_fingerprint, stage_sections
+from .worlds import builder_code_sha256, load_world, world_inputs
+from .worlds.contract import WORLD_SECTIONS
 
 WORLD_DIR = "world"
 
@@ -97,3 +99,21 @@ def changed_error(record: RunRecord, stage_id: str, problems: list[str], context
     fix = (f"restore the file, or run {stage_id} again (--from {stage_id[:2]} --force); `python -m provenance_lib "
            f"verify {record.run_dir}` lists every change")
     return ProvenanceError(f"{context}, which changed since that stage completed ({listed})", fix)
+
+
+def check_world_inputs(record: RunRecord, params: StudyParams, trust_code: bool) -> None:
+    """Stop when the recorded world no longer matches although its params and code do: what it read outside its
+    params changed (the paper's shard listing, real-mini's packaged texts, a release folder). Rebuilding it without a
+    word would put another study under the run's name; removing the world folder asks for that rebuild."""
+    entry, world_dir = record.completed(WORLD_STAGE), record.run_dir / WORLD_DIR
+    if entry is None or not (world_dir / "world.json").is_file():
+        return
+    if entry.params_sha256 != params_sha256(params, WORLD_SECTIONS) or (
+            not trust_code and entry.code_sha256 != builder_code_sha256()):
+        return  # its params or code changed: a new world is due
+    recorded, now = load_world(world_dir).inputs, world_inputs(params)
+    changed = sorted(key for key in set(recorded) | set(now) if recorded.get(key) != now.get(key))
+    if changed:
+        raise ProvenanceError(f"the world's inputs outside its params changed since it was built ({', '.join(changed)}"
+                              f": world.json's inputs against what is there now)",
+                              f"restore them, or rebuild the world on them: remove {world_dir} and run again")

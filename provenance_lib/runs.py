@@ -51,8 +51,8 @@ from .context import LOCK, RESUMABLE, STAGING, invocation_params_path, project_r
 from .errors import ProvenanceError
 from .execute import Ending, deferred_interrupts, ending as stopped, run_notebook, sigterm_as_interrupt
 from .params import StudyParams
-from .plans import (WORLD_DIR, StagePlan, artifact_changes, changed_error, check_inputs, plan_stage, reasons_to_run,
-                    stage_folder)
+from .plans import (WORLD_DIR, StagePlan, artifact_changes, changed_error, check_inputs, check_world_inputs, plan_stage,
+                    reasons_to_run, stage_folder)
 from .record import (COMPLETE, RUNNING, WORLD_STAGE, Attempt, RunRecord, StageRecord, Trusted, now, params_sha256,
                      stage_section, world_stage_fingerprint)
 from .report import REPORT_DIR, build_report
@@ -248,6 +248,7 @@ def _build_world(record: RunRecord, params: StudyParams, number: int, trust_code
                 raise changed_error(record, WORLD_STAGE, problems, "the world cannot be reused")
         built = info is None
         if built:
+            check_world_inputs(record, params, trust_code)
             info = ensure_world(params, world_dir, force=True)[0]
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from provenance_lib import context, params, plans, runs
+from provenance_lib import context, params, plans, runs, worlds
 from provenance_lib import verify as verify_mod
 from provenance_lib.artifacts import read_json, sha256_file, write_json
 from provenance_lib.errors import ProvenanceError
@@ -86,7 +86,7 @@ def plant_world(project: Path, name: str, overrides=()) -> None:
     (world / "models" / "base" / "model.safetensors").write_bytes(bytes(range(256)))
     info = WorldInfo(kind="testbed", fingerprint=fingerprint(study), corpus=["corpus"], queries="q.parquet",
                      tasks={}, task_dir="tasks", base_model="models/base", query_model="models/query",
-                     code_sha256=builder_code_sha256())
+                     code_sha256=builder_code_sha256(), inputs=worlds.world_inputs(study))
     write_json(world / "world.json", asdict(info))
 
 
@@ -531,6 +531,19 @@ def test_a_changed_world_file_stops_the_run_naming_it_and_verify_finds_what_the_
     os.utime(model, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     run(project, name="w", overrides=["stages=[01_first]"])
     assert verify(run_dir) == ["00_world: modified: world/models/base/model.safetensors"]
+
+
+def test_a_world_whose_inputs_outside_its_params_changed_stops_the_run_naming_them(project, monkeypatch):
+    listing = {"corpus": {"shards": 4, "listing_sha256": "a"}}  # as the paper world digests its external shards
+    monkeypatch.setitem(worlds.INPUTS, "testbed", lambda study: dict(listing))
+    plant_world(project, "i")
+    run(project, name="i", overrides=["stages=[01_first]"])
+    listing["corpus"] = {"shards": 3, "listing_sha256": "b"}  # a shard outside the world folder is gone
+    with pytest.raises(ProvenanceError, match=r"the world's inputs outside its params changed since it was built "
+                                              r"\(corpus: world.json's inputs against what is there now\).*remove "
+                                              r".*/runs/i/world and run again"):
+        run(project, name="i", overrides=["stages=[01_first]"])
+    assert read_json(project / "runs/i/world/world.json")["inputs"] == {"corpus": {"shards": 4, "listing_sha256": "a"}}
 
 
 def test_a_stage_records_the_inputs_it_read_and_a_changed_input_stops_it_before_or_while_it_runs(project):
