@@ -370,7 +370,7 @@ def test_a_stage_keeps_its_work_however_it_is_stopped_and_loses_it_once_it_compl
     run_dir = project / "runs" / "s"
     for attempt, how in enumerate(stops):
         (run_dir / ".staging" / "01_first" / "chunk-written").unlink(missing_ok=True)  # the last attempt's
-        proc = subprocess.Popen(command + (["--timeout", "5"] if how == "timed out" else []), cwd=project,
+        proc = subprocess.Popen(command + (["--timeout", "30"] if how == "timed out" else []), cwd=project,
                                 env={**os.environ, "STOP_AFTER_CHUNK": "1"}, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
