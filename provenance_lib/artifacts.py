@@ -142,14 +142,60 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=json_value).encode()).hexdigest()
 
 
+def tree_files(root: str | os.PathLike) -> list[Path]:
+    """Every file under ``root`` (temporary files excluded), sorted."""
+    root = Path(root)
+    return [p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(TMP_PREFIX)] \
+        if root.exists() else []
+
+
 def hash_tree(root: str | os.PathLike, relative_to: str | os.PathLike | None = None) -> dict[str, str]:
     """sha256 of every file under ``root`` (temporary files excluded), keyed by path relative to ``relative_to``."""
-    root = Path(root)
-    base = Path(relative_to) if relative_to is not None else root
-    if not root.exists():
-        return {}
-    return {
-        str(p.relative_to(base)): sha256_file(p)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.name.startswith(TMP_PREFIX)
-    }
+    base = Path(relative_to) if relative_to is not None else Path(root)
+    return {str(p.relative_to(base)): sha256_file(p) for p in tree_files(root)}
+
+
+# ----------------------------------------------------------------------------------------------- checking files
+def file_stamp(path: str | os.PathLike) -> tuple[int, int]:
+    """(size, mtime in ns): what changes when a file is written, read without reading the file."""
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
+def hash_and_stamp_tree(root: str | os.PathLike, named_as: str, skip: str | None = None
+                        ) -> tuple[dict[str, str], dict[str, tuple[int, int]]]:
+    """``hash_tree`` and each file's ``file_stamp`` (taken before it is hashed: a write after the stamp shows as a
+    changed stamp, never as an unchanged one beside a stale hash), keyed ``<named_as>/<path under root>``; the
+    folder ``skip`` at the top of ``root`` is left out. A folder renamed afterwards keeps both (a rename moves no
+    bytes and keeps every mtime)."""
+    hashes, stamps = {}, {}
+    for path in tree_files(root):
+        under = path.relative_to(root)
+        if skip is not None and under.parts[0] == skip:
+            continue
+        rel = f"{named_as}/{under.as_posix()}"
+        stamps[rel] = file_stamp(path)
+        hashes[rel] = sha256_file(path)
+    return hashes, stamps
+
+
+def changed_files(base: str | os.PathLike, hashes: dict[str, str], stamps: dict[str, tuple[int, int]] | None = None
+                  ) -> list[str]:
+    """``missing: <path>`` / ``modified: <path>`` for each file of ``hashes`` (relative to ``base``) that is not the
+    bytes it names. With ``stamps`` (the size and mtime each file had when it was hashed) the check is fast: a file
+    whose size and mtime are unchanged is taken as unchanged, any other is hashed again, and ``stamps`` is brought
+    up to date for a file whose bytes are the same (touched, copied). Without, every file is hashed."""
+    problems = []
+    for rel, expected in sorted(hashes.items()):
+        path = Path(base) / rel
+        if not path.is_file():
+            problems.append(f"missing: {rel}")
+            continue
+        stamp = file_stamp(path)
+        if stamps is not None and tuple(stamps.get(rel) or ()) == stamp:
+            continue
+        if sha256_file(path) != expected:
+            problems.append(f"modified: {rel}")
+        elif stamps is not None:
+            stamps[rel] = stamp
+    return problems

@@ -120,6 +120,12 @@ def _check_document(doc: object, path: Path, line_no: int) -> None:
             f"corrupt shard {path}: line {line_no} lacks a string 'id' and 'text' (Dolma3 schema)",
             "check the shard's schema against provenance_lib/corpus.py",
         )
+    if not isinstance(doc.get("metadata") or {}, dict):
+        raise ProvenanceError(
+            f"corrupt shard {path}: line {line_no} (id {doc['id']!r}): 'metadata' is a "
+            f"{type(doc['metadata']).__name__}, not a mapping (Dolma3 schema)",
+            "check the shard's schema against provenance_lib/corpus.py",
+        )
 
 
 def list_shards(root: str | os.PathLike) -> list[Path]:
@@ -129,6 +135,22 @@ def list_shards(root: str | os.PathLike) -> list[Path]:
     if not shards:
         raise ProvenanceError(f"no corpus shards (*{SHARD_SUFFIX}) under {root}", "build the world first")
     return shards
+
+
+def named_shards(entries: Iterable[str | os.PathLike]) -> list[tuple[str, Path]]:
+    """(name, path) of every shard of the corpus folders (or shard files) ``entries``, sorted by name. A shard is
+    named relative to the parent of its entry, so ``world/corpus/a.jsonl.zst`` is ``corpus/a.jsonl.zst``: the name
+    stage 01 releases in its manifest, the same on every machine."""
+    shards = []
+    for entry in map(Path, entries):
+        found = [entry] if entry.is_file() else list_shards(entry)
+        shards += [(path.relative_to(entry.parent).as_posix(), path) for path in found]
+    return sorted(shards)
+
+
+def shard_listing(entries: Iterable[str | os.PathLike]) -> list[dict]:
+    """Every shard's name (``named_shards``) and size: what a world records of its corpus, and stage 01 checks."""
+    return [{"shard": name, "bytes": path.stat().st_size} for name, path in named_shards(entries)]
 
 
 def topic_label(doc: dict) -> str | None:

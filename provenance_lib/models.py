@@ -141,10 +141,14 @@ def _embedding_rows(weights: list[Path]) -> int | None:
     for file in weights:
         if file.suffix != ".safetensors":
             continue
-        with safe_open(file, framework="pt") as f:
-            for key in f.keys():
-                if key.endswith(EMBEDDING_SUFFIXES):
-                    return f.get_slice(key).get_shape()[0]
+        try:
+            with safe_open(file, framework="pt") as f:
+                for key in f.keys():
+                    if key.endswith(EMBEDDING_SUFFIXES):
+                        return f.get_slice(key).get_shape()[0]
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own type, naming no file
+            raise ProvenanceError(f"{file} is truncated or corrupt: {str(exc).strip().splitlines()[0]}",
+                                  "restore the model folder, or rebuild the world that made it") from None
     return None
 
 
@@ -233,9 +237,13 @@ def load_causal_lm(ref: ModelRef, *, dtype=None, device: str = "cpu"):
             tokenizer = AutoTokenizer.from_pretrained(ref.name_or_path, revision=ref.revision)
             model = AutoModelForCausalLM.from_pretrained(ref.name_or_path, revision=ref.revision,
                                                          dtype=dtype or torch.float32)
-    except OSError as exc:
+    except Exception as exc:  # transformers and safetensors raise many kinds for a broken folder
         if ref.is_local:
-            raise ProvenanceError(f"model folder {ref} does not load: {exc}") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ProvenanceError(f"model folder {ref} does not load ({type(exc).__name__}: {first})",
+                                  "restore the folder, or rebuild the world that made it") from None
+        if not isinstance(exc, OSError):
+            raise
         raise ProvenanceError(f"hub model {ref} could not be fetched: {str(exc).splitlines()[0]}",
                               _offline_fix(ref.name_or_path, ref.revision or "main")) from None
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:

@@ -130,9 +130,9 @@ def collect(record: RunRecord, rules: tuple[Rule, ...]) -> tuple[list[dict], lis
     and the tables left out because they have no rows (an analysis this world cannot run: no empty file ships)."""
     files, omitted, taken = [], [], set()
     for stage_id, entry in sorted(record.stages.items()):
-        if stage_id == WORLD_STAGE or entry.get("status") != COMPLETE:
+        if stage_id == WORLD_STAGE or entry.status != COMPLETE:
             continue
-        for source, expected in sorted(entry["outputs"].items()):
+        for source, expected in sorted(entry.outputs.items()):
             rel = Path(source).relative_to(stage_id).as_posix()
             rule = next((r for r in rules if fnmatch.fnmatch(stage_id, r.stage) and matches(rel, r.pattern)), None)
             if rule is None or source in taken:
@@ -178,13 +178,13 @@ def describe_run(record: RunRecord) -> dict:
     """What the card and the citation say about the run: world, models, corpus, stages present and absent."""
     world_dir = record.run_dir / "world"
     world = load_world(world_dir) if (world_dir / "world.json").is_file() else None
-    params = record.data.get("params") or {}
-    last = record.invocations[-1] if record.invocations else {}
-    completed = sorted(s for s, e in record.stages.items() if e.get("status") == COMPLETE and s != WORLD_STAGE)
-    return dict(name=record.data["name"], world=world.kind if world else None,
+    params = record.run.params or {}
+    last = record.invocations[-1].model_dump() if record.invocations else {}
+    completed = sorted(s for s, e in record.stages.items() if e.status == COMPLETE and s != WORLD_STAGE)
+    return dict(name=record.run.name, world=world.kind if world else None,
                 base_model=world.base_model if world else None, query_model=world.query_model if world else None,
                 corpus_dataset=(params.get("world") or {}).get("corpus_dataset"),
-                params_sha256=record.data.get("params_sha256"), commit=(last.get("git") or {}).get("commit"),
+                params_sha256=record.run.params_sha256, commit=(last.get("git") or {}).get("commit"),
                 dirty=(last.get("git") or {}).get("dirty"), stages=completed,
                 version=(last.get("versions") or {}).get("provenance-lib"))
 

@@ -28,7 +28,7 @@ import pandas as pd
 from .artifacts import write_text
 from .benchmarks import BENCHMARKS
 from .errors import ProvenanceError
-from .record import COMPLETE, WORLD_STAGE, RunRecord
+from .record import COMPLETE, WORLD_STAGE, Attempt, RunRecord, StageRecord
 from .summaries import FINDERS, stage_findings
 from .worlds.contract import load_world
 
@@ -79,30 +79,32 @@ def build_report(run_dir: str | Path) -> Path:
     kind = world.kind if world else "unknown"
     stages = [dict(id=stage_id, **stage_row(entry), page=None) for stage_id, entry in sorted(record.stages.items())]
     for row in stages:
-        notebook = record.stages[row["id"]].get("notebook")
+        notebook = record.stages[row["id"]].notebook
         if row["id"] != WORLD_STAGE and notebook and (run_dir / notebook).is_file():
             row["page"] = f"{Path(notebook).stem}.html"
             write_text(out / row["page"], render_notebook(run_dir / notebook, back=INDEX))
     sections = [stage_section(run_dir, s["id"], kind) for s in stages
                 if s["id"] != WORLD_STAGE and s["status"] == COMPLETE]
     page = template().render(
-        name=record.data["name"], world=world, kind=kind, comparable=kind in COMPARABLE_WORLDS,
+        name=record.run.name, world=world, kind=kind, comparable=kind in COMPARABLE_WORLDS,
         benchmarks=[(b, (world.tasks if world else {}).get(b.name)) for b in BENCHMARKS],
-        params_file=record.data.get("params_file"), params_sha256=record.data.get("params_sha256"),
-        invocation={**INVOCATION_FIELDS, **(record.invocations[-1] if record.invocations else {})}, stages=stages,
+        params_file=record.run.params_file, params_sha256=record.run.params_sha256,
+        invocation={**INVOCATION_FIELDS, **(record.invocations[-1].model_dump() if record.invocations else {})},
+        stages=stages,
         absent=absent_stages(record), sections=sections, paper_table=paper_vs_run(run_dir, record, kind),
-        outputs={s: sorted(e.get("outputs", {}).items()) for s, e in sorted(record.stages.items())})
+        outputs={s: sorted(getattr(e, "outputs", {}).items()) for s, e in sorted(record.stages.items())})
     return write_text(out / INDEX, page)
 
 
-def stage_row(entry: dict) -> dict:
+def stage_row(entry: StageRecord | Attempt) -> dict:
     """How a stage stands in the record: a completed one, or the attempt that did not complete."""
-    attempt = entry.get("attempt")
+    attempt = getattr(entry, "attempt", None)
+    entry = entry.model_dump()
     return dict(status=entry.get("status"), duration_s=entry.get("duration_s"), started=entry.get("started"),
                 commit=(entry.get("git") or {}).get("commit"), dirty=(entry.get("git") or {}).get("dirty"),
                 fingerprint=entry.get("fingerprint"), reason=entry.get("reason"), trusted=entry.get("trusted"),
                 artifacts=len(entry.get("outputs", {})), error=entry.get("error"),
-                later_attempt=f"{attempt['status']}: {attempt.get('error', '')}" if attempt else None)
+                later_attempt=f"{attempt.status}: {attempt.error or ''}" if attempt else None)
 
 
 def absent_stages(record: RunRecord) -> list[str]:

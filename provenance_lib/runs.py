@@ -16,13 +16,18 @@ decides its artifacts: the shared params sections and its own (named like the st
 earlier stages wrote, the library code it runs (``codebase``) and its notebook. A rerun skips a stage whose
 fingerprint matches a completed record with intact artifacts, and re-runs it otherwise, saying why; through the
 hashes of what it writes, the stages after it follow. ``trust_code`` (``--trust-code``) also skips a stage whose
-params and inputs match when only the code differs, and records that it did. A stage executes into a staging
-folder that replaces its artifact folder only once the notebook finished: however an attempt ends (``execute``),
-the previous artifacts stay intact and the record says how it ended. The work a stage resumes (``.work/`` in its
-staging folder: stage 01's completed datatrove tasks) is kept for the next attempt of the same fingerprint, so it is
-not redone; anything else an attempt that did not complete left is removed, and an attempt of another fingerprint
-starts from an empty folder. One runner at a time works on a run (a lock); a runner that died without a word is
-found out by the next one (``abandoned``).
+params and inputs match when only the code differs, and records that it did. The world is reused while its params,
+its code and its files are those recorded; what a stage reads is checked against its record before the stage starts
+and once it completed (``plans``): a changed file stops the run, naming it.
+
+A stage executes into a staging folder that replaces its artifact folder only once the notebook finished: however
+an attempt ends (``execute``), the previous artifacts stay intact and the record says how it ended. The work a stage
+resumes (``Stage.work_dir``, ``.work/`` in its staging folder: stage 01's completed datatrove tasks, stage 02's
+checkpointed chunks) is kept for the next attempt of the same fingerprint whatever stopped the attempt (a kill, the
+out-of-memory killer, Ctrl-C, SIGTERM, a timeout), so it is not redone, and removed once the stage completed;
+anything else an attempt that did not complete left is removed, and an attempt of another fingerprint starts from
+an empty folder. One runner at a time works on a run (a lock); a runner that died without a word is found out by
+the next one (``abandoned``).
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -41,21 +45,23 @@ from typing import Iterator
 from filelock import FileLock, Timeout
 
 from . import params as params_mod
-from .artifacts import hash_tree, recover_dir, replace_dir, sha256_file, write_text
-from .codebase import code_sha256, notebook_sha256, stage_code_sha256
-from .context import RESUMABLE, STAGING, invocation_params_path, project_root
+from .artifacts import hash_and_stamp_tree, recover_dir, replace_dir, write_text
+from .codebase import code_sha256
+from .context import LOCK, RESUMABLE, STAGING, invocation_params_path, project_root
 from .errors import ProvenanceError
-from .execute import Ending, run_notebook, sigterm_as_interrupt
+from .execute import Ending, deferred_interrupts, ending as stopped, run_notebook, sigterm_as_interrupt
 from .params import StudyParams
-from .record import (COMPLETE, RUNNING, WORLD_STAGE, RunRecord, now, params_sha256, stage_fingerprint, stage_section,
-                     stage_sections, world_stage_fingerprint)
-from .report import build_report
-from .worlds import WorldInfo, builder_code_sha256, ensure_world
+from .plans import (WORLD_DIR, StagePlan, artifact_changes, changed_error, check_inputs, check_world_inputs, plan_stage,
+                    reasons_to_run, stage_folder)
+from .record import (COMPLETE, RUNNING, WORLD_STAGE, Attempt, RunRecord, StageRecord, Trusted, now, params_sha256,
+                     stage_section, world_stage_fingerprint)
+from .report import REPORT_DIR, build_report
+from .worlds import builder_code_sha256, ensure_world, matching_world
 from .worlds.contract import WORLD_SECTIONS
 
 STAGE_PATTERN = re.compile(r"^(\d\d)_([a-z][a-z0-9_]*)\.ipynb$")
-PARAMS_FILE, LOCK = "params.yaml", ".lock"
-WORLD_DIR = "world"
+PARAMS_FILE = "params.yaml"
+FINISHED_WORK = ".finished-work"  # .staging/<stage>.finished-work: a completed stage's work, being removed
 CODE_REASONS = {"library code changed", "notebook changed"}  # what --trust-code lets pass
 FIXES = {
     "failed": "read the failing cell's traceback in that notebook",
@@ -106,64 +112,6 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         lock.release()
 
 
-def runner_alive(run_dir: Path) -> bool:
-    """Whether a runner holds the run's lock now (a run folder one cannot write to has none working on it)."""
-    try:
-        with run_lock(Path(run_dir)):
-            return False
-    except ProvenanceError:
-        return True
-    except OSError:
-        return False
-
-
-# ----------------------------------------------------------------------------------------------- plans
-@dataclass
-class StagePlan:
-    stage_id: str
-    notebook: Path
-    params: StudyParams
-    params_sha256: str
-    inputs: dict[str, str]
-    code_sha256: str
-    notebook_sha256: str
-
-    @property
-    def fingerprint(self) -> str:
-        return stage_fingerprint(self.params_sha256, self.inputs, self.code_sha256, self.notebook_sha256)
-
-
-def plan_stage(record: RunRecord, params: StudyParams, stage_id: str, notebook: Path) -> StagePlan:
-    return StagePlan(stage_id, notebook, params, params_sha256(params, stage_sections(stage_id)),
-                     record.outputs_before(stage_id), stage_code_sha256(notebook), notebook_sha256(notebook))
-
-
-def reasons_to_run(record: RunRecord, plan: StagePlan) -> list[str]:
-    """Why the recorded artifacts are not current for ``plan`` (empty: they are)."""
-    entry = record.completed(plan.stage_id)
-    if entry is None:
-        return ["never completed"]
-    if check_hashes(record.run_dir, entry["outputs"]):
-        return ["its artifacts were modified or removed"]
-    reasons = [why for changed, why in (
-        (entry.get("params_sha256") != plan.params_sha256, "params changed"),
-        (entry.get("inputs") != plan.inputs, "inputs changed"),
-        (entry.get("code_sha256") != plan.code_sha256, "library code changed"),
-        (entry.get("notebook_sha256") != plan.notebook_sha256, "notebook changed")) if changed]
-    return reasons or ([] if entry["fingerprint"] == plan.fingerprint else ["fingerprint changed"])
-
-
-def check_hashes(run_dir: Path, hashes: dict[str, str]) -> list[str]:
-    problems = []
-    for rel, expected in sorted(hashes.items()):
-        path = run_dir / rel
-        if not path.is_file():
-            problems.append(f"missing: {rel}")
-        elif sha256_file(path) != expected:
-            problems.append(f"modified: {rel}")
-    return problems
-
-
 # ----------------------------------------------------------------------------------------------- the runner
 def run_study(params_path: str | Path, overrides: list[str] = (), name: str | None = None,
               stages: list[str] | None = None, from_stage: str | None = None, force: bool = False,
@@ -178,26 +126,26 @@ def run_study(params_path: str | Path, overrides: list[str] = (), name: str | No
     all_stages = study_stages(discover_stages(notebooks_dir), params.stages)
     selected = select_stages(all_stages, stages, from_stage)
     run_dir = run_folder(params_path, name, runs_dir and Path(runs_dir), root / "runs")
+    check_selection(RunRecord(run_dir), all_stages, selected)  # before anything is made or built
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir), sigterm_as_interrupt():
         record = RunRecord(run_dir)
         _settle(record)
         number = record.begin(params, params_path, trust_code, code_sha256())
         write_text(invocation_params_path(run_dir), params_mod.dump(params))
+        changed = False
         try:
-            _build_world(record, params, number, trust_code)
+            changed = _build_world(record, params, number, trust_code)
             for stage_id in selected:
-                missing = [s for s in all_stages if s < stage_id and not record.completed(s)]
-                if missing:
-                    raise ProvenanceError(
-                        f"stage {stage_id} needs {', '.join(missing)}, which has not completed in {run_dir}",
-                        f"run the earlier stages first (--from {missing[0][:2]})")
+                check_selection(record, all_stages, [stage_id])
+                check_inputs(record, stage_id)
                 plan = plan_stage(record, params, stage_id, notebooks_dir / f"{stage_id}.ipynb")
                 reasons = ["--force"] if force else reasons_to_run(record, plan)
                 if reasons and trust_code and set(reasons) <= CODE_REASONS:
-                    _trust(record, plan, number, reasons)
+                    changed |= _trust(record, plan, number, reasons)
                 elif reasons:
                     execute_stage(record, plan, number, ", ".join(reasons), timeout)
+                    changed = True
                 else:
                     _say(stage_id, "unchanged: skipped")
         except BaseException as exc:
@@ -207,10 +155,13 @@ def run_study(params_path: str | Path, overrides: list[str] = (), name: str | No
             raise
         finally:
             invocation_params_path(run_dir).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                (run_dir / STAGING).rmdir()  # only when empty: no stage left work to resume
         write_text(run_dir / PARAMS_FILE, params_mod.dump(params))  # only now: the params of what completed
         record.completed_with(params, params_path)
         record.end(number, COMPLETE)
-        build_report(run_dir)   # the study as a page; rebuilt on every completed invocation
+        if changed or not report_is_current(record):
+            build_report(run_dir)   # the study as a page, rebuilt when something it shows changed
     return run_dir
 
 
@@ -241,62 +192,95 @@ def select_stages(all_stages: list[str], stages: list[str] | None, from_stage: s
     return chosen
 
 
+def check_selection(record: RunRecord, all_stages: list[str], selected: list[str]) -> None:
+    """Every stage before a selected one has completed in the run, or is selected to run before it."""
+    for stage_id in selected:
+        missing = [s for s in all_stages if s < stage_id and not record.completed(s) and s not in selected]
+        if missing:
+            raise ProvenanceError(
+                f"stage {stage_id} needs {', '.join(missing)}, which has not completed in {record.run_dir}",
+                f"run the earlier stages first (--from {missing[0][:2]})")
+
+
+def report_is_current(record: RunRecord) -> bool:
+    """The report exists and is younger than every stage's completion (a stage that completed in an invocation
+    that then failed never got its report)."""
+    index = record.run_dir / REPORT_DIR / "index.html"
+    if not index.is_file():
+        return False
+    ended = [datetime.fromisoformat(e.ended).timestamp() for e in record.stages.values()
+             if isinstance(e, StageRecord) and e.ended]
+    return index.stat().st_mtime >= max(ended, default=0)
+
+
 def _settle(record: RunRecord) -> None:
     """Before working on a run: finish folder swaps a kill interrupted, and record what a runner that died left
     running, moving its partial notebook where a user looks for it."""
     run_dir = record.run_dir
     for stage_id in record.stages:
-        recover_dir(run_dir / (WORLD_DIR if stage_id == WORLD_STAGE else stage_id))
+        recover_dir(run_dir / stage_folder(stage_id))
     for stage_id in record.settle_abandoned():
         partial = run_dir / STAGING / f"{stage_id}.ipynb"
         if partial.is_file():
             failed = run_dir / "notebooks" / f"{stage_id}.failed.ipynb"
             failed.parent.mkdir(exist_ok=True)
             os.replace(partial, failed)
-            entry = record.stages[stage_id]
-            entry.get("attempt", entry)["notebook"] = str(failed.relative_to(run_dir))
+            record.attempt(stage_id).notebook = str(failed.relative_to(run_dir))
             record.save()
         clear_staging(run_dir / STAGING / stage_id, keep_work=True)
+    for finished in (run_dir / STAGING).glob(f"*{FINISHED_WORK}"):
+        shutil.rmtree(finished, ignore_errors=True)
 
 
-def _build_world(record: RunRecord, params: StudyParams, number: int, trust_code: bool) -> WorldInfo:
+def _build_world(record: RunRecord, params: StudyParams, number: int, trust_code: bool) -> bool:
+    """Reuse the world while its params, code and files are those recorded, else build it; returns whether it was
+    built or recorded now (a world put in place by hand, ``python -m provenance_lib world``, is recorded as found)."""
     world_dir = record.run_dir / WORLD_DIR
     started = time.time()
+    entry = record.completed(WORLD_STAGE)
     try:
-        info, built = ensure_world(params, world_dir, trust_code=trust_code)
+        info = matching_world(params, world_dir, trust_code=trust_code)
+        recorded_world = info is not None and entry is not None and entry.world_fingerprint == info.fingerprint
+        if recorded_world:
+            problems = artifact_changes(record, WORLD_STAGE, entry)
+            record.save()  # refreshed stamps
+            if problems:
+                raise changed_error(record, WORLD_STAGE, problems, "the world cannot be reused")
+        built = info is None
+        if built:
+            check_world_inputs(record, params, trust_code)
+            info = ensure_world(params, world_dir, force=True)[0]
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
-        record.note_attempt(WORLD_STAGE, dict(status=status, invocation=number, started=_iso(started), ended=now(),
-                                              error=f"{type(exc).__name__}: {_first_line(exc)}"))
+        record.note_attempt(WORLD_STAGE, Attempt(status=status, invocation=number, started=_iso(started),
+                                                 ended=now(), error=f"{type(exc).__name__}: {_first_line(exc)}"))
         raise
-    current_code = builder_code_sha256()
-    trusted = not built and info.code_sha256 != current_code
+    trusted = not built and info.code_sha256 != builder_code_sha256()
     _say(WORLD_STAGE, f"built {info.kind} world in {time.time() - started:.1f} s" if built else
          "params and inputs unchanged, library code changed: reused (--trust-code)" if trusted else "unchanged: reused")
-    outputs = hash_tree(world_dir, relative_to=record.run_dir)
-    if built or record.stages.get(WORLD_STAGE, {}).get("outputs") != outputs:
-        record.stages[WORLD_STAGE] = {
-            "status": COMPLETE, "fingerprint": world_stage_fingerprint(info.fingerprint, info.code_sha256),
-            "world_fingerprint": info.fingerprint, "code_sha256": info.code_sha256, "inputs": {},
-            "params_sha256": params_sha256(params, WORLD_SECTIONS), "params": params.model_dump(mode="json"),
-            "git": record.invocations[number - 1]["git"], "invocation": number, "started": _iso(started),
-            "ended": now(), "duration_s": round(time.time() - started, 3), "outputs": outputs,
-        }
+    recorded = not recorded_world
+    if recorded:
+        outputs, stamps = hash_and_stamp_tree(world_dir, named_as=WORLD_DIR)
+        entry = StageRecord(
+            fingerprint=world_stage_fingerprint(info.fingerprint, info.code_sha256), world_fingerprint=info.fingerprint,
+            code_sha256=info.code_sha256, params_sha256=params_sha256(params, WORLD_SECTIONS),
+            params=params.model_dump(mode="json"), git=record.invocation(number).git, invocation=number,
+            started=_iso(started), ended=now(), duration_s=round(time.time() - started, 3), outputs=outputs,
+            stamps=stamps)
+    entry.attempt = None  # an attempt that did not complete is outdated: this world is current
     if trusted:
-        record.stages[WORLD_STAGE]["trusted"] = dict(invocation=number, reasons=["library code changed"],
-                                                     code_sha256=current_code)
-    record.save()
-    return info
+        entry.trusted = Trusted(invocation=number, reasons=["library code changed"], code_sha256=builder_code_sha256())
+    record.complete(WORLD_STAGE, entry)
+    return recorded
 
 
 def resumable_attempt(record: RunRecord, plan: StagePlan) -> int | None:
     """The invocation whose attempt at this stage did not complete, ran with ``plan``'s fingerprint and left work to
     resume (``RESUMABLE``); None: the next attempt starts from an empty folder."""
-    entry = record.stages.get(plan.stage_id, {})
-    attempt = entry.get("attempt", entry)
-    if (attempt.get("status") not in (None, COMPLETE) and attempt.get("fingerprint") == plan.fingerprint
+    attempt = record.attempt(plan.stage_id)
+    if (attempt is not None and attempt.fingerprint == plan.fingerprint
             and (record.run_dir / STAGING / plan.stage_id / RESUMABLE).is_dir()):
-        return attempt["invocation"]
+        return attempt.invocation
     return None
 
 
@@ -321,12 +305,12 @@ def execute_stage(record: RunRecord, plan: StagePlan, number: int, reason: str, 
     failed_notebook = final_notebook.with_suffix(".failed.ipynb")
     final_notebook.parent.mkdir(exist_ok=True)
     started = time.time()
-    attempt = dict(status=RUNNING, invocation=number, reason=reason, started=_iso(started),
-                   fingerprint=plan.fingerprint, **({"resumes": resumes} if resumes else {}))
+    attempt = Attempt(status=RUNNING, invocation=number, reason=reason, started=_iso(started),
+                      fingerprint=plan.fingerprint, resumes=resumes)
     record.note_attempt(stage_id, attempt)
 
     def kernel_started(pid: int) -> None:
-        attempt.update(kernel_pid=pid)
+        attempt.kernel_pid = pid
         record.note_attempt(stage_id, attempt)
 
     _say(stage_id, f"running ({reason}) {plan.notebook.name} -> {final_notebook}")
@@ -334,45 +318,66 @@ def execute_stage(record: RunRecord, plan: StagePlan, number: int, reason: str, 
         _say(stage_id, f"resuming the work of invocation {resumes} (same fingerprint): {staging / RESUMABLE}")
     ending = run_notebook(plan.notebook, executed, timeout=timeout, on_kernel_start=kernel_started,
                           parameters={"run_dir": str(run_dir.resolve()), "out_dir": str(staging.resolve())})
+    if ending is None:
+        try:
+            check_inputs(record, stage_id, " while it ran")
+            # hashed in place, before the swap: the block below, which holds Ctrl-C, is a few renames
+            outputs, stamps = hash_and_stamp_tree(staging, named_as=stage_id, skip=RESUMABLE)
+        except ProvenanceError as exc:
+            ending = Ending("error", exc.problem)
+        except KeyboardInterrupt as exc:
+            ending = stopped(exc)
     if ending is not None:
-        if executed.is_file():
-            os.replace(executed, failed_notebook)
-        clear_staging(staging, keep_work=True)
-        attempt.update(status=ending.status, ended=now(), error=ending.message,
-                       notebook=str(failed_notebook.relative_to(run_dir)) if failed_notebook.is_file() else None)
-        record.note_attempt(stage_id, attempt)
-        if ending.status == "interrupted":
-            raise KeyboardInterrupt(ending.message)
-        cell = f" in cell {ending.cell}" if ending.cell is not None else ""
-        work = staging / RESUMABLE
-        kept = f"\n  its work is kept for a rerun with the same params and code: {work}" if work.is_dir() else ""
-        raise StageEnded(ending, f"stage {stage_id} {ending.status}{cell}: {ending.message}\n"
-                                 f"  notebook: {failed_notebook}{kept}", FIXES[ending.status])
-    replace_dir(staging, run_dir / stage_id)
-    os.replace(executed, final_notebook)
-    failed_notebook.unlink(missing_ok=True)  # an earlier attempt's; this one completed
-    record.stages[stage_id] = {
-        "status": COMPLETE, "fingerprint": plan.fingerprint, "params_sha256": plan.params_sha256,
-        "params": plan.params.model_dump(mode="json"), "code_sha256": plan.code_sha256,
-        "notebook_sha256": plan.notebook_sha256, "git": record.invocations[number - 1]["git"],
-        "interpreter": sys.executable, "invocation": number, "reason": reason, "started": _iso(started),
-        "ended": now(), "duration_s": round(time.time() - started, 3),
-        "notebook": str(final_notebook.relative_to(run_dir)), "inputs": plan.inputs,
-        "outputs": hash_tree(run_dir / stage_id, relative_to=run_dir), **({"resumes": resumes} if resumes else {}),
-    }
-    record.save()
+        _end_attempt(record, stage_id, attempt, ending, executed, failed_notebook)
+    finished_work = run_dir / STAGING / f"{stage_id}{FINISHED_WORK}"
+    with deferred_interrupts():  # the swap and its record happen together
+        if (staging / RESUMABLE).is_dir():
+            os.replace(staging / RESUMABLE, finished_work)  # the stage completed: its work is not needed again
+        replace_dir(staging, run_dir / stage_id)
+        os.replace(executed, final_notebook)
+        failed_notebook.unlink(missing_ok=True)  # an earlier attempt's; this one completed
+        record.complete(stage_id, StageRecord(
+            fingerprint=plan.fingerprint, params_sha256=plan.params_sha256, params=plan.params.model_dump(mode="json"),
+            code_sha256=plan.code_sha256, notebook_sha256=plan.notebook_sha256, git=record.invocation(number).git,
+            interpreter=sys.executable, invocation=number, reason=reason, started=_iso(started), ended=now(),
+            duration_s=round(time.time() - started, 3), notebook=str(final_notebook.relative_to(run_dir)),
+            inputs=plan.inputs, outputs=outputs, stamps=stamps, resumes=resumes))
+    shutil.rmtree(finished_work, ignore_errors=True)
     _say(stage_id, f"done in {time.time() - started:.1f} s")
 
 
-def _trust(record: RunRecord, plan: StagePlan, number: int, reasons: list[str]) -> None:
+def _end_attempt(record: RunRecord, stage_id: str, attempt: Attempt, ending: Ending, executed: Path,
+                 failed_notebook: Path) -> None:
+    """Record how an attempt that did not complete ended, keep its work and partial notebook, and stop the run."""
+    run_dir = record.run_dir
+    staging = run_dir / STAGING / stage_id
+    if executed.is_file():
+        os.replace(executed, failed_notebook)
+    clear_staging(staging, keep_work=True)
+    attempt.status, attempt.ended, attempt.error = ending.status, now(), ending.message
+    attempt.notebook = str(failed_notebook.relative_to(run_dir)) if failed_notebook.is_file() else None
+    record.note_attempt(stage_id, attempt)
+    if ending.status == "interrupted":
+        raise KeyboardInterrupt(ending.message)
+    cell = f" in cell {ending.cell}" if ending.cell is not None else ""
+    work = staging / RESUMABLE
+    kept = f"\n  its work is kept for a rerun with the same params and code: {work}" if work.is_dir() else ""
+    raise StageEnded(ending, f"stage {stage_id} {ending.status}{cell}: {ending.message}\n"
+                             f"  notebook: {failed_notebook}{kept}", FIXES[ending.status])
+
+
+def _trust(record: RunRecord, plan: StagePlan, number: int, reasons: list[str]) -> bool:
     """--trust-code: keep artifacts whose params and inputs match although the code differs, and say so in the
-    record (the entry keeps naming the code that made them)."""
+    record (the entry keeps naming the code that made them). Returns whether that is news (not trusted so before)."""
     entry = record.completed(plan.stage_id)
-    entry["trusted"] = dict(invocation=number, reasons=reasons, code_sha256=plan.code_sha256,
+    before = entry.trusted
+    entry.trusted = Trusted(invocation=number, reasons=reasons, code_sha256=plan.code_sha256,
                             notebook_sha256=plan.notebook_sha256)
     record.save()
     _say(plan.stage_id, f"{' and '.join(reasons)}, params and inputs unchanged: skipped (--trust-code; made by "
-                        f"commit {str(entry['git'].get('commit'))[:12]})")
+                        f"commit {str(entry.git.commit)[:12]})")
+    return before is None or before.model_dump(exclude={"invocation"}) != \
+        entry.trusted.model_dump(exclude={"invocation"})
 
 
 def _first_line(exc: BaseException) -> str:

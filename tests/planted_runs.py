@@ -22,7 +22,7 @@ from provenance_lib import params
 from provenance_lib.artifacts import hash_tree, sha256_file, write_json, write_parquet, write_text
 from provenance_lib.benchmarks import BY_NAME
 from provenance_lib.corpus import write_shard
-from provenance_lib.record import RunRecord, now
+from provenance_lib.record import RunRecord, StageRecord, now
 from provenance_lib.stages.sampling import MANIFEST, WORKING_SET
 from provenance_lib.taxonomy import load as load_taxonomy
 from provenance_lib.worlds import WorldInfo, fingerprint
@@ -43,10 +43,9 @@ SENTENCES = {
 
 
 def _complete(record: RunRecord, stage_id: str, folder: Path) -> None:
-    record.stages[stage_id] = {"status": "complete", "fingerprint": f"planted-{stage_id}", "params_sha256": "planted",
-                               "started": now(), "ended": now(), "duration_s": 0.0, "inputs": {},
-                               "outputs": hash_tree(folder, relative_to=record.run_dir)}
-    record.save()
+    record.complete(stage_id, StageRecord(fingerprint=f"planted-{stage_id}", params_sha256="planted", started=now(),
+                                          ended=now(), duration_s=0.0,
+                                          outputs=hash_tree(folder, relative_to=record.run_dir)))
 
 
 def plant_gradients(run_dir: Path, planted: dict[str, str] | None = None, lift: float = 1.0, seed: int = 0,
@@ -98,7 +97,7 @@ def plant_run(project: Path, name: str, kind: str = "testbed", params_file: str 
                       base_model="models/base", query_model="models/query")
     write_json(run_dir / "world" / "world.json", asdict(world))
     record = RunRecord(run_dir)
-    record.data.update(name=name, params=study.model_dump(mode="json"))
+    record.run.name, record.run.params = name, study.model_dump(mode="json")
     _complete(record, "00_world", run_dir / "world")
 
     planted_bins = {tax.parse_bin(b) for b in (gradients.get("planted") or PLANTED).values()}

@@ -8,7 +8,7 @@ from scipy.stats import pearsonr, spearmanr
 
 from provenance_lib.context import open_stage
 from provenance_lib.params.binning import Binning
-from provenance_lib.record import RunRecord
+from provenance_lib.record import Run, RunRecord
 from provenance_lib.stages import binning, contrast
 from provenance_lib.stages.contrast import correctness, lexical, paper, profiles
 from provenance_lib.taxonomy import load as load_taxonomy
@@ -205,4 +205,4 @@ def test_notebooks_03_and_04_run_through_the_runner_on_a_planted_testbed_run(tmp
     assert (run_dir / "notebooks" / "04_contrast.ipynb").is_file() and verify(run_dir) == []
     before = (run_dir / "run.json").read_text()
     runs.run_study(root / "params" / "testbed.yaml", **run)
-    assert RunRecord(run_dir).stages["04_contrast"] == __import__("json").loads(before)["stages"]["04_contrast"]
+    assert RunRecord(run_dir).stages["04_contrast"] == Run.model_validate_json(before).stages["04_contrast"]

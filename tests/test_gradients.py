@@ -10,9 +10,9 @@ import pytest
 
 from provenance_lib import params
 from provenance_lib.artifacts import sha256_file
-from provenance_lib.context import Stage
+from provenance_lib.context import RESUMABLE, Stage
 from provenance_lib.errors import ProvenanceError
-from provenance_lib.record import RunRecord
+from provenance_lib.record import RunRecord, StageRecord
 from provenance_lib.stages import gradients, sampling
 from provenance_lib.stages.gradients import collect, engine, outputs
 from provenance_lib.stages.gradients.scores import QUERIES, GradientScores, doc_score_columns
@@ -49,8 +49,7 @@ def study(tmp_path_factory):
     (run_dir / "params.yaml").write_text(params.dump(study))
     sampling.run(Stage("01_sampling", run_dir, run_dir / "01_sampling", study, world))
     record = RunRecord(run_dir)
-    record.stages["01_sampling"] = {"status": "complete", "outputs": {}}
-    record.save()
+    record.complete("01_sampling", StageRecord(fingerprint="planted"))
     result = gradients.run(stage02(run_dir, run_dir / "02_gradients"))
     return run_dir, result
 
@@ -79,7 +78,6 @@ def test_scores_line_up_with_the_manifest_and_the_queries(study):
     assert recipe["projection_dim"] == 16 and recipe["query"] == {"format": "bare", "model": "query"}
     assert recipe["per_checkpoint"]["final"]["second_moment"] == {"source": "optimizer", "file": "optimizer.pt"}
     assert 0 < recipe["per_checkpoint"]["final"]["mixing"]["lam"] < 1
-    assert not (result.out_dir / gradients.WORK).exists()
 
 
 def test_streamed_sums_equal_the_sums_of_per_document_gradients(study):
@@ -144,7 +142,7 @@ def test_a_killed_run_resumes_to_the_same_artifacts(study, judged, tmp_path, mon
     monkeypatch.setattr(engine, "score_chunk", dies_after_two_chunks)
     with pytest.raises(KeyboardInterrupt):
         gradients.run(stage02(run_dir, out, *QUICK))
-    assert (out / gradients.WORK).is_dir() and not (out / "scores.json").exists()
+    assert (out / RESUMABLE).is_dir() and not (out / "scores.json").exists()
     monkeypatch.setattr(engine, "score_chunk", real)
     gradients.run(stage02(run_dir, out, *QUICK))
     for name in CONTRACT:
@@ -277,3 +275,64 @@ def test_benchmark_without_queries_is_refused(study, tmp_path):
     world.queries = str(tmp_path / "q.parquet")
     with pytest.raises(ProvenanceError, match=r"\['MMLU STEM'\] have no eval items"):
         gradients.run(stage02(run_dir, tmp_path / "02", *QUICK, world=world))
+
+
+def test_a_stage_that_leaves_out_more_than_its_share_of_documents_refuses_to_complete(study, judged, tmp_path,
+                                                                                       monkeypatch):
+    """A NaN weight makes every document's gradient non-finite: skipping them all is not a result."""
+    run_dir, _ = study
+    real = engine.gradients
+
+    def poisoned(model, proc, examples, *args):
+        grads, losses = real(model, proc, examples, *args)
+        grads[:, 0] = np.nan
+        return grads, losses
+
+    monkeypatch.setattr(engine, "gradients", poisoned)
+    out = tmp_path / "02"
+    with pytest.raises(ProvenanceError, match=r"stage 02 left out (\d+) of \1 working-set documents at checkpoint "
+                                              r"final \(100.0%\): \1 non-finite gradient or loss .*more than "
+                                              r"gradients.max_skipped_share \(1.0%\)"):
+        gradients.run(stage02(run_dir, out, *QUICK, "gradients.on_nonfinite=skip"))
+    assert not any((out / name).exists() for name in CONTRACT) and (out / RESUMABLE).is_dir()
+
+
+# ----------------------------------------------------------------------------------------------- broken world files
+@pytest.fixture
+def base_copy(study, tmp_path):
+    import shutil
+
+    run_dir, _ = study
+    world = load_world(run_dir / "world")
+    return Path(shutil.copytree(run_dir / "world" / world.base_model, tmp_path / "base"))
+
+
+def test_truncated_weights_or_optimizer_state_are_one_error_naming_the_file(base_copy):
+    import os
+
+    from provenance_lib.models import load_causal_lm
+    from provenance_lib.stages.gradients import second_moment
+
+    model = collect.load_model(collect.ModelRef(str(base_copy)), "cpu")[0]
+    names = list(collect.tracked_shapes(model))
+    for name in ("optimizer.pt", "model.safetensors"):
+        os.truncate(base_copy / name, (base_copy / name).stat().st_size // 2)
+    with pytest.raises(ProvenanceError, match=rf"{base_copy / 'optimizer.pt'} does not load, truncated or corrupt"):
+        second_moment.from_optimizer(model, base_copy / "optimizer.pt", names)
+    with pytest.raises(ProvenanceError, match=rf"{base_copy / 'model.safetensors'} is truncated or corrupt"):
+        load_causal_lm(collect.ModelRef(str(base_copy)))
+
+
+def test_nan_in_the_optimizer_state_is_blamed_on_that_file_not_on_a_query(base_copy):
+    import torch
+
+    from provenance_lib.stages.gradients import second_moment
+
+    state = torch.load(base_copy / "optimizer.pt", weights_only=False)
+    for param in state["state"].values():
+        param["exp_avg_sq"][...] = float("nan")
+    torch.save(state, base_copy / "optimizer.pt")
+    model = collect.load_model(collect.ModelRef(str(base_copy)), "cpu")[0]
+    with pytest.raises(ProvenanceError, match=rf"{base_copy / 'optimizer.pt'} holds non-finite \(NaN/inf\) second "
+                                              r"moments for \d+ tracked modules"):
+        second_moment.from_optimizer(model, base_copy / "optimizer.pt", list(collect.tracked_shapes(model)))

@@ -110,3 +110,25 @@ def test_override_fills_a_null_section():
 
 def test_override_into_a_value_is_explained():
     assert "seed is a value, not a section" in _error(PARAMS_DIR / "testbed.yaml", ["seed.x=1"])
+
+
+@pytest.mark.parametrize("override, key", [("sampling.target_per_bin=true", "sampling.target_per_bin"),
+                                           ("gradients.curvature.damping=true", "gradients.curvature.damping"),
+                                           ("seed=false", "seed")])
+def test_a_boolean_is_not_a_number(override, key):
+    assert _error(PARAMS_DIR / "testbed.yaml", [override]) == (
+        f"params/testbed.yaml with -p {override}: {key}: a boolean (true/false) is not a number (got "
+        f"{override.endswith('true')}) (fix: write the number)").replace("params/", f"{PARAMS_DIR}/")
+    assert params.load(PARAMS_DIR / "testbed.yaml", ["gradients.keep_document_gradients=false"])  # a real boolean
+
+
+def test_an_override_that_is_not_yaml_is_one_line_naming_it():
+    assert _error(PARAMS_DIR / "testbed.yaml", ["x=[1"]) == (
+        "override 'x=[1': the value is not valid YAML (expected ',' or ']', but got '<stream end>') (fix: quote it "
+        "for the shell and close every bracket and quote, e.g. -p 'x=[1, 2]')")
+
+
+def test_a_mistyped_params_path_gets_the_close_match(tmp_path):
+    assert _error(PARAMS_DIR / "testbd.yaml").endswith(f"(fix: did you mean {PARAMS_DIR / 'testbed.yaml'}?)")
+    assert _error(PARAMS_DIR / "real_mini.yaml").endswith(f"(fix: did you mean {PARAMS_DIR / 'real-mini.yaml'}?)")
+    assert "pass one of" in _error(PARAMS_DIR / "zzz.yaml")

@@ -14,7 +14,7 @@ import pytest
 from provenance_lib import params
 from provenance_lib.artifacts import hash_tree, sha256_file, write_parquet
 from provenance_lib.errors import ProvenanceError
-from provenance_lib.record import COMPLETE, RunRecord
+from provenance_lib.record import Git, RunRecord, StageRecord
 from provenance_lib.release import INDEX, PAPER_AUTHORS, build_release, table_columns, table_rows
 from provenance_lib.report import build_report
 from provenance_lib.stages.binning import describe, released_table, write_outputs
@@ -39,12 +39,10 @@ def png_bytes() -> bytes:
 
 
 def record_stage(run: Path, stage_id: str, notebook: str | None = None) -> None:
-    record = RunRecord(run)
-    record.stages[stage_id] = dict(status=COMPLETE, duration_s=1.5, started="2026-01-01T00:00:00+00:00",
-                                   git={"commit": "0" * 40, "dirty": False}, fingerprint="f" * 64,
-                                   outputs=hash_tree(run / stage_id, relative_to=run),
-                                   **({"notebook": notebook} if notebook else {}))
-    record.save()
+    RunRecord(run).complete(stage_id, StageRecord(duration_s=1.5, started="2026-01-01T00:00:00+00:00",
+                                                  git=Git(commit="0" * 40, dirty=False), fingerprint="f" * 64,
+                                                  outputs=hash_tree(run / stage_id, relative_to=run),
+                                                  notebook=notebook))
 
 
 def contrast_stage(run: Path, study) -> None:
@@ -97,7 +95,7 @@ def test_release_loads_with_datasets_in_the_papers_layout_and_lists_every_hash(r
     for name in RELEASED_FILES.values():   # the paper's own files, byte for byte, from the released world's import
         assert (out / "data" / "bin_scores" / name).read_bytes() == (packaged_folder() / name).read_bytes()
     index = json.loads((out / INDEX).read_text())
-    recorded = {path: sha for entry in RunRecord(run).stages.values() for path, sha in entry["outputs"].items()}
+    recorded = {path: sha for entry in RunRecord(run).stages.values() for path, sha in entry.outputs.items()}
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {INDEX}
     assert {f["path"] for f in index["files"]} == on_disk
     for entry in index["files"]:
@@ -202,7 +200,7 @@ def test_report_is_offline_and_links_every_executed_notebook(run, tmp_path):
         assert "data:image/png;base64," in html
     assert "Literature x Customer Support" in page                 # stage 03's headline: the paper's top bin
     assert "not in this run" in page.lower() and "01_sampling" in page
-    assert RunRecord(run).stages["03_binning"]["outputs"]["03_binning/zscored_socialiqa.csv"] in page
+    assert RunRecord(run).stages["03_binning"].outputs["03_binning/zscored_socialiqa.csv"] in page
 
 
 def test_report_shows_every_table_whole_says_why_an_analysis_is_missing_and_shows_the_tolerance(run, tmp_path):

@@ -18,9 +18,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from provenance_lib import context, params, runs
+from provenance_lib import context, params, plans, runs, worlds
 from provenance_lib import verify as verify_mod
-from provenance_lib.artifacts import read_json, write_json
+from provenance_lib.artifacts import read_json, sha256_file, write_json
 from provenance_lib.errors import ProvenanceError
 from provenance_lib.record import RunRecord
 from provenance_lib.verify import verify
@@ -82,9 +82,11 @@ def plant_world(project: Path, name: str, overrides=()) -> None:
     world = project / "runs" / name / "world"
     (world / "corpus").mkdir(parents=True, exist_ok=True)
     (world / "corpus" / "shard.txt").write_text("planted")
+    (world / "models" / "base").mkdir(parents=True, exist_ok=True)
+    (world / "models" / "base" / "model.safetensors").write_bytes(bytes(range(256)))
     info = WorldInfo(kind="testbed", fingerprint=fingerprint(study), corpus=["corpus"], queries="q.parquet",
                      tasks={}, task_dir="tasks", base_model="models/base", query_model="models/query",
-                     code_sha256=builder_code_sha256())
+                     code_sha256=builder_code_sha256(), inputs=worlds.world_inputs(study))
     write_json(world / "world.json", asdict(info))
 
 
@@ -203,7 +205,7 @@ def test_library_or_notebook_change_reruns_the_stage_unless_code_is_trusted(proj
     make_notebook(notebook, "01_first", STAGE_CELLS["01_first"])
 
     made_by = read_json(run_dir / "run.json")["stages"]["01_first"]["code_sha256"]
-    for module in (runs, verify_mod):  # the library the stage runs has changed
+    for module in (plans, verify_mod):  # the library the stage runs has changed
         monkeypatch.setattr(module, "stage_code_sha256", lambda notebook: "0" * 64)
     assert reasons() == ["library code changed"]
     assert verify(run_dir) == [f"01_first: stale: the library code it runs changed since it ran (made by commit "
@@ -345,6 +347,57 @@ def test_rerun_keeps_the_work_of_a_failed_attempt_of_the_same_fingerprint_which_
     assert "resumes" not in read_json(run_dir / "run.json")["stages"]["02_sampling"]
 
 
+WORKING = """stage.work_dir.mkdir(exist_ok=True)
+found = sorted(p.name for p in stage.work_dir.iterdir())
+(stage.work_dir / f'chunk-{len(found)}').write_text('done')  # each attempt adds a chunk of work to what it finds
+if os.environ.get('STOP_AFTER_CHUNK'):
+    (stage.out_dir / 'chunk-written').touch()
+    time.sleep(60)
+(stage.out_dir / 'first.json').write_text(json.dumps({'found': found}))"""
+
+
+STOPS = {"runner and kernel killed": "abandoned", "Ctrl-C": "interrupted", "SIGTERM": "interrupted",
+         "kernel killed": "killed", "timed out": "timed out"}  # how an attempt is stopped -> how run.json says it ended
+
+
+@pytest.mark.parametrize("stops", [pytest.param(list(STOPS)[:2], id="kill-and-ctrl-c"),
+                                   pytest.param(list(STOPS), id="every-stop", marks=pytest.mark.slow)])
+def test_a_stage_keeps_its_work_however_it_is_stopped_and_loses_it_once_it_completed(project, stops):
+    plant_world(project, "s")
+    make_notebook(project / "notebooks" / "01_first.ipynb", "01_first", WORKING)
+    command = [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", "s",
+               "-p", "stages=[01_first]"]
+    run_dir = project / "runs" / "s"
+    for attempt, how in enumerate(stops):
+        (run_dir / ".staging" / "01_first" / "chunk-written").unlink(missing_ok=True)  # the last attempt's
+        proc = subprocess.Popen(command + (["--timeout", "30"] if how == "timed out" else []), cwd=project,
+                                env={**os.environ, "STOP_AFTER_CHUNK": "1"}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.time() + 120
+        while not (run_dir / ".staging" / "01_first" / "chunk-written").exists():
+            assert time.time() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        kernel = read_json(run_dir / "run.json")["stages"]["01_first"]["kernel_pid"]
+        if how == "runner and kernel killed":  # without a word, as when the machine runs out of memory
+            os.kill(kernel, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
+        elif how == "kernel killed":  # the out-of-memory killer takes the largest process
+            os.kill(kernel, signal.SIGKILL)
+        elif how != "timed out":
+            proc.send_signal(signal.SIGINT if how == "Ctrl-C" else signal.SIGTERM)
+        proc.communicate(timeout=120)
+        assert sorted(p.name for p in (run_dir / ".staging" / "01_first" / context.RESUMABLE).iterdir()) == \
+            [f"chunk-{i}" for i in range(attempt + 1)], how
+    done = subprocess.run(command, cwd=project, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert read_json(run_dir / "01_first" / "first.json") == {"found": [f"chunk-{i}" for i in range(len(stops))]}
+    record = read_json(run_dir / "run.json")
+    assert [i["status"] for i in record["invocations"]] == [STOPS[how] for how in stops] + ["complete"]
+    assert record["stages"]["01_first"]["resumes"] == len(stops)
+    assert not (run_dir / ".staging").exists() and not (run_dir / "01_first" / context.RESUMABLE).exists()
+
+
 def start_runner(project: Path, name: str, sleep_stage: str, **popen) -> subprocess.Popen:
     """The CLI runner on stage 01 alone, sleeping in ``sleep_stage``; returns once that stage sleeps."""
     command = [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", name,
@@ -443,3 +496,132 @@ def test_notebook_opened_by_hand_shows_the_recorded_artifacts_or_recomputes_besi
     never = context.open_stage("02_sampling", run_dir=project / "runs" / "old")
     with pytest.raises(ProvenanceError, match="02_sampling has not completed in .*old: nothing recorded to show"):
         never.run_or_load(lambda s: None, lambda folder: None)
+
+
+# ----------------------------------------------------------------------------------------------- what a stage reads
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_a_changed_world_file_stops_the_run_naming_it_and_verify_finds_what_the_fast_check_cannot(project, capsys):
+    plant_world(project, "w")
+    run_dir = run(project, name="w", overrides=["stages=[01_first]"])
+    model = run_dir / "world" / "models" / "base" / "model.safetensors"
+    flip_a_byte(model)  # same size, new mtime
+    with pytest.raises(ProvenanceError, match=r"the world changed since it was built \(modified: world/models/base/"
+                                              r"model.safetensors\).*remove .*world and run again"):
+        run(project, name="w", overrides=["stages=[01_first]"])
+    record = read_json(run_dir / "run.json")
+    assert record["invocations"][-1]["status"] == "error"
+    assert "world/models/base/model.safetensors" in record["invocations"][-1]["error"]
+    assert verify(run_dir) == ["00_world: modified: world/models/base/model.safetensors"]
+    flip_a_byte(model)
+    run(project, name="w", overrides=["stages=[01_first]"])  # restored: reused, and the record is unchanged
+    assert read_json(run_dir / "run.json")["stages"]["00_world"]["outputs"] == record["stages"]["00_world"]["outputs"]
+
+    (run_dir / "world" / "corpus" / "extra.txt").write_text("an extra shard")
+    with pytest.raises(ProvenanceError, match=r"added: world/corpus/extra.txt"):
+        run(project, name="w", overrides=["stages=[01_first]"])
+    (run_dir / "world" / "corpus" / "extra.txt").unlink()
+    # same size and mtime: the runner's fast check takes the file as unchanged; verify hashes every file
+    stamp = model.stat()
+    flip_a_byte(model)
+    os.utime(model, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    run(project, name="w", overrides=["stages=[01_first]"])
+    assert verify(run_dir) == ["00_world: modified: world/models/base/model.safetensors"]
+
+
+def test_a_world_whose_inputs_outside_its_params_changed_stops_the_run_naming_them(project, monkeypatch):
+    listing = {"corpus": {"shards": 4, "listing_sha256": "a"}}  # as the paper world digests its external shards
+    monkeypatch.setitem(worlds.INPUTS, "testbed", lambda study: dict(listing))
+    plant_world(project, "i")
+    run(project, name="i", overrides=["stages=[01_first]"])
+    listing["corpus"] = {"shards": 3, "listing_sha256": "b"}  # a shard outside the world folder is gone
+    with pytest.raises(ProvenanceError, match=r"the world's inputs outside its params changed since it was built "
+                                              r"\(corpus: world.json's inputs against what is there now\).*remove "
+                                              r".*/runs/i/world and run again"):
+        run(project, name="i", overrides=["stages=[01_first]"])
+    assert read_json(project / "runs/i/world/world.json")["inputs"] == {"corpus": {"shards": 4, "listing_sha256": "a"}}
+
+
+def test_a_stage_records_the_inputs_it_read_and_a_changed_input_stops_it_before_or_while_it_runs(project):
+    plant_world(project, "c")
+    run_dir = run(project, name="c")
+    second = run_dir / "02_sampling" / "second.json"
+    written = second.read_text()
+    before = read_json(run_dir / "run.json")["stages"]["03_third"]
+    assert before["inputs"]["02_sampling/second.json"] == sha256_file(second)
+    second.write_text('{"seed": 0, "target": 1000}')
+    with pytest.raises(ProvenanceError, match=r"03_third reads what 02_sampling wrote, which changed since that "
+                                              r"stage completed \(modified: 02_sampling/second.json\).*--from 02"):
+        run(project, name="c", stages=["03"], force=True)
+    assert read_json(run_dir / "run.json")["stages"]["03_third"] == before  # it never ran on what it did not record
+    assert read_json(run_dir / "03_third" / "sub" / "third.json") == {"total": 40}
+
+    second.write_text(written)  # the same bytes again: a new mtime, hashed again, unchanged
+    make_notebook(project / "notebooks" / "03_third.ipynb", "03_third",
+                  "(stage.input_dir('02_sampling') / 'second.json').write_text('{}')")
+    with pytest.raises(ProvenanceError, match=r"03_third error: 03_third reads what 02_sampling wrote while it ran"):
+        run(project, name="c", stages=["03"])
+    entry = read_json(run_dir / "run.json")["stages"]["03_third"]
+    assert entry["attempt"]["status"] == "error" and read_json(run_dir / "03_third" / "sub" / "third.json") == \
+        {"total": 40}
+
+
+RUN_OR_LOAD = """def compute(stage):
+    (stage.out_dir / 'first.json').write_text(json.dumps({'seed': stage.params.seed}))
+    return 'computed'
+
+result = stage.run_or_load(compute, lambda folder: json.loads((folder / 'first.json').read_text()))
+print('result:', result)"""
+
+
+def test_an_executed_notebook_run_again_by_hand_shows_the_recorded_artifacts(project):
+    from provenance_lib.execute import run_notebook
+
+    plant_world(project, "h")
+    make_notebook(project / "notebooks" / "01_first.ipynb", "01_first", RUN_OR_LOAD)
+    run_dir = run(project, name="h", overrides=["stages=[01_first]"])
+    executed = run_dir / "notebooks" / "01_first.ipynb"
+    assert not (run_dir / ".staging").exists()  # where its injected out_dir pointed
+    again = project / "again.ipynb"
+    assert run_notebook(executed, again, parameters={}) is None  # "Run All" on the executed notebook
+    text = again.read_text()
+    assert "into a staging folder that is gone" in text and "result: {'seed': 0}" in text
+    assert read_json(run_dir / "run.json")["stages"]["01_first"]["invocation"] == 1  # nothing recomputed
+
+
+def test_a_refused_selection_on_a_new_run_leaves_no_folder(project, capsys):
+    plant_world(project, "x")
+    done = subprocess.run([sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", "new",
+                           "--stages", "03"], cwd=project, capture_output=True, text=True)
+    assert done.returncode == 2 and "stage 03_third needs 01_first, 02_sampling" in done.stderr
+    assert not (project / "runs" / "new").exists()
+
+
+def test_a_rerun_with_nothing_to_do_does_not_rebuild_the_report_unless_it_is_stale(project, monkeypatch):
+    built = []
+    real = runs.build_report
+    monkeypatch.setattr(runs, "build_report", lambda run_dir: built.append(run_dir) or real(run_dir))
+    plant_world(project, "q")
+    run(project, name="q", overrides=["stages=[01_first]"])
+    assert len(built) == 1
+    run(project, name="q", overrides=["stages=[01_first]"])
+    assert len(built) == 1  # nothing ran: the report is current
+    (project / "runs" / "q" / "report" / "index.html").unlink()
+    run(project, name="q", overrides=["stages=[01_first]"])
+    assert len(built) == 2
+
+
+def test_a_symlinked_venv_is_ignored_so_runs_do_not_record_uncommitted_changes(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".gitignore").write_text((Path(__file__).resolve().parents[1] / ".gitignore").read_text())
+    (tmp_path / "env").mkdir()
+    (repo / ".venv").symlink_to(tmp_path / "env")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all"],
+                            capture_output=True, text=True, check=True).stdout
+    assert status.split() == ["??", ".gitignore"]

@@ -355,7 +355,7 @@ def test_sampling_params_are_validated():
 
 
 def test_stage_run_reads_the_world_corpus_and_writes_every_artifact(corpus_dir, tmp_path):
-    from provenance_lib.context import Stage
+    from provenance_lib.context import RESUMABLE, Stage
     from provenance_lib.worlds import WorldInfo
 
     study = params.load(Path(__file__).parents[1] / "params" / "testbed.yaml", [f"sampling.target_per_bin={TARGET}"])
@@ -364,6 +364,48 @@ def test_stage_run_reads_the_world_corpus_and_writes_every_artifact(corpus_dir, 
     stage = Stage("01_sampling", tmp_path, tmp_path / "01_sampling", study, world)
     result = sampling.run(stage)
     written = {p.name for p in result.out_dir.iterdir()}
-    assert written == {sampling.MANIFEST, sampling.SUMMARY, sampling.SKEW, sampling.HEATMAP, sampling.WORKING_SET}
+    assert written == {sampling.MANIFEST, sampling.SUMMARY, sampling.SKEW, sampling.HEATMAP, sampling.WORKING_SET,
+                       RESUMABLE}  # the work it resumes: the runner removes it once the notebook completed
     assert sampling.load_result(result.out_dir).summary == result.summary
     assert result.totals_table().loc["documents: read", "value"] == 45
+
+
+def test_documents_left_out_are_counted_and_named_in_the_summary_and_on_the_console(corpus_dir, tmp_path, capsys):
+    corpus.write_shard(corpus_dir / "d.jsonl.zst", [doc("e-0", " \n ", BIG), doc("e-1", words(400), BIG)])
+    result = sampling.sample(job_for(corpus_dir, tmp_path / "out"))
+    docs = result.summary["documents"]
+    assert (docs["read"], docs["removed_empty_text"], docs["conflicting_duplicate_id"]) == (47, 1, 1)
+    left = result.summary["left_out"]
+    assert left["empty_text"] == {"documents": 1, "first": [{"shard": "corpus/d.jsonl.zst", "row": 0, "id": "e-0"}]}
+    assert left["conflicting_duplicate_id"] == {"documents": 1, "first": [{
+        "id": "a-3", "kept": {"shard": "corpus/a.jsonl.zst", "row": 3, "id": "a-3"},
+        "dropped": {"shard": "corpus/b.jsonl.zst", "row": 16, "id": "a-3"}}]}
+    said = capsys.readouterr().out
+    assert "stage 01: 1 documents have no text: left out (first: 'e-0'" in said
+    assert "stage 01: 1 documents reuse the id of an earlier document with another text: the first kept (first: " \
+           "'a-3'" in said
+    assert "e-0" not in set(pq.read_table(tmp_path / "out" / sampling.MANIFEST)["id"].to_pylist())
+
+
+def test_a_shard_missing_added_or_rewritten_since_the_world_was_built_stops_stage_01(corpus_dir, tmp_path):
+    from provenance_lib.context import Stage
+    from provenance_lib.worlds import WorldInfo
+
+    study = params.load(Path(__file__).parents[1] / "params" / "testbed.yaml", [f"sampling.target_per_bin={TARGET}"])
+    world = WorldInfo(kind="testbed", fingerprint="", corpus=["corpus"], queries="", tasks={}, task_dir="",
+                      base_model="models/base", query_model="models/query", shards=corpus.shard_listing([corpus_dir]))
+    stage = Stage("01_sampling", tmp_path, tmp_path / "01_sampling", study, world)
+    (corpus_dir / "sub" / "c.jsonl.zst").rename(tmp_path / "c.jsonl.zst")
+    with pytest.raises(ProvenanceError, match=r"stage 01: the corpus is not the one the world recorded \(3 shards\): "
+                                              r"corpus/sub/c.jsonl.zst is missing.*rebuild the world"):
+        sampling.run(stage)
+    (tmp_path / "c.jsonl.zst").rename(corpus_dir / "extra.jsonl.zst")
+    with pytest.raises(ProvenanceError, match="corpus/extra.jsonl.zst is not one the world recorded"):
+        sampling.run(stage)
+    assert not (tmp_path / "01_sampling" / sampling.MANIFEST).exists()
+
+
+def test_metadata_that_is_not_a_mapping_names_the_shard_line_and_id(tmp_path):
+    path = corpus.write_shard(tmp_path / "a.jsonl.zst", [doc("x", "t", BIG), {"id": "y", "text": "u", "metadata": "z"}])
+    with pytest.raises(ProvenanceError, match=r"a.jsonl.zst: line 2 \(id 'y'\): 'metadata' is a str, not a mapping"):
+        list(corpus.iter_shard(path))

@@ -8,6 +8,9 @@ and an error in a value (or a section) an override set names the override.
 
 from __future__ import annotations
 
+import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +125,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ProvenanceError(f"override {text!r} is not of the form key.path=value", "write e.g. -p seed=3")
     key, value = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(value)
+    try:
+        return key.strip().split("."), yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        problem = str(getattr(exc, "problem", None) or exc).strip().splitlines()[0]
+        raise ProvenanceError(f"override {text!r}: the value is not valid YAML ({problem})",
+                              "quote it for the shell and close every bracket and quote, e.g. -p 'x=[1, 2]'") from None
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -144,16 +152,49 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 def validate(raw: dict, source: str = "<params>", overrides: list[str] = (), model: type[Section] = StudyParams):
     """``raw`` as ``model`` (a study by default; the validation file has its own model), one line per error."""
     try:
-        return model.model_validate(raw)
+        validated = model.model_validate(raw)
     except ValidationError as exc:
         lines = [_format_error(e, source, list(overrides)) for e in exc.errors()]
         raise ProvenanceError("; ".join(lines), "see params/*.yaml and provenance_lib/params/") from None
+    errors = boolean_numbers(validated, raw)
+    if errors:
+        lines = [_format_error(e, source, list(overrides)) for e in errors]
+        raise ProvenanceError("; ".join(lines), "write the number") from None
+    return validated
+
+
+def boolean_numbers(section: Section, raw: dict, loc: tuple = ()) -> list[dict]:
+    """Where YAML's true/false stands for a number: pydantic reads ``target_per_bin: true`` as 1 (a bool is an int
+    in Python), so the raw values are walked beside the validated sections."""
+    errors = []
+    for name, value in raw.items():
+        field = type(section).model_fields.get(name)
+        if field is None:
+            continue
+        if isinstance(value, bool):
+            accepted = _plain_types(field.annotation)
+            if bool not in accepted and accepted & {int, float}:
+                errors.append({"loc": (*loc, name), "msg": "a boolean (true/false) is not a number",
+                               "input": value, "type": "bool_number"})
+        elif isinstance(value, dict) and isinstance(getattr(section, name), Section):
+            errors += boolean_numbers(getattr(section, name), value, (*loc, name))
+    return errors
+
+
+def _plain_types(annotation: Any) -> set:
+    """The classes an annotation accepts at its top level (through unions, ``X | None`` and ``Annotated``)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return set().union(*(_plain_types(arg) for arg in typing.get_args(annotation)))
+    if origin is typing.Annotated:
+        return _plain_types(typing.get_args(annotation)[0])
+    return {annotation} if isinstance(annotation, type) else set()
 
 
 def load(path: str | Path, overrides: list[str] = (), model: type[Section] = StudyParams):
     path = Path(path)
     if not path.is_file():
-        raise ProvenanceError(f"params file {path} does not exist", "pass one of params/*.yaml")
+        raise ProvenanceError(f"params file {path} does not exist", _close_files(path))
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -161,6 +202,16 @@ def load(path: str | Path, overrides: list[str] = (), model: type[Section] = Stu
     if not isinstance(raw, dict):
         raise ProvenanceError(f"{path}: top level must be a mapping of sections")
     return validate(apply_overrides(raw, list(overrides)), str(path), list(overrides), model)
+
+
+def _close_files(path: Path) -> str:
+    """The fix for a params path that is not there: the file it was probably meant to be, else where they are."""
+    folder = path.parent if path.parent.is_dir() else Path("params")
+    names = sorted(p.name for p in folder.glob("*.y*ml")) if folder.is_dir() else []
+    close = difflib.get_close_matches(path.stem, [Path(name).stem for name in names], n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {folder / next(n for n in names if Path(n).stem == close[0])}?"
+    return f"pass one of {folder}/*.yaml ({', '.join(names)})" if names else "pass one of params/*.yaml"
 
 
 def dump(params: StudyParams) -> str:

@@ -5,7 +5,7 @@ world."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -85,6 +85,9 @@ class Gradients(Section):
     """Stage 02: per-document gradients of the base model (bergson), TrackStar preconditioning, streamed into bin
     sums and per-document scores."""
 
+    NOT_IN_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"max_skipped_share"})  # decides whether the stage
+    #   completes, not what it computes: raising it resumes a refused stage's work
+
     projection_dim: int = Field(default=16, ge=0, description=(
         "bergson's per-module two-sided projection: p x p numbers per module (the paper: 16); 0 = unprojected"))
     projection_seed: int = Field(default=0, ge=0)
@@ -106,6 +109,9 @@ class Gradients(Section):
         "also keep every document's preconditioned unit gradient (N x D); tests check bin sums against it"))
     on_nonfinite: Literal["stop", "skip"] = Field(default="stop", description=(
         "a document whose gradient is NaN/inf: stop with its id, or leave it out and report it"))
+    max_skipped_share: float = Field(default=0.01, ge=0, le=1, description=(
+        "the stage refuses to complete when it left out more than this share of the working set (non-finite "
+        "gradients, documents of fewer than 2 tokens): many such documents point at the model or the corpus"))
     workers: int = Field(default=1, gt=0, description="local ranks (bergson's launcher) on this node")
     nodes: int = Field(default=1, gt=0, description="nodes (each runs `workers` ranks; MASTER_ADDR / NODE_RANK set)")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: cuda when available")

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from .. import codebase
+from .. import codebase, corpus
 from ..artifacts import replace_dir, write_json
 from ..params import StudyParams
 from . import contract, paper, realmini, released, testbed
@@ -49,22 +49,35 @@ def build_world(params: StudyParams, out_dir: str | Path, inputs: dict | None = 
     info = BUILDERS[params.world.kind](params, out_dir)
     info.inputs, info.fingerprint = inputs, contract.fingerprint(params, inputs)
     info.code_sha256 = builder_code_sha256()
+    info.shards = corpus.shard_listing(info.resolve(out_dir, entry) for entry in info.corpus)
     write_json(out_dir / "world.json", asdict(info))
     return info
 
 
+def matching_world(params: StudyParams, out_dir: str | Path, trust_code: bool = False,
+                   inputs: dict | None = None) -> WorldInfo | None:
+    """The world in ``out_dir`` if it has the fingerprint the params give here and was built by the same code
+    (``trust_code``: by any code); else None."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "world.json").is_file():
+        return None
+    info = load_world(out_dir)
+    inputs = world_inputs(params) if inputs is None else inputs
+    if info.fingerprint == contract.fingerprint(params, inputs) and (
+            trust_code or info.code_sha256 == builder_code_sha256()):
+        return info
+    return None
+
+
 def ensure_world(params: StudyParams, out_dir: str | Path, force: bool = False,
                  trust_code: bool = False) -> tuple[WorldInfo, bool]:
-    """Reuse the world in ``out_dir`` if it has the fingerprint the params give here and was built by the same
-    code (``trust_code``: by any code); otherwise build a new one beside it and swap it in, so a failed build
-    leaves the previous world intact. Returns the world and whether it was built now."""
+    """Reuse the world in ``out_dir`` if it matches the params (``matching_world``); otherwise build a new one
+    beside it and swap it in, so a failed build leaves the previous world intact. Returns the world and whether it
+    was built now."""
     out_dir = Path(out_dir)
     inputs = world_inputs(params)
-    if (out_dir / "world.json").is_file() and not force:
-        info = load_world(out_dir)
-        if info.fingerprint == contract.fingerprint(params, inputs) and (
-                trust_code or info.code_sha256 == builder_code_sha256()):
-            return info, False
+    if not force and (info := matching_world(params, out_dir, trust_code, inputs)) is not None:
+        return info, False
     staging = out_dir.with_name(out_dir.name + ".building")
     shutil.rmtree(staging, ignore_errors=True)
     build_world(params, staging, inputs)

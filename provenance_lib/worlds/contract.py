@@ -45,6 +45,7 @@ class WorldInfo:
     extra: dict = field(default_factory=dict)  # world-specific facts worth keeping (sizes, accuracies, timings)
     inputs: dict = field(default_factory=dict)  # digests of what it read outside its params (in the fingerprint)
     code_sha256: str | None = None   # the library code that built it (codebase.code_sha256 of provenance_lib.worlds)
+    shards: list[dict] | None = None  # its corpus shards when it was built: name and bytes (corpus.shard_listing)
 
     def resolve(self, root: Path, value: str) -> Path:
         path = Path(value)

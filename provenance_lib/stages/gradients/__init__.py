@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ from .pipeline import Checkpoint, CheckpointRun, run_checkpoint, score_variants
 from .queries import correctness, eval_items, queries_table, query_text
 from .scores import CHECKPOINTS, GradientScores, doc_score_columns, save_npy
 
-WORK, KEY = "work", "key.json"
+KEY = "key.json"
 SUMMED_COLUMNS = ("id", "bin", "tokens", "windows", "dropped_tokens")
 
 __all__ = ["GradientScores", "GradientsResult", "load_result", "plot_profiles", "run"]
@@ -82,9 +83,8 @@ def checkpoints(stage, settings: Gradients) -> list[Checkpoint]:
     return points
 
 
-def _work_dir(out_dir: Path, key: dict) -> Path:
-    """The resume folder: kept while the inputs are the same, cleared when they changed."""
-    work = out_dir / WORK
+def _work_dir(work: Path, key: dict) -> Path:
+    """The resume folder (``stage.work_dir``): kept while the inputs are the same, cleared when they changed."""
     if (work / KEY).is_file() and read_json(work / KEY) != key:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -101,6 +101,24 @@ def _judge(stage, settings: Gradients, points: list[Checkpoint], work: Path) -> 
                              settings.query.eval_batch_size, settings.query.shots, collect.pick_device(settings.device))
         write_parquet(path, judged)
     return pd.read_parquet(path)
+
+
+def check_skipped(run: CheckpointRun, documents: int, max_share: float) -> None:
+    """Say how many documents the checkpoint left out and why; refuse to go on past ``max_share`` of them."""
+    skipped = run.documents.skipped
+    if not skipped:
+        return
+    reasons = Counter(s["reason"] for s in skipped)
+    share = len(skipped) / max(documents, 1)
+    said = (f"stage 02 left out {len(skipped):,} of {documents:,} working-set documents at checkpoint {run.label} "
+            f"({share:.1%}): " + "; ".join(f"{n:,} {reason}" for reason, n in reasons.most_common()) +
+            f" (first: {', '.join(s['id'] for s in skipped[:3])})")
+    if share > max_share:
+        raise ProvenanceError(f"{said}, more than gradients.max_skipped_share ({max_share:.1%})",
+                              "when most documents fail, the model is the cause (check its weights; "
+                              "gradients.on_nonfinite: stop names the first document); else raise "
+                              "gradients.max_skipped_share: the work done is kept")
+    print(said, flush=True)
 
 
 # ----------------------------------------------------------------------------------------------- scores
@@ -142,7 +160,8 @@ def save_store(run: CheckpointRun, folder: Path, work_dir: Path) -> None:
 
 # ----------------------------------------------------------------------------------------------- the stage
 def run(stage) -> GradientsResult:
-    """Stage 02 end to end (see the module docstring); resumes from ``<out_dir>/work`` after a kill."""
+    """Stage 02 end to end (see the module docstring); resumes from ``stage.work_dir`` after a kill (the runner
+    keeps it for the next attempt and removes it once the stage completed)."""
     s, world, out = stage.params.gradients, stage.world, Path(stage.out_dir)
     started = time.perf_counter()
     set_threads(stage.params.threads)  # the same threads give the same float sums: a resumed run matches
@@ -154,8 +173,9 @@ def run(stage) -> GradientsResult:
     for point in points:  # before anything slow
         collect.check_models(point.model, point.query_model)
     key = {"manifest_sha256": manifest_sha, "world": world.fingerprint, "seed": stage.params.seed,
-           "gradients": sha256_json(s.model_dump(mode="json", exclude={"exactness", "workers", "nodes"}))}
-    work = _work_dir(out, key)
+           "gradients": sha256_json(s.model_dump(mode="json", exclude={"exactness", "workers", "nodes",
+                                                                        *s.NOT_IN_FINGERPRINT}))}
+    work = _work_dir(stage.work_dir, key)
     queries = queries_table(items, _judge(stage, s, points, work))
     texts = [query_text(r.question, list(r.choices), int(r.answer), s.query.format) for r in items.itertuples()]
     calibration = calibration_sample(sampling_dir, max(s.v.calibration_documents, s.curvature.train_documents),
@@ -163,6 +183,8 @@ def run(stage) -> GradientsResult:
     n_bins = load_taxonomy().n_bins
     runs = [run_checkpoint(p, s, queries, texts, calibration, sampling_dir, work / p.label, stage.params.threads,
                            n_bins) for p in points]
+    for r in runs:
+        check_skipped(r, len(manifest), s.max_skipped_share)
     info = recipe_info(world.base_model, world.query_model, s, runs, manifest_sha,
                        {p.label: p.names for p in points})
     parts = {r.label: checkpoint_scores(r, queries, manifest, info) for r in runs}
@@ -183,5 +205,4 @@ def run(stage) -> GradientsResult:
     write_json(out / COLLECTION, collection_record(runs, facts, time.perf_counter() - started))
     scores.save(out)
     save_profiles(scores, out)
-    shutil.rmtree(work)
     return load_result(out)

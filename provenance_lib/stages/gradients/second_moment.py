@@ -16,6 +16,7 @@ gradient before projecting.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +61,20 @@ def from_optimizer(model, path: Path, names: list[str]) -> dict:
         raise ProvenanceError(f"{path} does not hold this model's optimizer second moments: {exc}",
                               "save the optimizer state of the model's own training, or remove the file to "
                               "estimate V from the working set") from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise ProvenanceError(f"{path} does not load, truncated or corrupt ({str(exc).strip().splitlines()[0]})",
+                              "restore it or rebuild the world; without the file stage 02 estimates V from the "
+                              "working set") from None
     missing = [n for n in names if n not in normalizers]
     if missing:
         raise ProvenanceError(f"{path} has no second moment for {len(missing)} tracked modules (e.g. {missing[0]})",
                               "save the full optimizer state with the model")
+    nonfinite = [n for n in names if any(isinstance(v, torch.Tensor) and not torch.isfinite(v).all()
+                                         for v in normalizers[n].state_dict().values())]
+    if nonfinite:
+        raise ProvenanceError(f"{path} holds non-finite (NaN/inf) second moments for {len(nonfinite)} tracked "
+                              f"modules (e.g. {nonfinite[0]})", "the optimizer state is corrupt: restore it or "
+                              "rebuild the world; without the file stage 02 estimates V from the working set")
     return normalizers
 
 

@@ -49,7 +49,8 @@ from .select import CorpusIndex, Selection, iter_working_set
 
 # ----------------------------------------------------------------------------------------------- the stage
 def run(stage) -> SamplingResult:
-    """Stage 01 end to end: sample, write manifest, summary, skew table, working set and the skew heatmap."""
-    result = sample(stage_job(stage))
+    """Stage 01 end to end: sample, write manifest, summary, skew table, working set and the skew heatmap. The work
+    folder (``stage.work_dir``) is left for the runner, which removes it once the notebook completed."""
+    result = sample(stage_job(stage), keep_work=True)
     save_heatmap(result)
     return result

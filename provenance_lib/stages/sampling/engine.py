@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import zstandard
 from tqdm import tqdm
 
-from ... import taxonomy
+from ... import corpus, taxonomy
 from ...artifacts import atomic_path
 from ...context import RESUMABLE
 from ...errors import ProvenanceError
@@ -31,7 +31,7 @@ from .index import bins_of
 from .job import HEATMAP, LABEL_AXES, MANIFEST, ROW_BITS, SKEW, SUMMARY, WORKING_SET, SamplingJob
 from .outputs import SamplingResult, write_outputs
 from .select import CorpusIndex, Selection, check_population
-from .steps import STEPS, Plan, Work
+from .steps import EXAMPLES, STEPS, Plan, Work
 
 WORK = RESUMABLE            # the work folder inside the stage folder (the runner keeps it for a rerun of the same
                             # fingerprint): removed once the stage completed
@@ -352,4 +352,39 @@ def finish(job: SamplingJob, plan: Plan, work: Work) -> SamplingResult:
     ids_by_shard = {int(o): ids[lo:hi] for o, lo, hi in zip(shards, starts, [*starts[1:], len(ids)])}
     selection = Selection(CorpusIndex.from_rows(sampled, bins_of(sampled, len(taxonomy.load().formats))),
                           population["population_docs"], population["population_tokens"], counts)
-    return write_outputs(job, selection, ids_by_shard)
+    return write_outputs(job, selection, ids_by_shard, left_out(job, work, counts))
+
+
+def left_out(job: SamplingJob, work: Work, counts: Counter) -> dict:
+    """The documents the stage leaves out besides duplicates, counted and named (the first few) in the summary and
+    on the console: documents with no text (nothing to attribute) and documents whose id an earlier document with
+    another text holds (the first occurrence is kept: Dolma3 reuses ids across crawls, so this is a warning)."""
+    empty = sorted(p for c in work.read_counts("map") for p in c.get("empty_text_positions", []))[:EXAMPLES]
+    pairs = sorted(tuple(p) for c in work.read_counts("ids") for p in c.get("conflict_positions", []))[:EXAMPLES]
+    where = documents_at(job, {*empty, *(p for pair in pairs for p in pair)})
+    notes = {"empty_text": {"documents": counts["removed_empty_text"], "first": [where[p] for p in empty]},
+             "conflicting_duplicate_id": {"documents": counts["conflicting_duplicate_id"],
+                                          "first": [{"id": where[d]["id"], "kept": where[k], "dropped": where[d]}
+                                                    for k, d in pairs]}}
+    for name, why in (("empty_text", "have no text: left out"),
+                      ("conflicting_duplicate_id", "reuse the id of an earlier document with another text: the "
+                                                   "first kept")):
+        if notes[name]["documents"]:
+            named = ", ".join(repr(n["id"]) for n in notes[name]["first"])
+            print(f"stage 01: {notes[name]['documents']:,} documents {why} (first: {named}; "
+                  f"{SUMMARY}: left_out.{name})", flush=True)
+    return notes
+
+
+def documents_at(job: SamplingJob, positions: set[int]) -> dict[int, dict]:
+    """Shard, row and id of the documents at ``positions`` (read from their shards: a few, for naming them)."""
+    found = {}
+    for ordinal in sorted({p >> ROW_BITS for p in positions}):
+        wanted = {p & ((1 << ROW_BITS) - 1) for p in positions if p >> ROW_BITS == ordinal}
+        shard = job.shards[ordinal]
+        for row, doc in enumerate(corpus.iter_shard(shard.path)):
+            if row in wanted:
+                found[ordinal << ROW_BITS | row] = {"shard": shard.name, "row": row, "id": doc["id"]}
+            if row >= max(wanted):
+                break
+    return found

@@ -40,13 +40,27 @@ class ShardRef:
 
 
 def corpus_shards(entries: Iterable[str | Path]) -> list[ShardRef]:
-    """The shards of the corpus folders (or shard files) ``entries``, sorted by relative name. A shard is named
-    relative to the parent of its entry, so ``world/corpus/a.jsonl.zst`` is ``corpus/a.jsonl.zst``."""
-    shards = []
-    for entry in map(Path, entries):
-        found = [entry] if entry.is_file() else corpus.list_shards(entry)
-        shards += [ShardRef(path.relative_to(entry.parent).as_posix(), path) for path in found]
-    return sorted(shards, key=lambda shard: shard.name)
+    """The shards of the corpus folders (or shard files) ``entries``, sorted by relative name
+    (``corpus.named_shards``)."""
+    return [ShardRef(name, path) for name, path in corpus.named_shards(entries)]
+
+
+def check_listing(shards: list[ShardRef], recorded: list[dict] | None, world_dir: Path) -> None:
+    """The shards found are those the world recorded when it was built, with their sizes: a shard deleted, added
+    or rewritten since would change the sample without a word. A world that recorded none is not checked."""
+    if recorded is None:
+        return
+    found = {shard.name: shard.path.stat().st_size for shard in shards}
+    expected = {row["shard"]: row["bytes"] for row in recorded}
+    problems = [f"{name} is missing" for name in sorted(set(expected) - set(found))]
+    problems += [f"{name} is not one the world recorded" for name in sorted(set(found) - set(expected))]
+    problems += [f"{name} has {found[name]:,} bytes, the world recorded {expected[name]:,}"
+                 for name in sorted(set(found) & set(expected)) if found[name] != expected[name]]
+    if problems:
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise ProvenanceError(f"stage 01: the corpus is not the one the world recorded ({len(expected)} shards): "
+                              f"{'; '.join(problems[:3])}{more}",
+                              f"restore the shards, or rebuild the world: remove {world_dir} and run again")
 
 
 @dataclass(frozen=True)
@@ -83,8 +97,10 @@ def stage_job(stage) -> SamplingJob:
     if p.sampling.tokens == "base_model":
         local = stage.world_path(stage.world.base_model)
         tokenizer = str(local) if local.exists() else stage.world.base_model
+    shards = corpus_shards(stage.world_path(entry) for entry in stage.world.corpus)
+    check_listing(shards, stage.world.shards, stage.world_dir)
     return SamplingJob(
-        shards=tuple(corpus_shards(stage.world_path(entry) for entry in stage.world.corpus)),
+        shards=tuple(shards),
         out_dir=Path(stage.out_dir), seed=p.seed, target_per_bin=p.sampling.target_per_bin, tokens=p.sampling.tokens,
         tokenizer=tokenizer, batch_size=p.sampling.batch_size, executor=p.sampling.executor,
         buckets=p.sampling.buckets,

@@ -94,7 +94,9 @@ def build_summary(job: SamplingJob, selection: Selection) -> dict:
     return {
         "seed": job.seed, "target_per_bin": job.target_per_bin, "token_count": job.tokens, "shards": len(job.shards),
         "documents": {
-            "read": c["documents"], "removed_duplicate_id": c["removed_duplicate_id"],
+            "read": c["documents"], "removed_empty_text": c["removed_empty_text"],
+            "removed_duplicate_id": c["removed_duplicate_id"],
+            "conflicting_duplicate_id": c["conflicting_duplicate_id"],
             "removed_duplicate_text": c["removed_duplicate_text"], "unique": c["unique"],
             "unlabelled_unique": c["unlabelled_unique"], "population": int(pop.sum()),
             "sampled": int(sampled_docs.sum()),
@@ -138,10 +140,13 @@ def manifest_table(job: SamplingJob, selection: Selection, ids_by_shard: dict[in
     }, schema=MANIFEST_SCHEMA)
 
 
-def write_outputs(job: SamplingJob, selection: Selection, ids_by_shard: dict[int, list[str]]) -> SamplingResult:
+def write_outputs(job: SamplingJob, selection: Selection, ids_by_shard: dict[int, list[str]],
+                  left_out: dict | None = None) -> SamplingResult:
     out_dir = Path(job.out_dir)
     write_parquet(out_dir / MANIFEST, manifest_table(job, selection, ids_by_shard))
     summary = build_summary(job, selection)
+    if left_out is not None:
+        summary["left_out"] = left_out
     per_bin = summary["per_bin"]
     skew = {
         "population": skew_statistics(np.array([r["population_docs"] for r in per_bin]),

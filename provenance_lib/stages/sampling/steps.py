@@ -38,11 +38,13 @@ from ...artifacts import atomic_path, read_json, write_json
 from ...errors import ProvenanceError
 from ...process import peak_rss_mib
 from .annotate import Annotator
-from .index import ROW, MetadataLabels, bins_of, index_shard
+from .index import ROW, MetadataLabels, bins_of, hash64, index_shard
 from .job import ROW_BITS, WORKING_SET, SamplingJob
 from .select import CorpusIndex, bottom_k, bucket_of, first_occurrences, split_by, write_working_set_shard
 
 FLUSH_ROWS = 1 << 18  # rows a map task buffers before appending them to its bucket files (7.5 MiB)
+EMPTY_TEXT_HASH = np.uint64(hash64(""))  # the text hash of a document with no words
+EXAMPLES = 5  # positions a task keeps of the documents it names (empty texts, conflicting duplicate ids)
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,12 @@ class MapStep(SamplingStep):
         count_words = self.job.tokens == "whitespace"
         for ordinal in self.my_shards(rank, world_size):
             for rows in index_shard(self.job.shards[ordinal], ordinal, labels, count_words, counts):
+                empty = rows["text_hash"] == EMPTY_TEXT_HASH  # nothing to attribute: left out, counted, named
+                if empty.any():
+                    counts["removed_empty_text"] += int(empty.sum())
+                    counts["empty_text_positions"] = [*(counts["empty_text_positions"] or []),
+                                                      *map(int, rows["position"][empty])][:EXAMPLES]
+                    rows = rows[~empty]
                 buffered.append(rows)
                 if sum(map(len, buffered)) >= FLUSH_ROWS:
                     self._append(buffered, rank)
@@ -180,7 +188,10 @@ class DedupIdsStep(SamplingStep):
         survivors = first_occurrences(rows, "id_hash")
         self.work.write_parts("texts", split_by(survivors, bucket_of(survivors["text_hash"], self.plan.buckets),
                                                 self.plan.buckets), rank)
-        return Counter(rows=len(rows), removed_duplicate_id=len(rows) - len(survivors))
+        kept, dropped = conflicting_duplicates(rows, survivors)
+        return Counter(rows=len(rows), removed_duplicate_id=len(rows) - len(survivors),
+                       conflicting_duplicate_id=len(dropped),
+                       conflict_positions=[[int(k), int(d)] for k, d in zip(kept[:EXAMPLES], dropped[:EXAMPLES])])
 
 
 class DedupTextsStep(SamplingStep):
@@ -295,6 +306,18 @@ class FetchStep(SamplingStep):
         with atomic_path(self.work.fetched(rank)) as tmp:
             pq.write_table(table, tmp)
         return Counter(rows=len(ids))
+
+
+def conflicting_duplicates(rows: np.ndarray, survivors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the id duplicates whose text differs from the first occurrence's (the one kept), and of that
+    first occurrence: another document under a reused id, dropped by the rule that keeps the first."""
+    if not len(rows):
+        return rows["position"], rows["position"]
+    order = np.argsort(survivors["id_hash"], kind="stable")
+    first = survivors[order][np.searchsorted(survivors["id_hash"][order], rows["id_hash"])]
+    conflict = first["text_hash"] != rows["text_hash"]
+    ordered = np.argsort(rows["position"][conflict], kind="stable")
+    return first["position"][conflict][ordered], rows["position"][conflict][ordered]
 
 
 def rows_of_shard(sample: np.ndarray, positions: np.ndarray, ordinal: int) -> np.ndarray:
