@@ -19,6 +19,8 @@ the wait for a core, CPU time the work. Wall-time medians are printed beside the
   p16+fact/b ... with the factored (Adafactor) V applied by bergson's normalizer (rescales inputs and gradients)
   p16+fact   ... with the factored V folded into the projection matrices: what the stage runs by default
   stage      one stage chunk: p16+fact collection, windows summed per document, R^-1/2, unit norm, scores, bin sums
+The memory pass also runs p16+fact with the stage's changes to bergson's collection undone (``ABLATION``): bergson's
+full backward hooks, its forward-backward with logits at every position, no release of freed memory between batches.
 The exact Adam V of a model without an optimizer state comes from 3 AdamW steps at learning rate 0 on the same
 windows (second moments accumulate, the weights stay). Peak memory: each configuration once more in a fresh process
 (peak RSS of the process, its ratio to the plain pass's, and its increase over loading the model and its V alone).
@@ -220,12 +222,40 @@ def time_models(args) -> dict:
                 peaks = memory(name, args, length, Path(scratch) / "adam.pt")
             loaded = peaks["model loaded"]
             out[name]["peak_rss_mib"] = peaks
-            out[name]["peak_ratio_to_plain"] = {c: round(peaks[c] / peaks["plain"], 3) for c in CONFIGS}
+            out[name]["peak_ratio_to_plain"] = {c: round(peaks[c] / peaks["plain"], 3) for c in (*CONFIGS, *ABLATION)}
             out[name]["peak_increase_ratio_to_plain"] = {c: round((peaks[c] - loaded) / (peaks["plain"] - loaded), 3)
-                                                         for c in CONFIGS}
+                                                         for c in (*CONFIGS, *ABLATION)}
         else:
             out[name]["peak_rss_mib"] = out[name]["peak_ratio_to_plain"] = None
     return out
+
+
+ABLATION = {  # where the memory goes: p16+fact with the stage's changes to bergson's collection undone, one by one
+    "p16+fact, bergson's hooks and forward": ("full backward hooks", "full logits", "no trim"),
+    "p16+fact, bergson's forward": ("full logits", "no trim"),
+    "p16+fact, no trim": ("no trim",)}
+
+
+def undo(changes: tuple[str, ...]) -> None:
+    """Put bergson's own pieces back into the stage's collection, in this process: its full backward hooks, its
+    forward-backward (logits at every position), no release of freed memory between batches."""
+    from bergson.collector.collector import HookCollectorBase, fwd_bwd_factory
+    from bergson.config import IndexConfig
+
+    from provenance_lib.stages.gradients import collect
+
+    if "full backward hooks" in changes:
+        ours = collect._collector_class
+
+        def bergsons(folded):
+            cls = ours(folded)
+            cls.__enter__ = HookCollectorBase.__enter__
+            return cls
+        collect._collector_class = bergsons
+    if "full logits" in changes:
+        collect.forward_backward = fwd_bwd_factory(IndexConfig(run_path="", **collect.LOSS))
+    if "no trim" in changes:
+        collect.release_freed_memory = lambda: None
 
 
 def _memory_child(name: str, config: str | None, args, length: int, adam_file: Path, queue) -> None:
@@ -234,15 +264,17 @@ def _memory_child(name: str, config: str | None, args, length: int, adam_file: P
     torch.set_num_threads(args.threads)
     model, _, windows, adam = setup(name, args.world, args.tokens, length, adam_file)
     if config is not None:
+        undo(ABLATION.get(config, ()))
         with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stdout(sys.stderr):
-            runner(config, model, windows, adam, args.token_batch_size, Path(scratch))()
+            runner("p16+fact" if config in ABLATION else config, model, windows, adam, args.token_batch_size,
+                   Path(scratch))()
     queue.put(peak_rss_mib())  # the child's own peak, not its parent's
 
 
 def memory(name: str, args, length: int, adam_file: Path) -> dict:
     context = multiprocessing.get_context("spawn")
     out = {}
-    for config in (None, *CONFIGS):
+    for config in (None, *CONFIGS, *ABLATION):
         queue = context.Queue()
         child = context.Process(target=_memory_child, args=(name, config, args, length, adam_file, queue))
         child.start()
@@ -341,6 +373,7 @@ def markdown(result: dict) -> str:
                   "| configuration | CPU s (median) | CPU / plain | peak RSS MiB | peak / plain |", "|---|---|---|---|---|"]
         lines += [f"| {c} | {row['cpu_seconds'][c]} | {row['ratio_to_plain'][c]} | {peaks.get(c, '—')} | "
                   f"{ratios.get(c, '—')} |" for c in CONFIGS]
+        lines += [f"| {c} | | | {peaks[c]} | {ratios[c]} |" for c in ABLATION if c in peaks]
         lines.append("")
     lines += ["| goal | model | measured | at most | met |", "|---|---|---|---|---|"]
     lines += [f"| {g['goal']} | {g['model']} | {g['measured']} | {g['at_most']} | {'yes' if g['met'] else 'no'} |"
