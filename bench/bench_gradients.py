@@ -370,7 +370,8 @@ def markdown(result: dict) -> str:
         lines += [f"**{name}** ({row['parameters']:,} parameters; {row['windows']} windows, {row['tokens']:,} tokens, "
                   f"token batch {result['params']['token_batch_size']:,}; model and V loaded: "
                   f"{peaks.get('model loaded', '—')} MiB)", "",
-                  "| configuration | CPU s (median) | CPU / plain | peak RSS MiB | peak / plain |", "|---|---|---|---|---|"]
+                  "| configuration | CPU s (median) | CPU / plain | peak RSS MiB | peak / plain |",
+                  "|---|---|---|---|---|"]
         lines += [f"| {c} | {row['cpu_seconds'][c]} | {row['ratio_to_plain'][c]} | {peaks.get(c, '—')} | "
                   f"{ratios.get(c, '—')} |" for c in CONFIGS]
         lines += [f"| {c} | | | {peaks[c]} | {ratios[c]} |" for c in ABLATION if c in peaks]

@@ -259,7 +259,8 @@ def _quoted(arg: str) -> str:
 
 def markdown(report: dict) -> str:
     lines = ["| documents | words | engine | tasks | map docs/s | map CPU µs/doc | floor CPU µs/doc | map / floor "
-             "(CPU) | stage CPU µs/doc | peak RSS MiB (map task / any task) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "(CPU) | stage CPU µs/doc | peak RSS MiB (map task / any task) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     words = "–".join(map(str, report["params"]["words"]))
     for entry in report["corpora"]:
         floors = {f["processes"]: f for f in entry["floor"]}

@@ -9,8 +9,8 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -35,7 +35,7 @@ def write_results(name: str, params: dict, records: dict, render: Callable[[dict
     result = {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--porcelain", "--",
                                                                                  "provenance_lib", "bench", "params")),
               "command": command, "params": params, "machine": machine(),
-              "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **records}
+              "generated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), **records}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     dirty = " (with uncommitted changes)" if result["dirty"] else ""

@@ -196,14 +196,14 @@ def test_output_tensor_hooks_and_labelled_logits_give_bergsons_gradients(tmp_pat
         normalizers[name] = AdafactorNormalizer(torch.rand(o, generator=g) + 0.1, torch.rand(i, generator=g) + 0.1)
     examples = [collect.Example([int(t) for t in torch.randint(3, 40, (n,), generator=g)]) for n in (5, 9, 12, 3)]
     examples.append(collect.Example(examples[1].input_ids, [-100] * 4 + examples[1].input_ids[4:]))
+    ours_class = collect._collector_class
+
+    def bergsons(folded):
+        cls = ours_class(folded)
+        cls.__enter__ = HookCollectorBase.__enter__   # bergson's register_full_backward_hook
+        return cls
     for proc in (collect.processor({}, 4, 0), collect.processor(normalizers, 4, 0), collect.processor({}, 0, 0)):
         ours = collect.gradients(model, proc, examples, 24, tmp_path / "s")
-        ours_class = collect._collector_class
-
-        def bergsons(folded):
-            cls = ours_class(folded)
-            cls.__enter__ = HookCollectorBase.__enter__   # bergson's register_full_backward_hook
-            return cls
         with monkeypatch.context() as patch:
             patch.setattr(collect, "_collector_class", bergsons)
             patch.setattr(collect, "forward_backward", fwd_bwd_factory(IndexConfig(run_path="", **collect.LOSS)))
