@@ -20,6 +20,15 @@ def git(*args: str) -> str:
     return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
 
 
+def code_state() -> dict:
+    """The commit and whether the measured code (package, bench scripts, params) had uncommitted changes."""
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--", "provenance_lib", "bench", "params", ":!bench/results"))}
+
+
+CODE = code_state()  # when the script started: a measurement names the code it ran, not what was committed since
+
+
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
@@ -32,9 +41,7 @@ def write_results(name: str, params: dict, records: dict, render: Callable[[dict
                   folder: Path = RESULTS) -> dict:
     """Write ``<name>.json`` (the records at the top level, beside commit, dirty, command, params, machine and
     generated_at) and ``<name>.md`` (``render`` of that JSON under a line naming the commit and command)."""
-    result = {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--porcelain", "--",
-                                                                                 "provenance_lib", "bench", "params")),
-              "command": command, "params": params, "machine": machine(),
+    result = {**CODE, "command": command, "params": params, "machine": machine(),
               "generated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), **records}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
