@@ -211,3 +211,38 @@ def test_output_tensor_hooks_and_labelled_logits_give_bergsons_gradients(tmp_pat
         assert np.abs(ours[0]).max() > 0
         np.testing.assert_allclose(ours[0], stock[0], rtol=1e-5, atol=1e-7 * np.abs(stock[0]).max())
         np.testing.assert_allclose(ours[1], stock[1], rtol=1e-6)
+
+
+def test_token_batch_is_the_configured_one_or_the_largest_that_fits_the_memory_budget(tmp_path):
+    """memory_gb: two probe passes measure the process's peak; a budget far above it keeps token_batch_size, one
+    below what the model alone holds is refused naming the knob; no budget keeps the configured batch unmeasured."""
+    import sys
+
+    import torch
+
+    from provenance_lib.errors import ProvenanceError
+    from provenance_lib.params.gradients import Gradients
+    from provenance_lib.stages.gradients import budget
+    from provenance_lib.worlds.testbed import training
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the budget reads and resets /proc/self's peak memory")
+    words = [f"w{i}" for i in range(40)]
+    tokenizer = training.train_word_tokenizer([" ".join(words)])
+    model = training.tiny_olmo3(tokenizer, layers=1, hidden=32, heads=2, mlp=48, max_positions=64, seed=0)
+    training.save_model(model, tokenizer, tmp_path / "m")
+    model, _ = collect.load_model(collect.ModelRef(str(tmp_path / "m")), "cpu")
+    g = torch.Generator().manual_seed(0)
+    windows = [collect.Example([int(t) for t in torch.randint(3, 40, (32,), generator=g)]) for _ in range(80)]
+    proc = collect.processor({}, 4, 0)
+    configured = budget.choose_token_batch(model, proc, windows, Gradients(max_length=32, token_batch_size=256),
+                                           tmp_path / "s")
+    assert configured.record() == {"token_batch_size": 256, "rule": "configured", "memory_gb": None,
+                                   "bytes_per_token": None, "resident_gb": None, "predicted_peak_gb": None}
+    roomy = budget.choose_token_batch(model, proc, windows, Gradients(max_length=32, token_batch_size=256,
+                                                                       memory_gb=1000.0), tmp_path / "s")
+    assert roomy.rule == "memory budget" and roomy.token_batch_size == 256
+    assert roomy.bytes_per_token >= 0 and 0 < roomy.resident_gb < 1000
+    with pytest.raises(ProvenanceError, match="gradients.memory_gb"):
+        budget.choose_token_batch(model, proc, windows, Gradients(max_length=32, token_batch_size=256,
+                                                                  memory_gb=0.01), tmp_path / "s")

@@ -11,6 +11,7 @@ chosen on one machine is the one that fits there.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -66,10 +67,10 @@ def _probe_peak(model, proc: Processor, examples: list[Example], tokens: int, sc
 
 
 def probe_windows(windows: list[Example], tokens: int) -> tuple[list[Example], int]:
-    """The first windows whose batch, padded to its longest window, holds at least ``tokens`` tokens (or all of
-    them), and its padded size: bergson's token batch counts padded tokens."""
+    """The first windows (again from the first when there are too few) whose batch, padded to its longest window,
+    holds at least ``tokens`` tokens, and its padded size: bergson's token batch counts padded tokens."""
     out, longest = [], 0
-    for window in windows:
+    for window in itertools.cycle(windows):
         out.append(window)
         longest = max(longest, len(window.input_ids))
         if len(out) * longest >= tokens:
@@ -90,13 +91,16 @@ def choose_token_batch(model, proc: Processor, windows: list[Example], settings:
                                                          "gradients.token_batch_size by hand")
     (small, n_small), (large, n_large) = probe_windows(windows, PROBE_TOKENS), probe_windows(windows, 2 * PROBE_TOKENS)
     if n_large <= n_small:
-        return configured  # too few calibration tokens to measure a slope: nothing big to collect either
+        return configured  # no calibration windows: no document to collect either
     peak_small = _probe_peak(model, proc, small, n_small, scratch)
     peak_large = _probe_peak(model, proc, large, n_large, scratch)
     per_token = max(peak_large - peak_small, 0.0) / (n_large - n_small)
     resident = peak_small - per_token * n_small
     budget = settings.memory_gb * GB
-    fits = int((budget - resident) / per_token) if per_token > 0 else settings.token_batch_size
+    if per_token > 0:
+        fits = int((budget - resident) / per_token)
+    else:  # no growth measurable between the probes: any batch fits that the resident memory leaves room for
+        fits = settings.token_batch_size if resident < budget else 0
     if fits < settings.max_length:
         raise ProvenanceError(
             f"gradients.memory_gb ({settings.memory_gb} GB) cannot hold one window of {settings.max_length} tokens: "
