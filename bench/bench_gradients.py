@@ -19,8 +19,8 @@ the wait for a core, CPU time the work. Wall-time medians are printed beside the
   p16+fact/b ... with the factored (Adafactor) V applied by bergson's normalizer (rescales inputs and gradients)
   p16+fact   ... with the factored V folded into the projection matrices: what the stage runs by default
   stage      one stage chunk: p16+fact collection, windows summed per document, R^-1/2, unit norm, scores, bin sums
-The memory pass also runs p16+fact with the stage's changes to bergson's collection undone (``ABLATION``): bergson's
-full backward hooks, its forward-backward with logits at every position, no release of freed memory between batches.
+and p16+fact with the stage's changes to bergson's collection undone one by one (``ABLATION``): bergson's full
+backward hooks, its forward-backward with logits at every position, no release of freed memory between batches.
 The exact Adam V of a model without an optimizer state comes from 3 AdamW steps at learning rate 0 on the same
 windows (second moments accumulate, the weights stay). Peak memory: each configuration once more in a fresh process
 (peak RSS of the process, its ratio to the plain pass's, and its increase over loading the model and its V alone).
@@ -143,13 +143,20 @@ def runner(config: str, model, windows, adam: dict, token_batch_size: int, scrat
     """A zero-argument callable running ``config`` once."""
     import pandas as pd
 
+    from provenance_lib.params.gradients import Gradients
     from provenance_lib.stages.gradients import collect
     from provenance_lib.stages.gradients.accumulate import Accumulator
     from provenance_lib.stages.gradients.curvature import fit
     from provenance_lib.stages.gradients.documents import Document
     from provenance_lib.stages.gradients.engine import Prepared, score_chunk
-    from provenance_lib.params.gradients import Gradients
 
+    if config in ABLATION:
+        run_default = runner("p16+fact", model, windows, adam, token_batch_size, scratch)
+
+        def run_undone():
+            with undone(ABLATION[config]):
+                run_default()
+        return run_undone
     examples = [collect.Example(w) for w in windows]
     factored = {n: v.to_adafactor() for n, v in adam.items()}
     if config in ("plain", "floor"):
@@ -198,13 +205,13 @@ def time_models(args) -> dict:
         length = 128 if name == "testbed" else 256
         model, _, windows, adam = setup(name, args.world, args.tokens, length)
         with tempfile.TemporaryDirectory() as scratch:
-            runs = {c: runner(c, model, windows, adam, args.token_batch_size, Path(scratch)) for c in CONFIGS}
-            for c in CONFIGS:  # warm-up: allocator, kernels, projection matrices
+            runs = {c: runner(c, model, windows, adam, args.token_batch_size, Path(scratch)) for c in args.configs}
+            for c in args.configs:  # warm-up: allocator, kernels, projection matrices
                 runs[c]()
                 print(json.dumps({"model": name, "config": c, "warm_up": True}), file=sys.stderr, flush=True)
-            cpu, wall = {c: [] for c in CONFIGS}, {c: [] for c in CONFIGS}
+            cpu, wall = {c: [] for c in args.configs}, {c: [] for c in args.configs}
             for _ in range(args.repeats):
-                for c in CONFIGS:
+                for c in args.configs:
                     start, start_cpu = time.perf_counter(), time.process_time()
                     runs[c]()
                     cpu[c].append(time.process_time() - start_cpu)
@@ -222,9 +229,9 @@ def time_models(args) -> dict:
                 peaks = memory(name, args, length, Path(scratch) / "adam.pt")
             loaded = peaks["model loaded"]
             out[name]["peak_rss_mib"] = peaks
-            out[name]["peak_ratio_to_plain"] = {c: round(peaks[c] / peaks["plain"], 3) for c in (*CONFIGS, *ABLATION)}
+            out[name]["peak_ratio_to_plain"] = {c: round(peaks[c] / peaks["plain"], 3) for c in args.configs}
             out[name]["peak_increase_ratio_to_plain"] = {c: round((peaks[c] - loaded) / (peaks["plain"] - loaded), 3)
-                                                         for c in (*CONFIGS, *ABLATION)}
+                                                         for c in args.configs}
         else:
             out[name]["peak_rss_mib"] = out[name]["peak_ratio_to_plain"] = None
     return out
@@ -234,28 +241,36 @@ ABLATION = {  # where the memory goes: p16+fact with the stage's changes to berg
     "p16+fact, bergson's hooks and forward": ("full backward hooks", "full logits", "no trim"),
     "p16+fact, bergson's forward": ("full logits", "no trim"),
     "p16+fact, no trim": ("no trim",)}
+TIMED = (*CONFIGS, *ABLATION)
 
 
-def undo(changes: tuple[str, ...]) -> None:
-    """Put bergson's own pieces back into the stage's collection, in this process: its full backward hooks, its
+@contextlib.contextmanager
+def undone(changes: tuple[str, ...]):
+    """Within the block, bergson's own pieces are back in the stage's collection: its full backward hooks, its
     forward-backward (logits at every position), no release of freed memory between batches."""
     from bergson.collector.collector import HookCollectorBase, fwd_bwd_factory
     from bergson.config import IndexConfig
 
     from provenance_lib.stages.gradients import collect
 
-    if "full backward hooks" in changes:
-        ours = collect._collector_class
+    saved = {name: getattr(collect, name) for name in ("_collector_class", "forward_backward", "release_freed_memory")}
+    ours = saved["_collector_class"]
 
-        def bergsons(folded):
-            cls = ours(folded)
-            cls.__enter__ = HookCollectorBase.__enter__
-            return cls
+    def bergsons(folded):
+        cls = ours(folded)
+        cls.__enter__ = HookCollectorBase.__enter__
+        return cls
+    if "full backward hooks" in changes:
         collect._collector_class = bergsons
     if "full logits" in changes:
         collect.forward_backward = fwd_bwd_factory(IndexConfig(run_path="", **collect.LOSS))
     if "no trim" in changes:
         collect.release_freed_memory = lambda: None
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(collect, name, value)
 
 
 def _memory_child(name: str, config: str | None, args, length: int, adam_file: Path, queue) -> None:
@@ -264,17 +279,15 @@ def _memory_child(name: str, config: str | None, args, length: int, adam_file: P
     torch.set_num_threads(args.threads)
     model, _, windows, adam = setup(name, args.world, args.tokens, length, adam_file)
     if config is not None:
-        undo(ABLATION.get(config, ()))
         with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stdout(sys.stderr):
-            runner("p16+fact" if config in ABLATION else config, model, windows, adam, args.token_batch_size,
-                   Path(scratch))()
+            runner(config, model, windows, adam, args.token_batch_size, Path(scratch))()
     queue.put(peak_rss_mib())  # the child's own peak, not its parent's
 
 
 def memory(name: str, args, length: int, adam_file: Path) -> dict:
     context = multiprocessing.get_context("spawn")
     out = {}
-    for config in (None, *CONFIGS, *ABLATION):
+    for config in (None, *args.configs):
         queue = context.Queue()
         child = context.Process(target=_memory_child, args=(name, config, args, length, adam_file, queue))
         child.start()
@@ -373,15 +386,15 @@ def markdown(result: dict) -> str:
                   "| configuration | CPU s (median) | CPU / plain | peak RSS MiB | peak / plain |",
                   "|---|---|---|---|---|"]
         lines += [f"| {c} | {row['cpu_seconds'][c]} | {row['ratio_to_plain'][c]} | {peaks.get(c, '—')} | "
-                  f"{ratios.get(c, '—')} |" for c in CONFIGS]
-        lines += [f"| {c} | | | {peaks[c]} | {ratios[c]} |" for c in ABLATION if c in peaks]
+                  f"{ratios.get(c, '—')} |" for c in row["cpu_seconds"]]
         lines.append("")
     lines += ["| goal | model | measured | at most | met |", "|---|---|---|---|---|"]
     lines += [f"| {g['goal']} | {g['model']} | {g['measured']} | {g['at_most']} | {'yes' if g['met'] else 'no'} |"
               for g in result["goals"]]
-    x = result["paper_extrapolation"]
-    lines += ["", f"Paper-scale extrapolation at the stage ratio {x['ratio']}: {x['gpu_hours']:,} H200-hours "
-                  f"(rule: {x['rule']}, MFU {x['mfu']}; the paper reports {x['paper_gpu_hours']:,})."]
+    x = result.get("paper_extrapolation")
+    if x is not None:
+        lines += ["", f"Paper-scale extrapolation at the stage ratio {x['ratio']}: {x['gpu_hours']:,} H200-hours "
+                      f"(rule: {x['rule']}, MFU {x['mfu']}; the paper reports {x['paper_gpu_hours']:,})."]
     return "\n".join(lines)
 
 
@@ -394,15 +407,19 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=6000, help="tokens of windows per model")
     parser.add_argument("--token-batch-size", type=int, default=2048)
     parser.add_argument("--no-smollm", action="store_true")
+    parser.add_argument("--configs", nargs="+", choices=TIMED, default=list(TIMED),
+                        help="configurations to measure (plain, the reference, always)")
     parser.add_argument("--no-memory", dest="memory", action="store_false")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results", help="where the JSON and .md go")
     args = parser.parse_args()
+    args.configs = ["plain", *(c for c in args.configs if c != "plain")]
     with contextlib.redirect_stdout(sys.stderr):  # bergson prints progress; stdout carries only the JSON
         args.world = bench_world(args.world)
         records = {"threads": args.threads, "cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1),
                    "models": time_models(args), "products": products(2048, PAPER["modules"] * PAPER["dim"] ** 2, 512)}
     reference = records["models"].get("smollm2-135m") or records["models"]["testbed"]
-    records["paper_extrapolation"] = extrapolate(reference["ratio_to_plain"]["stage"])
+    if "stage" in reference["ratio_to_plain"]:
+        records["paper_extrapolation"] = extrapolate(reference["ratio_to_plain"]["stage"])
     records["goals"] = goals(records["models"])
     records["load_average_after"] = round(os.getloadavg()[0], 1)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "results"}

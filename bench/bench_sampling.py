@@ -57,10 +57,11 @@ VOCABULARY = [f"{stem}{suffix}" for stem in ("data", "care", "ship", "tone", "la
 # ----------------------------------------------------------------------------------------------- corpus
 def mix(x: np.ndarray) -> np.ndarray:
     """splitmix64 finalizer: a cheap pseudo-random function of an index, so shards are generated independently."""
-    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    with np.errstate(over="ignore"):  # wrapping is the point (numpy warns on overflowing scalars)
+        z = np.asarray(x).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
 
 
 def generate(root: Path, n_docs: int, per_shard: int, words: tuple[int, int] = (12, 40),
