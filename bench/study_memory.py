@@ -6,7 +6,7 @@ Runs ``make study PARAMS=... NAME=...`` into a fresh run folder (every stage com
 ``--interval`` seconds: the resident set summed over make and all its descendants (the tree's peak: what the machine
 had to hold at once, up to what a sample between two instants misses), and each process's own peak (VmHWM, read
 while it lives; their sum bounds the tree's peak from above, as if every process peaked at once). Writes
-``bench/results/study_memory.json`` and ``.md``; exits non-zero when the study fails.
+``bench/results/study_memory.json`` and ``.md``, only when the study succeeds (else exits non-zero).
 
 Not part of ``make bench``: it runs the whole study (minutes, several GB).
 """
@@ -109,6 +109,8 @@ def main() -> None:
     shutil.rmtree(ROOT / "runs" / args.name, ignore_errors=True)
     command = ["make", "study", f"PARAMS={args.params}", f"NAME={args.name}"]
     records = measure(command, args.interval)
+    if records["returncode"] != 0:  # a study that failed part-way did not hold what a whole one holds
+        sys.exit(f"study_memory: `{' '.join(command)}` failed (exit {records['returncode']}); nothing written")
     result = write_results("study_memory", {"params_file": args.params, "run": " ".join(command),
                                             "interval": args.interval}, records, markdown,
                            " ".join(["python bench/study_memory.py", *sys.argv[1:]]))
