@@ -2,23 +2,28 @@
 and SmolLM2-135M; the two products the stage adds (query x bin scores, bin accumulation) against a numpy copy of
 the same bytes; peak memory; and the measured cost extrapolated to the paper's run.
 
-    python bench/bench_gradients.py --world runs/<name>/world [--threads 1] [--repeats 3] [--no-smollm]
+    python bench/bench_gradients.py [--world runs/<name>/world] [--threads 1] [--repeats 3] [--no-smollm]
+
+Without ``--world`` the testbed world of params/testbed.yaml is built into runs/bench-world (reused while its
+fingerprint holds). Writes bench/results/gradients.json and gradients.md (and prints the JSON).
 
 Every timing of a model runs on the same token windows in the same batches (bergson's ``allocate_batches``), and
 the configurations take turns ``--repeats`` times, so machine load drifts over all of them alike; the ratios are
 medians of this process's CPU time (one torch thread by default): on a shared machine wall time mostly measures
 the wait for a core, CPU time the work. Wall-time medians are printed beside them. Configurations:
   plain      forward + backward with every weight's gradient (a training step without the update): the reference
-  floor      the stage's set-up (weights frozen, the embeddings' output requiring grad) with no hooks: the least a
-             pass that reaches every layer costs
+  floor      the stage's set-up (weights frozen, the embeddings' output requiring grad, logits only where there is a
+             label) with no hooks: the least a pass that reaches every layer costs
   p16        bergson's collector, projection 16, no V
   p16+adam   ... with the exact Adam V (each module's full per-document gradient is formed, then projected)
   p16+fact/b ... with the factored (Adafactor) V applied by bergson's normalizer (rescales inputs and gradients)
   p16+fact   ... with the factored V folded into the projection matrices: what the stage runs by default
   stage      one stage chunk: p16+fact collection, windows summed per document, R^-1/2, unit norm, scores, bin sums
+and p16+fact with the stage's changes to bergson's collection undone one by one (``ABLATION``): bergson's full
+backward hooks, its forward-backward with logits at every position, no release of freed memory between batches.
 The exact Adam V of a model without an optimizer state comes from 3 AdamW steps at learning rate 0 on the same
 windows (second moments accumulate, the weights stay). Peak memory: each configuration once more in a fresh process
-(peak RSS of the process, and its increase over loading the model and its V alone).
+(peak RSS of the process, its ratio to the plain pass's, and its increase over loading the model and its V alone).
 """
 
 from __future__ import annotations
@@ -38,9 +43,13 @@ import numpy as np
 
 from provenance_lib.process import peak_rss_mib
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_io import ROOT, write_results  # noqa: E402
 
-# The paper's run (issue 10 and the paper's configuration) and OLMo3-7B's shape (32 layers x 7 tracked Linear).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+BENCH_WORLD = ROOT / "runs" / "bench-world"
+
+# The paper's run (its configuration) and OLMo3-7B's shape (32 layers x 7 tracked Linear).
 PAPER = dict(documents=5_680_000, tokens=10.5e9, queries=17_267, parameters=7.3e9, modules=32 * 7, dim=16,
              gpu_hours=37_000)
 H200_TF32_FLOPS = 494.7e12   # dense TF32 tensor-core peak (fp32 storage, bergson --use_tf32_matmuls)
@@ -110,14 +119,21 @@ def lr0_adam(model, windows: list[list[int]], names: list[str]) -> dict:
     return {n: AdamNormalizer(optimizer.state[w]["exp_avg_sq"].clone()) for n, w in weights.items()}
 
 
-def plain_pass(model, windows, token_batch_size: int, step=None) -> None:
-    """Forward + backward over bergson's batches, summed next-token loss, whatever requires grad."""
+def plain_pass(model, windows, token_batch_size: int, step=None, stage_forward: bool = False) -> None:
+    """Forward + backward over bergson's batches, summed next-token loss, whatever requires grad: as a training step
+    computes it (logits at every position, shifted), or with ``stage_forward`` as the stage does
+    (``collect.forward_backward``: logits only where there is a label)."""
     from bergson.collector.collector import token_losses
     from bergson.data import allocate_batches, pad_and_tensor
 
+    from provenance_lib.stages.gradients import collect
+
     for batch in allocate_batches([len(w) for w in windows], token_batch_size):
         x, y, _, _ = pad_and_tensor([windows[i] for i in batch])
-        token_losses("ce", model(x).logits[:, :-1], y[:, 1:]).sum().backward()
+        if stage_forward:
+            collect.forward_backward(model, x, y)
+        else:
+            token_losses("ce", model(x).logits[:, :-1], y[:, 1:]).sum().backward()
         if step is not None:
             step()
         model.zero_grad(set_to_none=True)
@@ -127,13 +143,20 @@ def runner(config: str, model, windows, adam: dict, token_batch_size: int, scrat
     """A zero-argument callable running ``config`` once."""
     import pandas as pd
 
+    from provenance_lib.params.gradients import Gradients
     from provenance_lib.stages.gradients import collect
     from provenance_lib.stages.gradients.accumulate import Accumulator
     from provenance_lib.stages.gradients.curvature import fit
     from provenance_lib.stages.gradients.documents import Document
     from provenance_lib.stages.gradients.engine import Prepared, score_chunk
-    from provenance_lib.params.gradients import Gradients
 
+    if config in ABLATION:
+        run_default = runner("p16+fact", model, windows, adam, token_batch_size, scratch)
+
+        def run_undone():
+            with undone(ABLATION[config]):
+                run_default()
+        return run_undone
     examples = [collect.Example(w) for w in windows]
     factored = {n: v.to_adafactor() for n, v in adam.items()}
     if config in ("plain", "floor"):
@@ -142,7 +165,7 @@ def runner(config: str, model, windows, adam: dict, token_batch_size: int, scrat
             if config == "plain":
                 model.requires_grad_(True)
             try:
-                plain_pass(model, windows, token_batch_size)
+                plain_pass(model, windows, token_batch_size, stage_forward=config == "floor")
             finally:
                 model.requires_grad_(False)
                 for p in trainable:
@@ -182,13 +205,13 @@ def time_models(args) -> dict:
         length = 128 if name == "testbed" else 256
         model, _, windows, adam = setup(name, args.world, args.tokens, length)
         with tempfile.TemporaryDirectory() as scratch:
-            runs = {c: runner(c, model, windows, adam, args.token_batch_size, Path(scratch)) for c in CONFIGS}
-            for c in CONFIGS:  # warm-up: allocator, kernels, projection matrices
+            runs = {c: runner(c, model, windows, adam, args.token_batch_size, Path(scratch)) for c in args.configs}
+            for c in args.configs:  # warm-up: allocator, kernels, projection matrices
                 runs[c]()
                 print(json.dumps({"model": name, "config": c, "warm_up": True}), file=sys.stderr, flush=True)
-            cpu, wall = {c: [] for c in CONFIGS}, {c: [] for c in CONFIGS}
+            cpu, wall = {c: [] for c in args.configs}, {c: [] for c in args.configs}
             for _ in range(args.repeats):
-                for c in CONFIGS:
+                for c in args.configs:
                     start, start_cpu = time.perf_counter(), time.process_time()
                     runs[c]()
                     cpu[c].append(time.process_time() - start_cpu)
@@ -203,10 +226,51 @@ def time_models(args) -> dict:
         if args.memory:
             with tempfile.TemporaryDirectory() as scratch:
                 torch.save(adam, Path(scratch) / "adam.pt")
-                out[name]["peak_rss_mib"] = memory(name, args, length, Path(scratch) / "adam.pt")
+                peaks = memory(name, args, length, Path(scratch) / "adam.pt")
+            loaded = peaks["model loaded"]
+            out[name]["peak_rss_mib"] = peaks
+            out[name]["peak_ratio_to_plain"] = {c: round(peaks[c] / peaks["plain"], 3) for c in args.configs}
+            out[name]["peak_increase_ratio_to_plain"] = {c: round((peaks[c] - loaded) / (peaks["plain"] - loaded), 3)
+                                                         for c in args.configs}
         else:
-            out[name]["peak_rss_mib"] = None
+            out[name]["peak_rss_mib"] = out[name]["peak_ratio_to_plain"] = None
     return out
+
+
+ABLATION = {  # where the memory goes: p16+fact with the stage's changes to bergson's collection undone, one by one
+    "p16+fact, bergson's hooks and forward": ("full backward hooks", "full logits", "no trim"),
+    "p16+fact, bergson's forward": ("full logits", "no trim"),
+    "p16+fact, no trim": ("no trim",)}
+TIMED = (*CONFIGS, *ABLATION)
+
+
+@contextlib.contextmanager
+def undone(changes: tuple[str, ...]):
+    """Within the block, bergson's own pieces are back in the stage's collection: its full backward hooks, its
+    forward-backward (logits at every position), no release of freed memory between batches."""
+    from bergson.collector.collector import HookCollectorBase, fwd_bwd_factory
+    from bergson.config import IndexConfig
+
+    from provenance_lib.stages.gradients import collect
+
+    saved = {name: getattr(collect, name) for name in ("_collector_class", "forward_backward", "release_freed_memory")}
+    ours = saved["_collector_class"]
+
+    def bergsons(folded):
+        cls = ours(folded)
+        cls.__enter__ = HookCollectorBase.__enter__
+        return cls
+    if "full backward hooks" in changes:
+        collect._collector_class = bergsons
+    if "full logits" in changes:
+        collect.forward_backward = fwd_bwd_factory(IndexConfig(run_path="", **collect.LOSS))
+    if "no trim" in changes:
+        collect.release_freed_memory = lambda: None
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(collect, name, value)
 
 
 def _memory_child(name: str, config: str | None, args, length: int, adam_file: Path, queue) -> None:
@@ -223,7 +287,7 @@ def _memory_child(name: str, config: str | None, args, length: int, adam_file: P
 def memory(name: str, args, length: int, adam_file: Path) -> dict:
     context = multiprocessing.get_context("spawn")
     out = {}
-    for config in (None, *CONFIGS):
+    for config in (None, *args.configs):
         queue = context.Queue()
         child = context.Process(target=_memory_child, args=(name, config, args, length, adam_file, queue))
         child.start()
@@ -281,22 +345,86 @@ def extrapolate(ratio: float) -> dict:
             "document_store_tb": round(p["documents"] * dim * 4 / 1e12, 2)}
 
 
+def bench_world(path: Path | None) -> Path:
+    """The testbed world to measure: ``path``, else params/testbed.yaml's, built once into runs/bench-world."""
+    if path is not None:
+        return path
+    from provenance_lib import params
+    from provenance_lib.worlds import ensure_world
+
+    ensure_world(params.load(ROOT / "params" / "testbed.yaml"), BENCH_WORLD)
+    return BENCH_WORLD
+
+
+GOALS = {  # goal: (table, configuration, {model: the most it may be})
+    "collection peak / plain peak": ("peak_ratio_to_plain", "p16+fact", {"testbed": 1.2, "smollm2-135m": 1.2}),
+    "stage CPU / plain CPU": ("ratio_to_plain", "stage", {"testbed": 0.85, "smollm2-135m": 0.75}),
+    "collection CPU / plain CPU": ("ratio_to_plain", "p16+fact", {"smollm2-135m": 0.72})}
+
+
+def goals(models: dict) -> list[dict]:
+    """Each goal against each measured model it is set for."""
+    out = []
+    for goal, (table, config, limits) in GOALS.items():
+        for name, row in models.items():
+            if name not in limits:
+                continue
+            bound = limits[name]
+            value = (row.get(table) or {}).get(config)
+            out.append({"goal": goal, "model": name, "measured": value, "at_most": bound,
+                        "met": value is not None and value <= bound})
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = []
+    for name, row in result["models"].items():
+        peaks, ratios = row.get("peak_rss_mib") or {}, row.get("peak_ratio_to_plain") or {}
+        lines += [f"**{name}** ({row['parameters']:,} parameters; {row['windows']} windows, {row['tokens']:,} tokens, "
+                  f"token batch {result['params']['token_batch_size']:,}; model and V loaded: "
+                  f"{peaks.get('model loaded', '—')} MiB)", "",
+                  "| configuration | CPU s (median) | CPU / plain | peak RSS MiB | peak / plain |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {c} | {row['cpu_seconds'][c]} | {row['ratio_to_plain'][c]} | {peaks.get(c, '—')} | "
+                  f"{ratios.get(c, '—')} |" for c in row["cpu_seconds"]]
+        lines.append("")
+    lines += ["| goal | model | measured | at most | met |", "|---|---|---|---|---|"]
+    lines += [f"| {g['goal']} | {g['model']} | {g['measured']} | {g['at_most']} | {'yes' if g['met'] else 'no'} |"
+              for g in result["goals"]]
+    x = result.get("paper_extrapolation")
+    if x is not None:
+        lines += ["", f"Paper-scale extrapolation at the stage ratio {x['ratio']}: {x['gpu_hours']:,} H200-hours "
+                      f"(rule: {x['rule']}, MFU {x['mfu']}; the paper reports {x['paper_gpu_hours']:,})."]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--world", type=Path, required=True, help="a built testbed world (runs/<name>/world)")
+    parser.add_argument("--world", type=Path, default=None,
+                        help="a built testbed world (runs/<name>/world); default: params/testbed.yaml's, built once")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=6000, help="tokens of windows per model")
     parser.add_argument("--token-batch-size", type=int, default=2048)
     parser.add_argument("--no-smollm", action="store_true")
+    parser.add_argument("--configs", nargs="+", choices=TIMED, default=list(TIMED),
+                        help="configurations to measure (plain, the reference, always)")
     parser.add_argument("--no-memory", dest="memory", action="store_false")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results", help="where the JSON and .md go")
     args = parser.parse_args()
+    args.configs = ["plain", *(c for c in args.configs if c != "plain")]
     with contextlib.redirect_stdout(sys.stderr):  # bergson prints progress; stdout carries only the JSON
-        result = {"threads": args.threads, "cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1),
-                  "models": time_models(args), "products": products(2048, PAPER["modules"] * PAPER["dim"] ** 2, 512)}
-    reference = result["models"].get("smollm2-135m") or result["models"]["testbed"]
-    result["paper_extrapolation"] = extrapolate(reference["ratio_to_plain"]["stage"])
-    result["load_average_after"] = round(os.getloadavg()[0], 1)
+        args.world = bench_world(args.world)
+        records = {"threads": args.threads, "cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1),
+                   "models": time_models(args), "products": products(2048, PAPER["modules"] * PAPER["dim"] ** 2, 512)}
+    reference = records["models"].get("smollm2-135m") or records["models"]["testbed"]
+    if "stage" in reference["ratio_to_plain"]:
+        records["paper_extrapolation"] = extrapolate(reference["ratio_to_plain"]["stage"])
+    records["goals"] = goals(records["models"])
+    records["load_average_after"] = round(os.getloadavg()[0], 1)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "results"}
+    result = write_results("gradients", settings, records, markdown,
+                           " ".join(["python bench/bench_gradients.py", *sys.argv[1:]]), args.results)
     print(json.dumps(result, indent=2))
 
 

@@ -15,9 +15,12 @@ ids), then measures on each, every run in a fresh process:
 and checks that every run wrote the same manifest. Goals: map >= 50 % of the floor's documents/s; peak RSS per task
 flat as the corpus grows (largest / smallest corpus <= 1.3).
 
-    python bench/bench_sampling.py [--docs 1000000 4000000] [--tasks 1 2] [--corpus DIR] [--old REV]
+    python bench/bench_sampling.py [--docs 250000 1000000] [--tasks 1 2] [--corpus DIR] [--old REV] [--name sampling]
 
-Prints one JSON object. Timings on a shared machine are noisy: the load average is printed beside them.
+Writes bench/results/<name>.json and .md (and prints the JSON). Timings on a shared machine are noisy: the load
+average is recorded beside them. The published figures come from two runs: Dolma3-length documents
+(``--docs 100000 --words 500 1500 --per-shard 2000 --tasks 1 --old ''``, ``sampling``) and short ones over a 4x
+larger corpus (``--docs 1000000 4000000 --old '' --name sampling_scale``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ from provenance_lib.params import LocalExecutor
 from provenance_lib.process import peak_rss_mib
 from provenance_lib.stages import sampling
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_io import write_results  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 OLD_ENGINE = "23428e6"  # the last commit with the torch.distributed engine
 VOCABULARY = [f"{stem}{suffix}" for stem in ("data", "care", "ship", "tone", "lamp", "rule", "verse", "mill")
@@ -51,10 +57,11 @@ VOCABULARY = [f"{stem}{suffix}" for stem in ("data", "care", "ship", "tone", "la
 # ----------------------------------------------------------------------------------------------- corpus
 def mix(x: np.ndarray) -> np.ndarray:
     """splitmix64 finalizer: a cheap pseudo-random function of an index, so shards are generated independently."""
-    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    with np.errstate(over="ignore"):  # wrapping is the point (numpy warns on overflowing scalars)
+        z = np.asarray(x).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
 
 
 def generate(root: Path, n_docs: int, per_shard: int, words: tuple[int, int] = (12, 40),
@@ -186,7 +193,7 @@ def checkout(revision: str, into: Path) -> Path:
 # ----------------------------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--docs", type=int, nargs="+", default=[1_000_000, 4_000_000])
+    parser.add_argument("--docs", type=int, nargs="+", default=[250_000, 1_000_000])
     parser.add_argument("--per-shard", type=int, default=15_625)
     parser.add_argument("--words", type=int, nargs=2, default=[12, 40], metavar=("MIN", "MAX"),
                         help="words per document (Dolma3 averages ~1,000: try --docs 100000 --words 500 1500)")
@@ -198,6 +205,7 @@ def main() -> None:
     parser.add_argument("--old-docs", type=int, nargs="*", default=None,
                         help="corpus sizes the old engine runs on (default: all)")
     parser.add_argument("--corpus", default=None, help="folder to generate the corpora in (kept and reused)")
+    parser.add_argument("--name", default="sampling", help="bench/results/<name>.json and .md")
     args = parser.parse_args()
 
     report = {"cpus": os.cpu_count(), "load_avg_1m_before": os.getloadavg()[0], "corpora": []}
@@ -240,7 +248,40 @@ def main() -> None:
             r["tasks"]: round(r["peak_rss_mib_any_task"] / s["peak_rss_mib_any_task"], 2)
             for s, r in zip(small["runs"], large["runs"]) if r["engine"] == "datatrove"}
     report["load_avg_1m_after"] = os.getloadavg()[0]
-    print(json.dumps(report, indent=2))
+    settings = {k: v for k, v in vars(args).items() if k != "name"}
+    result = write_results(args.name, settings, report, markdown,
+                           " ".join(["python bench/bench_sampling.py", *map(_quoted, sys.argv[1:])]))
+    print(json.dumps(result, indent=2))
+
+
+def _quoted(arg: str) -> str:
+    return arg if arg else "''"
+
+
+def markdown(report: dict) -> str:
+    lines = ["| documents | words | engine | tasks | map docs/s | map CPU µs/doc | floor CPU µs/doc | map / floor "
+             "(CPU) | stage CPU µs/doc | peak RSS MiB (map task / any task) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    words = "–".join(map(str, report["params"]["words"]))
+    for entry in report["corpora"]:
+        floors = {f["processes"]: f for f in entry["floor"]}
+        for r in entry["runs"]:
+            if r["engine"] != "datatrove":
+                lines.append(f"| {entry['documents']:,} | {words} | {r['engine']} | {r.get('ranks', '')} | | | | | "
+                             f"{r['stage_cpu_us_per_document']} | {r['peak_rss_mib_rank0']} (rank 0) |")
+                continue
+            lines.append(f"| {entry['documents']:,} | {words} | datatrove | {r['tasks']} | {r['map_docs_per_s']:,} | "
+                         f"{r['cpu_us_per_document_read']['map']} | {floors[r['tasks']]['cpu_us_per_document']} | "
+                         f"{entry['map_share_of_floor']['cpu'][r['tasks']]} | {r['stage_cpu_us_per_document']} | "
+                         f"{r['peak_rss_mib_map_task']} / {r['peak_rss_mib_any_task']} |")
+    if "peak_rss_ratio_largest_to_smallest_corpus" in report:
+        ratios = ", ".join(f"{tasks} task(s): {v}" for tasks, v in
+                           report["peak_rss_ratio_largest_to_smallest_corpus"].items())
+        lines += ["", f"Peak RSS of any task, largest corpus over smallest: {ratios} (flat: at most 1.3)."]
+    lines += ["", "Same manifest for every run of a corpus: "
+              + ", ".join(f"{e['documents']:,}: {'yes' if e['same_manifest_for_every_run'] else 'NO'}"
+                          for e in report["corpora"]) + "."]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -170,3 +170,79 @@ def test_factored_v_folded_into_the_projection_equals_bergsons_normalizer_path(t
     a = collect.gradients(model, folded, examples, 64, tmp_path / "s")[0]
     b = collect.gradients(model, plain, examples, 64, tmp_path / "s")[0]
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(b).max())
+
+
+def test_output_tensor_hooks_and_labelled_logits_give_bergsons_gradients(tmp_path, monkeypatch):
+    """The collector catches output gradients with tensor hooks and forms logits only where there is a label (less
+    memory than bergson's full backward hooks and full logits): the same gradients and losses as bergson's own hooks
+    and forward-backward, with and without a factored V, unprojected too, on padded batches and prompt labels."""
+    import torch
+    from bergson.collector.collector import HookCollectorBase, fwd_bwd_factory
+    from bergson.config import IndexConfig
+    from bergson.gradients import AdafactorNormalizer
+
+    from provenance_lib.stages.gradients.collect import grad_sizes
+    from provenance_lib.worlds.testbed import training
+
+    words = [f"w{i}" for i in range(40)]
+    tokenizer = training.train_word_tokenizer([" ".join(words)])
+    model = training.tiny_olmo3(tokenizer, layers=2, hidden=32, heads=2, mlp=48, max_positions=64, seed=1)
+    training.save_model(model, tokenizer, tmp_path / "m")
+    model, _ = collect.load_model(collect.ModelRef(str(tmp_path / "m")), "cpu")
+    g = torch.Generator().manual_seed(1)
+    normalizers = {}
+    for name in grad_sizes(model, 0):
+        o, i = model.base_model.get_submodule(name).weight.shape
+        normalizers[name] = AdafactorNormalizer(torch.rand(o, generator=g) + 0.1, torch.rand(i, generator=g) + 0.1)
+    examples = [collect.Example([int(t) for t in torch.randint(3, 40, (n,), generator=g)]) for n in (5, 9, 12, 3)]
+    examples.append(collect.Example(examples[1].input_ids, [-100] * 4 + examples[1].input_ids[4:]))
+    ours_class = collect._collector_class
+
+    def bergsons(folded):
+        cls = ours_class(folded)
+        cls.__enter__ = HookCollectorBase.__enter__   # bergson's register_full_backward_hook
+        return cls
+    for proc in (collect.processor({}, 4, 0), collect.processor(normalizers, 4, 0), collect.processor({}, 0, 0)):
+        ours = collect.gradients(model, proc, examples, 24, tmp_path / "s")
+        with monkeypatch.context() as patch:
+            patch.setattr(collect, "_collector_class", bergsons)
+            patch.setattr(collect, "forward_backward", fwd_bwd_factory(IndexConfig(run_path="", **collect.LOSS)))
+            stock = collect.gradients(model, proc, examples, 24, tmp_path / "s")
+        assert np.abs(ours[0]).max() > 0
+        np.testing.assert_allclose(ours[0], stock[0], rtol=1e-5, atol=1e-7 * np.abs(stock[0]).max())
+        np.testing.assert_allclose(ours[1], stock[1], rtol=1e-6)
+
+
+def test_token_batch_is_the_configured_one_or_the_largest_that_fits_the_memory_budget(tmp_path):
+    """memory_gb: two probe passes measure the process's peak; a budget far above it keeps token_batch_size, one
+    below what the model alone holds is refused naming the knob; no budget keeps the configured batch unmeasured."""
+    import sys
+
+    import torch
+
+    from provenance_lib.errors import ProvenanceError
+    from provenance_lib.params.gradients import Gradients
+    from provenance_lib.stages.gradients import budget
+    from provenance_lib.worlds.testbed import training
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the budget reads and resets /proc/self's peak memory")
+    words = [f"w{i}" for i in range(40)]
+    tokenizer = training.train_word_tokenizer([" ".join(words)])
+    model = training.tiny_olmo3(tokenizer, layers=1, hidden=32, heads=2, mlp=48, max_positions=64, seed=0)
+    training.save_model(model, tokenizer, tmp_path / "m")
+    model, _ = collect.load_model(collect.ModelRef(str(tmp_path / "m")), "cpu")
+    g = torch.Generator().manual_seed(0)
+    windows = [collect.Example([int(t) for t in torch.randint(3, 40, (32,), generator=g)]) for _ in range(80)]
+    proc = collect.processor({}, 4, 0)
+    configured = budget.choose_token_batch(model, proc, windows, Gradients(max_length=32, token_batch_size=256),
+                                           tmp_path / "s")
+    assert configured.record() == {"token_batch_size": 256, "rule": "configured", "memory_gb": None,
+                                   "bytes_per_token": None, "resident_gb": None, "predicted_peak_gb": None}
+    roomy = budget.choose_token_batch(model, proc, windows, Gradients(max_length=32, token_batch_size=256,
+                                                                       memory_gb=1000.0), tmp_path / "s")
+    assert roomy.rule == "memory budget" and roomy.token_batch_size == 256
+    assert roomy.bytes_per_token >= 0 and 0 < roomy.resident_gb < 1000
+    with pytest.raises(ProvenanceError, match="gradients.memory_gb"):
+        budget.choose_token_batch(model, proc, windows, Gradients(max_length=32, token_batch_size=256,
+                                                                  memory_gb=0.01), tmp_path / "s")

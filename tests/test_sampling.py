@@ -222,9 +222,10 @@ def test_fast_normalization_equals_normalize_text_and_keeps_the_words():
     for alphabet in (letters[:4] + " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f", letters + " \n", letters + every_whitespace):
         for _ in range(2000):
             text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
-            fast = sampling.index.normalized_bytes(text)
-            assert fast == sampling.normalize_text(text).encode(), repr(text)
-            assert (fast.count(b" ") + 1 if fast else 0) == len(text.split()), repr(text)
+            for repeat in (1, sampling.index.SCAN_WITH_NUMPY):  # short texts: bytes scans; long ones: numpy's
+                fast, words = sampling.index.normalized_bytes(text * repeat)
+                assert fast == sampling.normalize_text(text * repeat).encode(), repr(text)
+                assert words == len((text * repeat).split()), repr(text)
 
 
 def test_bucket_reductions_equal_the_whole_ones():

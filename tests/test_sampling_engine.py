@@ -20,10 +20,11 @@ from test_sampling import BIG, MEDIUM, TAX, doc, job_for, reference_manifest, wo
 
 TESTBED = Path(__file__).resolve().parents[1] / "params" / "testbed.yaml"
 REAL_MINI = TESTBED.with_name("real-mini.yaml")
-TODAYS_TESTBED_MANIFEST = "192c55e9d00fa28c26d59c44b5c3110f0ab26b4008ae82c68d500d4e5bb9c737"
+TODAYS_TESTBED_MANIFEST = "3e1eddbabcfa05ea718058f7e0743a2e34d81986bc8142d1281120bdd007f47d"
 """sha256 of the manifest for params/testbed.yaml's corpus (the fair testbed), recorded when the datatrove engine and
-the in-memory reference agreed on it; the torch.distributed engine stage 01 used before wrote the same bytes as
-both on the previous testbed."""
+the in-memory reference agreed on it with xxh3-64 content hashes (the manifest keeps each text's hash, and the draw
+ranks by it, so a new hash function is a new manifest); the torch.distributed engine stage 01 used before wrote the
+same bytes as both on the previous testbed."""
 TESTBED_SECTIONS_THEN = "b635cc687747e93d0ab1c497024ef5e2e75cb8b1b12c37995f0dc024b4988650"
 
 

@@ -96,7 +96,12 @@ class Gradients(Section):
         "token, so every token after the first is predicted once, and its gradient is the sum of theirs"))
     max_windows: int | None = Field(default=None, gt=0, description=(
         "windows per document (null: all); the rest of a longer document is left out, and counted"))
-    token_batch_size: int = Field(default=8192, gt=0, description="padded tokens per collection batch")
+    token_batch_size: int = Field(default=8192, gt=0, description=(
+        "padded tokens per collection batch; with memory_gb, the most it may be"))
+    memory_gb: float | None = Field(default=None, gt=0, description=(
+        "peak resident memory (GB) the collecting process may reach: the token batch is the largest (up to "
+        "token_batch_size) that fits, from the model's per-token cost measured by two probe passes at the start "
+        "(Linux); null: token_batch_size as given. The unprojected exactness passes use token_batch_size"))
     v: SecondMoment = SecondMoment()
     curvature: Curvature = Curvature()
     query: QuerySide = QuerySide()

@@ -29,7 +29,7 @@ from .accumulate import Accumulator
 from .curvature import Curvature, unit_rows
 from .documents import Document, rank_slice, tokenize
 
-PREPARED, ERROR = "prepared.pt", "error.json"
+PREPARED, PREPARE_RECORD, ERROR = "prepared.pt", "prepare.json", "error.json"
 
 
 @dataclass

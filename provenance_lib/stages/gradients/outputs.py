@@ -151,7 +151,8 @@ def collection_record(runs: list, exactness: dict | None, seconds: float) -> dic
                         "windows": int(table["windows"].sum()), "window_tokens": int(table["window_tokens"].sum()),
                         "dropped_tokens": int(table["dropped_tokens"].sum()),
                         **{k: round(v, 2) for k, v in r.timings.items()},
-                        "documents_per_s": round(len(table) / docs_s, 2) if docs_s else None}
+                        "documents_per_s": round(len(table) / docs_s, 2) if docs_s else None,
+                        "token_batch": r.token_batch}
     return {"per_checkpoint": per, "exactness": exactness, "seconds": round(seconds, 2)}
 
 

@@ -1,6 +1,7 @@
 """One checkpoint's TrackStar run: V, the query gradients, R, the query store, then the documents pass.
 
-1. **V** for the checkpoint's base model (its ``optimizer.pt``, else the estimate on the calibration sample).
+1. **V** for the checkpoint's base model (its ``optimizer.pt``, else the estimate on the calibration sample), and the
+   token batch (``budget``: the configured one, or the largest that fits ``memory_gb``).
 2. **Query gradients**: every query's (prompt, completion) through bergson on the query model (or the base model),
    divided by the base model's V and projected with the same matrices as the documents.
 3. **Train-side gradients** of the calibration sample (documents' windows summed).
@@ -29,14 +30,15 @@ from ...params.gradients import Gradients
 from .collect import (Example, grad_sizes, gradients, load_model, nonfinite_rows, pick_device,
                       processor)
 from .accumulate import Accumulator, query_bin_scores
+from .budget import choose_token_batch
 from .curvature import Curvature, fit, unit_rows
 from .documents import Document
-from .engine import PREPARED, DocumentJob, Prepared, score_documents, summed_gradients
+from .engine import PREPARE_RECORD, PREPARED, DocumentJob, Prepared, score_documents, summed_gradients
 from .queries import QueryText
 from .scores import doc_score_columns, save_npy
 from .second_moment import SecondMoment, second_moment
 
-QUERY_GRADIENTS, PREPARE_RECORD = "query_gradients.npy", "prepare.json"
+QUERY_GRADIENTS = "query_gradients.npy"
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class CheckpointRun:
     second_moment: dict               # where V came from
     documents: Accumulator
     timings: dict = field(default_factory=dict)
+    token_batch: dict = field(default_factory=dict)   # budget.TokenBatch.record()
 
     def query_bin_scores(self) -> np.ndarray:
         return query_bin_scores(self.query_store, self.documents.bin_sums, self.documents.counts)
@@ -115,6 +118,11 @@ def prepare(point: Checkpoint, settings: Gradients, queries: pd.DataFrame, texts
     timings["v_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
+    batch = choose_token_batch(model, proc, [e for d in docs for e in d.examples()], settings, work_dir / "bergson")
+    settings = settings.model_copy(update={"token_batch_size": batch.token_batch_size})
+    timings["token_batch_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
     query_model = model
     if point.query_model != point.model:
         query_model = load_model(point.query_model, device)[0]
@@ -136,7 +144,8 @@ def prepare(point: Checkpoint, settings: Gradients, queries: pd.DataFrame, texts
     means, columns = mean_directions(store, queries)
     save_npy(work_dir / QUERY_GRADIENTS, raw)
     Prepared(normalizers, curvature, means, columns).save(work_dir / PREPARED)
-    write_json(work_dir / PREPARE_RECORD, {"second_moment": moment.record(), "timings": timings})
+    write_json(work_dir / PREPARE_RECORD, {"second_moment": moment.record(), "timings": timings,
+                                           "token_batch": batch.record()})
 
 
 def run_checkpoint(point: Checkpoint, settings: Gradients, queries: pd.DataFrame, texts: list[QueryText],
@@ -150,12 +159,20 @@ def run_checkpoint(point: Checkpoint, settings: Gradients, queries: pd.DataFrame
     moment, timings = record["second_moment"], record["timings"]
     prepared = Prepared.load(work_dir / PREPARED)
     start = time.perf_counter()
-    job = DocumentJob(Path(sampling_dir), work_dir, point.model, settings, threads, n_bins)
+    job = DocumentJob(Path(sampling_dir), work_dir, point.model, prepared_settings(settings, work_dir), threads,
+                      n_bins)
     documents = score_documents(job)
     timings = {**timings, "documents_s": time.perf_counter() - start}
     raw = np.load(work_dir / QUERY_GRADIENTS)
     store, _ = unit_rows(prepared.curvature.apply(raw))
-    return CheckpointRun(point.label, prepared.curvature.sizes, store, prepared.curvature, moment, documents, timings)
+    return CheckpointRun(point.label, prepared.curvature.sizes, store, prepared.curvature, moment, documents, timings,
+                         record["token_batch"])
+
+
+def prepared_settings(settings: Gradients, work_dir: Path) -> Gradients:
+    """The settings with the token batch the checkpoint's prepare step chose (and recorded)."""
+    size = read_json(work_dir / PREPARE_RECORD)["token_batch"]["token_batch_size"]
+    return settings.model_copy(update={"token_batch_size": size})
 
 
 # ----------------------------------------------------------------------------------------------- query variants
@@ -171,6 +188,7 @@ def score_variants(settings: Gradients, items: pd.DataFrame, queries: pd.DataFra
     from .queries import query_text
 
     device = pick_device(settings.device)
+    settings = prepared_settings(settings, work_dir)
     prepared = Prepared.load(work_dir / PREPARED)
     proc = processor(prepared.normalizers, settings.projection_dim, settings.projection_seed)
     default = (settings.query.format, settings.query.model)

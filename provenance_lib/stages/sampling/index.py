@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import xxhash
 
 from ... import corpus, taxonomy
 from ...errors import ProvenanceError
@@ -24,11 +25,20 @@ def normalize_text(text: str) -> str:
 
 
 def hash64(text: str) -> int:
+    """A keyed string's 64-bit hash (blake2b-64): the seeded orders (the sampling salt, stage 02's calibration
+    order)."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
+def content_hash(data: bytes) -> int:
+    """A document's id or normalized text as 64 bits (xxh3-64): what de-duplication compares and the manifest keeps.
+    The map hashes every document read, so it is the fast non-cryptographic hash (blake2b was most of the map's
+    time on long documents); a false duplicate among n documents has probability ~n^2 / 2^65 either way."""
+    return xxhash.xxh3_64_intdigest(data)
+
+
 def text_hash(text: str) -> int:
-    return hash64(normalize_text(text))
+    return content_hash(normalize_text(text).encode())
 
 
 def sampling_key(text_hashes: np.ndarray, seed: int) -> np.ndarray:
@@ -52,11 +62,6 @@ def bins_of(rows: np.ndarray, n_formats: int) -> np.ndarray:
     """Bin ids (topic * 24 + format), -1 where a label is missing."""
     labelled = (rows["topic"] >= 0) & (rows["format"] >= 0)
     return np.where(labelled, rows["topic"].astype(np.int64) * n_formats + rows["format"], UNLABELLED)
-
-
-def hashes_of(digests: list[bytes]) -> np.ndarray:
-    """64-bit hashes from blake2b-64 digests, as ``hash64`` reads them (little-endian)."""
-    return np.frombuffer(b"".join(digests), dtype="<u8") if digests else np.empty(0, "<u8")
 
 
 # ----------------------------------------------------------------------------------------------- labels
@@ -102,22 +107,33 @@ _ASCII_FOLD = bytes.maketrans(_WHITESPACE + bytes(range(65, 91)), b" " * len(_WH
 _ASCII_SPACES = bytes.maketrans(_WHITESPACE, b" " * len(_WHITESPACE))
 
 
-def normalized_bytes(text: str) -> bytes:
-    """``normalize_text(text).encode()``, without splitting the text into words when it can: the map calls this
-    for every document read. ASCII text: NFC leaves it as it is and case-folding is lower-casing there, so one
-    byte translation lower-cases it and turns every whitespace into a space. Other text without whitespace beyond
-    ASCII: NFC and case-folding first, then the same on its UTF-8 bytes (no multi-byte sequence holds an ASCII
-    byte). Then runs of spaces collapse, if there are any. Its words (spaces + 1) are those of ``text.split()``:
-    NFC and case-folding make no whitespace and remove none."""
+SCAN_WITH_NUMPY = 512  # bytes: from here on one numpy pass finds the spaces faster than two scans of the bytes
+
+
+def normalized_bytes(text: str) -> tuple[bytes, int]:
+    """``normalize_text(text).encode()`` and its number of words, without splitting the text into words when it
+    can: the map calls this for every document read. ASCII text: NFC leaves it as it is and case-folding is
+    lower-casing there, so one byte translation lower-cases it and turns every whitespace into a space. Other text
+    without whitespace beyond ASCII: NFC and case-folding first, then the same on its UTF-8 bytes (no multi-byte
+    sequence holds an ASCII byte). Then runs of spaces collapse, if there are any (found, and the spaces counted,
+    in one numpy pass on a long text). Its words (spaces + 1) are those of ``text.split()``: NFC and case-folding
+    make no whitespace and remove none."""
     if text.isascii():
         folded = text.encode().translate(_ASCII_FOLD)
     elif _NON_ASCII_WHITESPACE.search(text) is None:
         folded = unicodedata.normalize("NFC", text).casefold().encode().translate(_ASCII_SPACES)
     else:
-        return normalize_text(text).encode()
-    if b"  " in folded or folded[:1] == b" " or folded[-1:] == b" ":
+        folded = normalize_text(text).encode()
+        return folded, folded.count(b" ") + 1 if folded else 0
+    if len(folded) < SCAN_WITH_NUMPY:
+        spaces, runs = folded.count(b" "), b"  " in folded
+    else:
+        is_space = np.frombuffer(folded, np.uint8) == 32
+        spaces, runs = int(np.count_nonzero(is_space)), bool(np.count_nonzero(is_space[1:] & is_space[:-1]))
+    if runs or folded[:1] == b" " or folded[-1:] == b" ":
         folded = b" ".join(folded.split())
-    return folded
+        spaces = folded.count(b" ")
+    return folded, spaces + 1 if folded else 0
 
 
 def index_shard(shard: ShardRef, ordinal: int, labels: MetadataLabels, count_words: bool,
@@ -128,14 +144,13 @@ def index_shard(shard: ShardRef, ordinal: int, labels: MetadataLabels, count_wor
     ``count_words``: tokens are whitespace words (else 0: the annotate step counts base-model tokens of the unique
     documents only). The loop runs once per document read, so it is written for speed: texts are normalized on
     bytes (``normalized_bytes``), and a pair of label texts seen before is one lookup."""
-    blake2b, pair_ids, rows_read = hashlib.blake2b, {}, 0
-    id_digests, text_digests, pairs, tokens = [], [], [], []
+    xxh3, pair_ids, rows_read = xxhash.xxh3_64_intdigest, {}, 0  # content_hash, without a call per document
+    id_hashes, text_hashes, pairs, tokens = [], [], [], []
     for doc in corpus.iter_shard(shard.path):
-        normalized = normalized_bytes(doc["text"])
-        words = (normalized.count(b" ") + 1 if normalized else 0) if count_words else 0
-        text_digests.append(blake2b(normalized, digest_size=8).digest())
-        id_digests.append(blake2b(doc["id"].encode(), digest_size=8).digest())
-        tokens.append(words)
+        normalized, words = normalized_bytes(doc["text"])
+        text_hashes.append(xxh3(normalized))
+        id_hashes.append(xxh3(doc["id"].encode()))
+        tokens.append(words if count_words else 0)
         metadata = doc.get("metadata")
         key = (metadata.get(corpus.TOPIC_MAX), metadata.get(corpus.FORMAT_MAX)) if metadata else None
         ids = pair_ids.get(key)
@@ -146,18 +161,18 @@ def index_shard(shard: ShardRef, ordinal: int, labels: MetadataLabels, count_wor
         pairs.append(ids)
         rows_read += 1
         if len(tokens) == CHUNK_ROWS:
-            yield _rows(ordinal, rows_read, id_digests, text_digests, pairs, tokens, counts)
-            id_digests, text_digests, pairs, tokens = [], [], [], []
+            yield _rows(ordinal, rows_read, id_hashes, text_hashes, pairs, tokens, counts)
+            id_hashes, text_hashes, pairs, tokens = [], [], [], []
     if tokens:
-        yield _rows(ordinal, rows_read, id_digests, text_digests, pairs, tokens, counts)
+        yield _rows(ordinal, rows_read, id_hashes, text_hashes, pairs, tokens, counts)
     counts["documents"] += rows_read
 
 
-def _rows(ordinal: int, end_row: int, id_digests, text_digests, pairs, tokens, counts: Counter) -> np.ndarray:
+def _rows(ordinal: int, end_row: int, id_hashes, text_hashes, pairs, tokens, counts: Counter) -> np.ndarray:
     rows = np.empty(len(tokens), ROW)
     rows["position"] = (np.uint64(ordinal) << np.uint64(ROW_BITS)) | np.arange(end_row - len(rows), end_row,
                                                                              dtype=np.uint64)
-    rows["id_hash"], rows["text_hash"] = hashes_of(id_digests), hashes_of(text_digests)
+    rows["id_hash"], rows["text_hash"] = np.array(id_hashes, np.uint64), np.array(text_hashes, np.uint64)
     labels = np.array(pairs, dtype=np.int8).reshape(-1, 2)
     rows["topic"], rows["format"], rows["tokens"] = labels[:, 0], labels[:, 1], tokens
     for axis in ("topic", "format"):

@@ -29,7 +29,7 @@ MANIFEST_SCHEMA = pa.schema([
     ("topic", pa.string()),          # short names, as in the paper's figures
     ("format", pa.string()),
     ("tokens", pa.int64()),
-    ("text_hash", pa.string()),      # blake2b-64 of the normalized text, hex
+    ("text_hash", pa.string()),      # xxh3-64 of the normalized text, hex
 ])
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ... import corpus, taxonomy
 from ...errors import ProvenanceError
-from .index import hash64, sampling_key, text_hash
+from .index import content_hash, sampling_key, text_hash
 from .job import ROW_BITS, WORKING_SET, ShardRef
 
 
@@ -117,7 +117,7 @@ def write_working_set_shard(shard: ShardRef, rows: CorpusIndex, out_path: Path) 
             i = wanted.get(row)
             if i is None:
                 continue
-            if hash64(doc["id"]) != rows.id_hash[i] or text_hash(doc["text"]) != rows.text_hash[i]:
+            if content_hash(doc["id"].encode()) != rows.id_hash[i] or text_hash(doc["text"]) != rows.text_hash[i]:
                 raise ProvenanceError(f"{shard.name} changed while sampling: document {row} is not the one indexed",
                                       "do not modify the corpus during a run; run the stage again")
             topic, fmt = tax.bin_labels(int(rows.bin[i]))
