@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import counterfactual
+from . import counterfactual, validation_results
 from . import params as params_mod
 from .artifacts import hash_tree, link_or_copy, replace_dir, write_json
 from .context import project_root
@@ -105,10 +105,12 @@ def load(params_path: str | Path, overrides: list[str] = ()) -> tuple[Validation
 
 def validate(params_path: str | Path, overrides: list[str] = (), name: str | None = None,
              runs_dir: str | Path | None = None, timeout: float | None = None, force: bool = False,
-             trust_code: bool = False) -> Path:
-    """Every planned world through stages 01-03 under each stage 02 setting, then the validation notebook. Returns
-    runs/<validation>/. ``force`` and ``trust_code`` mean what they mean to ``run_study`` (its ``--force``,
-    ``--trust-code``)."""
+             trust_code: bool = False, results_dir: str | Path | None = None) -> Path:
+    """Every planned world through stages 01-03 under each stage 02 setting, the retrains, then the validation
+    notebook. Returns runs/<validation>/. ``force`` and ``trust_code`` mean what they mean to ``run_study`` (its
+    ``--force``, ``--trust-code``); ``results_dir``: also write the summary there as measured results
+    (``validation_results``: known_answers.json and .md)."""
+    invoked = time.time()
     validation, study_path, study = load(params_path, overrides)
     root = project_root()
     runs_dir = Path(runs_dir or root / "runs")
@@ -158,4 +160,8 @@ def validate(params_path: str | Path, overrides: list[str] = (), name: str | Non
     record.update(tables_s=round(time.time() - started, 1), ended=now(),
                   tables=hash_tree(folder / TABLES, relative_to=folder))
     write_json(folder / PLAN, record)
+    if results_dir is not None:
+        command = " ".join(["python -m provenance_lib validate", str(params_path), *(f"-p {o}" for o in overrides),
+                            "--results", str(results_dir)])
+        validation_results.write(folder, Path(results_dir), command, study.binning.reading, time.time() - invoked)
     return folder

@@ -17,8 +17,8 @@ LAYERS = (
     ("record",),
     ("context",),
     ("stages",),
-    ("execute", "runs", "verify", "counterfactual", "validation_effects", "validation_tables", "validate", "report",
-     "release", "estimate"),
+    ("execute", "runs", "verify", "counterfactual", "validation_effects", "validation_tables", "validation_results",
+     "validate", "report", "release", "estimate"),
     ("__main__",),
 )
 STAGE_ORDER = ("sampling", "gradients", "binning", "contrast", "unlearning")

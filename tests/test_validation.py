@@ -174,8 +174,31 @@ def tables(tmp_path_factory):
         runs.append(run)
     folder = project / "runs" / "val"
     settings = {"default": dict(overrides=[]), "x": dict(overrides=["gradients.projection_dim=8"])}
-    write_json(folder / validation_tables.PLAN, dict(params=dict(recall_k=None), worlds=runs, settings=settings))
+    write_json(folder / validation_tables.PLAN, dict(params=dict(recall_k=None, retraining=dict(bootstrap=200)),
+                                                     worlds=runs, settings=settings))
+    write_retrains(folder / "retrains" / "seed-0")
     return validation_tables.compute(folder, folder / "tables")
+
+
+def write_retrains(out: Path, subsets: int = 12) -> None:
+    """Retrain records as ``counterfactual`` writes them, for a world where removing a benchmark's planted bin lowers
+    its gold log-likelihood by 1 and anything else moves it by a little noise."""
+    tax, rng = load_taxonomy(), np.random.default_rng(0)
+    bins = sorted(set(range(0, 576, 6)) | {tax.parse_bin(b) for b in PLANTED.values()})
+
+    def result(removed, seed=None):
+        scores = {name: dict(acc=0.5, gold_loglik=-1.0 - float(tax.parse_bin(PLANTED[name]) in removed)
+                             + 0.05 * float(rng.normal())) for name in PLANTED}
+        return dict(base=scores, query=scores, steps=10, removed_documents=6 * len(removed), removed_tokens=0,
+                    seconds=1.0)
+
+    jobs = [("full", "full", [], None), ("seed-9", "seed", [], 9)]
+    jobs += [(f"bin-{b:04d}", "leave_one_out", [b], None) for b in [tax.parse_bin(b) for b in PLANTED.values()] + [6]]
+    jobs += [(f"subset-{i:02d}", "subset", sorted(rng.choice(bins, len(bins) // 2, replace=False).tolist()), None)
+             for i in range(subsets)]
+    for label, kind, removed, seed in jobs:
+        write_json(out / f"{label}.json", dict(key="k", job=dict(label=label, kind=kind, removed=removed, seed=seed),
+                                               result=result(removed, seed)))
 
 
 def test_a_planted_bin_ranks_first_its_documents_separate_and_it_beats_the_others_planted_bins(tables):
@@ -223,6 +246,40 @@ def test_false_discoveries_are_those_not_the_benchmarks_own_planted_bins(tables)
     controls = rows[rows["kind"] != "planted"]
     assert (controls["false_discoveries"] == controls["discoveries"]).all()
     assert tables.summary["fdr"].between(0, 1).all()
+
+
+def test_retraining_scores_the_readings_by_what_removing_bins_really_does(tables):
+    lobo = validation_effects.lobo_summary(tables.effects["lobo"]).set_index("benchmark")
+    assert (lobo["own_planted_drop"] > 0.8).all() and (lobo["ordinary_drop"].abs() < 0.3).all()
+    lds = tables.effects["lds"]
+    assert set(lds["world"]) == {"seed-0"} and set(lds["setting"]) == {"default", "x"}
+    paper = lds[lds["variant"] == "paper"]
+    # the planted bin's z is the top one, but a subset's prediction also sums ~48 other bins' z: positive, not 1
+    assert (paper["lds"] > 0).all() and (paper["lds_low"] <= paper["lds"]).all()
+    summary = tables.summary.set_index(["setting", "variant"])
+    assert summary.loc[("default", "paper"), "lds_median"] > 0.4
+    low, high = summary.loc[("default", "paper"), ["lds_ci_low", "lds_ci_high"]]
+    assert low <= summary.loc[("default", "paper"), "lds_median"] <= high
+    noise = tables.effects["noise"]
+    assert (noise["training_seeds"] == 2).all() and noise["noise_ceiling"].between(0, 1).all()
+    assert tables.summary["chosen"].sum() == 1
+
+
+def test_results_name_the_commit_and_hold_one_record_per_setting_and_reading(tables, tmp_path):
+    from provenance_lib import validation_results
+
+    path = validation_results.write(tables.out_dir.parent, tmp_path, "python -m provenance_lib validate x",
+                                    "topk", 12.0)
+    document = read_json(path)
+    assert {"commit", "dirty", "params", "machine", "generated_at", "records"} <= set(document)
+    records = document["records"]
+    assert len(records) == len(tables.summary) and all(r["method"] == "trackstar" for r in records)
+    assert [r["reading"] for r in records if r["paper_recipe"]] == ["paper"]
+    assert [(r["setting"], r["reading"]) for r in records if r["default"]] == [("default", "topk")]
+    assert sum(r["chosen_by_rule"] for r in records) == 1
+    paper = next(r for r in records if r["paper_recipe"])
+    assert paper["cells"] == 4 and paper["sham_cells"] == 4 and paper["lds_median"] > 0.4
+    assert "paper's recipe" in (tmp_path / "known_answers.md").read_text()
 
 
 def test_the_rule_picks_one_record_and_prefers_a_clean_sham_record():
