@@ -375,7 +375,7 @@ def sham_figure(planted_z: pd.DataFrame):
         sns.boxplot(data=data, x="variant", y="z", hue="kind", order=order, hue_order=["planted", "sham"], ax=ax,
                     fliersize=0)
         sns.stripplot(data=data, x="variant", y="z", hue="kind", order=order, hue_order=["planted", "sham"], ax=ax,
-                      dodge=True, size=3, color="black", legend=False)
+                      dodge=True, size=3, palette="dark:black", legend=False)
         ax.axhline(0, color="grey", lw=0.8, ls="--")
         ax.set(title=f"stage 02 setting: {setting}", ylabel="z of the bin for its slot's benchmark", xlabel="")
     fig.suptitle("Planted bins (a benchmark's content) beside sham bins (never-evaluated content, same planting)")
