@@ -107,13 +107,13 @@ def datamodel_scores(jobs: pd.DataFrame, runs: list[dict], bins: dict[str, pd.Da
             for (variant, benchmark), t in table.groupby(["variant", "benchmark"], sort=False):
                 z = dict(zip(t["bin"].astype(int), t["z"]))
                 mine = subsets[subsets["benchmark"] == benchmark]
-                predicted = mine["removed"].map(lambda removed: sum(z.get(int(b), 0.0) for b in removed)).to_numpy()
+                predicted = np.array([sum(z.get(int(b), 0.0) for b in removed) for removed in mine["removed"]])
                 measured = mine["gold_loglik_drop"].to_numpy()
                 reps = np.array([spearman(predicted[d], measured[d]) for d in draws])
                 low, high = (np.nanpercentile(reps, [50 * (1 - LEVEL), 100 - 50 * (1 - LEVEL)])
                              if np.isfinite(reps).any() else (np.nan, np.nan))
                 ones = single[single["benchmark"] == benchmark]
-                one_z = ones["removed"].map(lambda removed: z.get(int(removed[0]), np.nan)).to_numpy()
+                one_z = np.array([z.get(int(removed[0]), np.nan) for removed in ones["removed"]], dtype=float)
                 scored = np.isfinite(one_z)
                 out.append(dict(world=world, setting=run["setting"], variant=variant, benchmark=benchmark,
                                 subsets=n_subsets, lds=spearman(predicted, measured), lds_low=low, lds_high=high,

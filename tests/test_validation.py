@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from planted_runs import PLANTED, plant_run
 
 from provenance_lib import params, validate, validation_effects, validation_tables, worlds
 from provenance_lib.__main__ import main
@@ -18,12 +19,11 @@ from provenance_lib.errors import ProvenanceError
 from provenance_lib.params import Validation
 from provenance_lib.stages import binning
 from provenance_lib.stages.sampling import MANIFEST
+from provenance_lib.stats import separation
 from provenance_lib.taxonomy import load as load_taxonomy
 from provenance_lib.validate import WorldPlan, plan, run_name, twin_checkpoint
-from provenance_lib.stats import separation
 from provenance_lib.validation_tables import control_pool, null_p
 from provenance_lib.worlds import WorldInfo, builder_code_sha256, ensure_world
-from planted_runs import PLANTED, plant_run
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
@@ -40,7 +40,8 @@ def test_plan_has_planted_seeds_doses_and_null_twins():
     worlds = {w.name: w for w in plan(validation, study)}
     assert list(worlds) == ["seed-0", "seed-1", "sham-seed-1", "dose-0.005-seed-0", "null-seed-1", "null-seed-5"]
     assert worlds["seed-1"] == WorldPlan("seed-1", "planted", 1, study.world.planted_token_share)
-    assert worlds["sham-seed-1"].overrides() == ["seed=1", f"world.planted_token_share={study.world.planted_token_share}",
+    dose = study.world.planted_token_share
+    assert worlds["sham-seed-1"].overrides() == ["seed=1", f"world.planted_token_share={dose}",
                                                  "world.planted_content=sham"]
     assert worlds["sham-seed-1"].twin == "seed-1"
     assert worlds["null-seed-1"].overrides() == ["seed=1", "world.planted_token_share=0.0"]
@@ -312,17 +313,24 @@ def test_validation_notebook_executes_and_writes_the_tables(tables, tmp_path):
 
 # ----------------------------------------------------------------------------------------------- the real thing
 @pytest.mark.slow
-def test_validate_miniature_runs_stages_01_to_03_and_the_notebook(tmp_path):
-    """One planted seed and its null twin on a smaller testbed, through the package's own runner, under the study's
-    stage 02 settings and a projection dim 8 that reuses each world."""
+def test_validate_miniature_runs_stages_01_to_03_the_retrains_and_the_notebook(tmp_path):
+    """One planted seed, its sham and null twins on a smaller testbed, through the package's own runner, under the
+    study's stage 02 settings and a projection dim 8 that reuses each world; the planted world retrained 23 times
+    (full, its 16 planted bins and 1 other one by one, 4 subsets, 1 other seed)."""
     small = ["world.corpus.documents=2500", "binning.bootstrap=50"]
     folder = validate.validate(PARAMS / "validation.yaml", [
-        "seeds=[0]", "null_seeds=[0]", "doses=[]", f"overrides={small}",
-        "gradient_settings={default: [], dim8: [gradients.projection_dim=8]}"], runs_dir=tmp_path)
+        "seeds=[0]", "sham_seeds=[0]", "null_seeds=[0]", "doses=[]", f"overrides={small}",
+        "retraining={seeds: [0], other_bins: 1, subsets: 4, noise_seeds: [1]}",
+        "gradient_settings={default: [], dim8: [gradients.projection_dim=8]}"], runs_dir=tmp_path,
+        results_dir=tmp_path / "results")
     result = validation_tables.load_result(folder / "tables")
-    assert set(result.rows["world"]) == {"seed-0", "null-seed-0"}
+    assert set(result.rows["world"]) == {"seed-0", "sham-seed-0", "null-seed-0"}
     assert list(dict.fromkeys(result.summary["setting"])) == ["default", "dim8"]
     assert (folder / "seed-0" / "run.json").is_file() and (folder / "notebooks" / "validation.ipynb").is_file()
     assert os.path.samefile(folder / "null-seed-0" / "world" / "world.json",      # the runner reused the world
                             folder / "null-seed-0@dim8" / "world" / "world.json")
     assert result.rows.loc[result.rows["kind"] == "planted", "auc"].notna().all()
+    assert len(list((folder / "retrains" / "seed-0").glob("*.json"))) == 1 + 16 + 1 + 4 + 1
+    assert result.summary["lds_median"].notna().all() and result.summary["chosen"].sum() == 1
+    document = read_json(tmp_path / "results" / "known_answers.json")
+    assert len(document["records"]) == len(result.summary) and document["cost"]["retrains"] == 23

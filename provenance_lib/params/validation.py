@@ -11,7 +11,6 @@ from pydantic import Field, field_validator, model_validator
 from .base import Section
 from .binning import VARIANTS, Variant
 
-
 DEFAULT_SETTING = "default"
 SETTING_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
