@@ -58,6 +58,9 @@ def compute(validation_dir: Path, out_dir: Path, runs: list[dict], bins: dict[st
     lds, replicates = datamodel_scores(jobs, [r for r in runs if r["name"] in set(jobs["world"])], bins, bootstrap,
                                        seed)
     noise = noise_ceiling(jobs)
+    worlds = {r["name"]: r["run_dir"] / "world" for r in runs}
+    noise["full_matches_world"] = [full_matches_world(jobs, world, benchmark, worlds[world])
+                                   for world, benchmark in zip(noise["world"], noise["benchmark"])]
     for name, table in ((LOBO, lobo), (LDS, lds), (NOISE, noise)):
         write_text(Path(out_dir) / name, table.to_csv(index=False))
     return dict(lobo=lobo, lds=lds, noise=noise, replicates=replicates)
@@ -128,6 +131,20 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return np.nan
     return float(spearmanr(x, y).statistic)
+
+
+def full_matches_world(jobs: pd.DataFrame, world: str, benchmark: str, world_dir: Path) -> bool | None:
+    """Whether the full-data retrain's query model scores the benchmark's eval items as the world's attributed query
+    model did (its accuracy in world.json): the retrain reproduces the model it stands in for."""
+    info = Path(world_dir) / "world.json"
+    if not info.is_file():
+        return None
+    recorded = read_json(info).get("extra", {}).get("accuracy", {}).get("query", {}).get(benchmark)
+    if recorded is None:
+        return None
+    full = jobs[(jobs["world"] == world) & (jobs["kind"] == "full") & (jobs["model"] == MODEL)
+                & (jobs["benchmark"] == benchmark)]["acc"]
+    return bool(len(full) and round(float(full.iloc[0]), 4) == recorded)
 
 
 def noise_ceiling(jobs: pd.DataFrame) -> pd.DataFrame:

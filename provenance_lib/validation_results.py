@@ -19,6 +19,7 @@ import pandas as pd
 
 from .artifacts import read_json, write_json, write_text
 from .record import git_state, now
+from .validation_effects import NOISE
 from .validation_tables import BAR, PLAN, SUMMARY
 
 NAME = "known_answers"
@@ -31,9 +32,11 @@ def write(folder: Path, results_dir: Path, command: str, reading: str, wall_s: f
     plan = read_json(folder / PLAN)
     summary = pd.read_csv(folder / "tables" / SUMMARY)
     records = [record(row, reading) for row in summary.to_dict("records")]
+    noise = folder / "tables" / NOISE
+    matches = pd.read_csv(noise)["full_matches_world"].dropna() if noise.is_file() else pd.Series(dtype=bool)
     document = dict(name=NAME, command=command, **git_state(), params=plan["params"], machine=machine(),
                     generated_at=now(), wall_s=round(wall_s, 1), cost=cost(folder, plan), bar=BAR,
-                    records=records)
+                    retrain_reproduces_world=bool(matches.all()) if len(matches) else None, records=records)
     write_json(results_dir / f"{NAME}.json", document)
     write_text(results_dir / f"{NAME}.md", markdown(document))
     return results_dir / f"{NAME}.json"

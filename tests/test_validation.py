@@ -263,6 +263,7 @@ def test_retraining_scores_the_readings_by_what_removing_bins_really_does(tables
     assert low <= summary.loc[("default", "paper"), "lds_median"] <= high
     noise = tables.effects["noise"]
     assert (noise["training_seeds"] == 2).all() and noise["noise_ceiling"].between(0, 1).all()
+    assert noise["full_matches_world"].isna().all()     # these synthetic worlds recorded no accuracy
     assert tables.summary["chosen"].sum() == 1
 
 
