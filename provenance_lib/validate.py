@@ -128,6 +128,8 @@ def validate(params_path: str | Path, overrides: list[str] = (), name: str | Non
             extra.append(f"world.attribute_at={twin_checkpoint(folder / world.twin)}")
         for setting, setting_overrides in settings.items():
             run, shared = run_name(world.name, setting), setting != DEFAULT_SETTING
+            if shared and validation.setting_seeds is not None and world.seed not in validation.setting_seeds:
+                continue
             started = time.time()
             if shared:
                 share_world(folder / world.name, folder / run)

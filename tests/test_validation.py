@@ -109,6 +109,22 @@ def test_settings_rerun_stages_on_the_default_runs_world_without_building_it(tmp
     assert record["settings"]["dim8"]["duration_s"] >= 0
 
 
+def test_setting_seeds_limit_the_further_settings_to_those_seeds_worlds(tmp_path, monkeypatch):
+    names = []
+    monkeypatch.setattr(validate, "run_study", lambda params_path, overrides, name, **_: names.append(name))
+    monkeypatch.setattr(validate, "twin_checkpoint", lambda _: 2)
+    monkeypatch.setattr(validate, "share_world", lambda *_: None)
+    monkeypatch.setattr(validate.counterfactual, "run_world", lambda *a, **k: None)
+    monkeypatch.setattr(validate, "run_notebook", lambda *a, **k: None)
+    monkeypatch.setattr(validate, "hash_tree", lambda *a, **k: {})
+    validate.validate(PARAMS / "validation.yaml", [
+        "seeds=[0, 1]", "sham_seeds=[0, 1]", "null_seeds=[]", "doses=[]", "setting_seeds=[1]",
+        "retraining.seeds=[0]", "gradient_settings={default: [], dim8: [gradients.projection_dim=8]}"],
+        runs_dir=tmp_path)
+    assert names == ["validation/seed-0", "validation/seed-1", "validation/seed-1@dim8", "validation/sham-seed-0",
+                     "validation/sham-seed-1", "validation/sham-seed-1@dim8"]
+
+
 def test_null_world_takes_its_twins_checkpoint_number(tmp_path):
     info = WorldInfo(kind="testbed", fingerprint="", corpus=[], queries="", tasks={}, task_dir="", base_model="b",
                      query_model="q", checkpoints={"step-1": "a", "step-2": "b", "step-3": "c"})

@@ -71,6 +71,11 @@ class Validation(Section):
         "settings, no overrides) is always there and first; every other setting reruns stages 01-03 of every "
         "world in <world>@<name>/ on the default run's world, which is not built again"))
 
+    setting_seeds: list[int] | None = Field(default=None, description=(
+        "seeds whose worlds (planted, sham, null, dose) run the stage 02 settings beside 'default'; null: every "
+        "world. A setting costs a stage 02 and 03 run per world, so on a small machine a few seeds may be all it "
+        "can afford: the table says how many cells each setting has"))
+
     @model_validator(mode="after")
     def _retrained_worlds_are_planted_seeds(self):
         stray = sorted(set(self.retraining.seeds) - set(self.seeds))
