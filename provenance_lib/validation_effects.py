@@ -82,7 +82,9 @@ def leave_one_out(jobs: pd.DataFrame, truths: dict[str, dict]) -> pd.DataFrame:
 
 def lobo_summary(lobo: pd.DataFrame, model: str = MODEL) -> pd.DataFrame:
     """Per world and benchmark: the mean drop when one of its own planted bins, another benchmark's planted bin or
-    an ordinary bin is left out, and how often an own planted bin's drop exceeds an ordinary bin's (pair AUC)."""
+    an ordinary bin is left out, and how often an own planted bin's drop exceeds an ordinary bin's and another
+    benchmark's planted bin's (pair AUCs; the other planted bins are the size-matched control: same sizes, same
+    planting, other content)."""
     out = []
     for (world, benchmark), block in lobo[lobo["model"] == model].groupby(["world", "benchmark"], sort=False):
         drop = {role: block.loc[block["role"] == role, "gold_loglik_drop"].to_numpy()
@@ -90,7 +92,8 @@ def lobo_summary(lobo: pd.DataFrame, model: str = MODEL) -> pd.DataFrame:
         out.append(dict(world=world, benchmark=benchmark,
                         **{f"{role.replace(' ', '_')}_drop": float(np.mean(v)) if len(v) else np.nan
                            for role, v in drop.items()},
-                        own_vs_ordinary_auc=pair_auc(drop["own planted"], drop["ordinary"])))
+                        own_vs_ordinary_auc=pair_auc(drop["own planted"], drop["ordinary"]),
+                        own_vs_other_planted_auc=pair_auc(drop["own planted"], drop["other planted"])))
     return pd.DataFrame(out)
 
 
