@@ -13,8 +13,8 @@ the same bins carry a never-evaluated benchmark's content (sham bins); in a null
   ranks first, a false source);
 * ``specificity_auc`` (planted worlds) — the chance that one of the benchmark's own planted bins has a higher z
   than one of the other benchmarks' planted bins (0.5: the reading finds planting, not provenance);
-* ``p_sham`` — the best planted bin's z against the sham bins' z of the same reading, benchmark and stage 02
-  setting in the sham worlds (bins of the same kind: as large, as planted, about nothing asked), empirical
+* ``p_sham`` — the best planted bin's z against the sham bins' z of the same reading and stage 02 setting in the
+  sham worlds, for every benchmark (bins of the same kind: as large, as planted, about nothing asked), empirical
   p = (1 + #sham z >= z) / (1 + #sham z), Sidak-adjusted for the best of the planted bins; ``p_null`` — the same
   against the ordinary bins of the same working-set size class in the null and sham worlds (a control world's own
   row is scored against the other control worlds);
@@ -216,7 +216,7 @@ def world_rows(world: dict, table: pd.DataFrame, fdr: float, truth: dict,
         ranks = block["z"].rank(ascending=False, method="min").to_numpy()
         z = block["z"].to_numpy()
         found = ((block["q_value"] <= fdr) & (block["z"] > 0)).to_numpy()
-        sham_pool, null_pool = control_z(controls, variant, benchmark, size_class(block["n_docs"]))
+        sham_pool, null_pool = control_z(controls, variant, benchmark)
         best = z[own].max() if own.any() else np.nan
         false = found & ~own if world["kind"] == "planted" else found
         score_set = VARIANTS[variant].scores
@@ -238,19 +238,21 @@ def world_rows(world: dict, table: pd.DataFrame, fdr: float, truth: dict,
     return pd.DataFrame(rows)
 
 
-def control_z(controls: dict[str, tuple[pd.DataFrame, dict, str]], variant: str, benchmark: str,
-              classes: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """The control worlds' z for this variant and benchmark: of their sham bins, and of their other bins per size
-    class."""
+def control_z(controls: dict[str, tuple[pd.DataFrame, dict, str]], variant: str,
+              benchmark: str) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The control worlds' z under this variant: of their sham bins for every benchmark (each z is within its
+    benchmark, and no sham bin is any benchmark's source: 16 bins x 4 benchmarks a sham world, so a Sidak-adjusted
+    p of the best of 4 planted bins can go below 0.05), and of their other bins for this benchmark per size class."""
     sham, ordinary = [np.empty(0)], {c: [np.empty(0)] for c in range(len(SIZE_CLASSES) + 1)}
     for table, truth, kind in controls.values():
-        t = table[(table["variant"] == variant) & (table["benchmark"] == benchmark)]
+        t = table[table["variant"] == variant]
         planted = t["bin"].isin(planted_on(truth)).to_numpy()
         if kind == "sham":
             sham.append(t["z"].to_numpy()[planted])
-        rest = t[~planted]
-        for c, z in zip(size_class(rest["n_docs"]), rest["z"].to_numpy()):
-            ordinary[c].append(np.atleast_1d(z))
+        rest = t[~planted & (t["benchmark"] == benchmark).to_numpy()]
+        classes = size_class(rest["n_docs"])
+        for c in ordinary:
+            ordinary[c].append(rest["z"].to_numpy()[classes == c])
     return np.concatenate(sham), {c: np.concatenate(v) for c, v in ordinary.items()}
 
 
