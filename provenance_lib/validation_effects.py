@@ -182,12 +182,16 @@ def summarize(effects: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def chosen(summary: pd.DataFrame) -> pd.Series:
     """The rule that picks the default reading and stage 02 setting from the table, fixed before any result was
-    seen: among the records whose sham worlds put a sham bin first in at most 1 of 12 cells, the highest LDS
-    median (ties: more planted bins ranked 1st, then the earlier record); if no record is that clean, the fewest
-    sham bins first, then the highest LDS median. A record without an LDS ranks below every record with one."""
+    seen: among the records measured on as many sham cells as the most-measured record (a setting run on fewer
+    worlds cannot show "at most 1 of 12") whose sham worlds put a sham bin first in at most 1 of 12 cells, the
+    highest LDS median (ties: more planted bins ranked 1st, then the earlier record); if no record is that clean,
+    the fewest sham bins first among the fully measured, then the highest LDS median. A record without an LDS ranks
+    below every record with one."""
     sham = summary["sham_first_share"].fillna(np.inf)
     lds = summary.get("lds_median", pd.Series(np.nan, index=summary.index)).fillna(-np.inf)
-    clean = sham <= 1 / 12 + 1e-12
-    key = pd.DataFrame(dict(clean=clean, sham=-sham.where(~clean, 0.0), lds=lds, rank1=summary["rank1"].fillna(-1)))
-    best = key.sort_values(["clean", "sham", "lds", "rank1"], ascending=False, kind="stable").index[0]
+    complete = summary["sham_cells"].fillna(0) >= summary["sham_cells"].max()
+    clean = complete & (sham <= 1 / 12 + 1e-12)
+    key = pd.DataFrame(dict(complete=complete, clean=clean, sham=-sham.where(~clean, 0.0), lds=lds,
+                            rank1=summary["rank1"].fillna(-1)))
+    best = key.sort_values(["complete", "clean", "sham", "lds", "rank1"], ascending=False, kind="stable").index[0]
     return pd.Series(summary.index == best, index=summary.index)

@@ -301,10 +301,11 @@ def test_results_name_the_commit_and_hold_one_record_per_setting_and_reading(tab
 
 
 def test_the_rule_picks_one_record_and_prefers_a_clean_sham_record():
-    summary = pd.DataFrame(dict(sham_first_share=[0.5, 0.0, 0.0], lds_median=[0.9, 0.2, 0.4], rank1=[12, 3, 1]))
-    assert list(validation_effects.chosen(summary)) == [False, False, True]
-    summary["sham_first_share"] = [0.5, 0.25, 0.25]      # nobody clean: the fewest sham bins first, then LDS
-    assert list(validation_effects.chosen(summary)) == [False, False, True]
+    summary = pd.DataFrame(dict(sham_first_share=[0.5, 0.0, 0.0, 0.0], lds_median=[0.9, 0.2, 0.4, 0.8],
+                                rank1=[12, 3, 1, 4], sham_cells=[12, 12, 12, 4]))
+    assert list(validation_effects.chosen(summary)) == [False, False, True, False]   # 0 of 4 is not "<= 1 of 12"
+    summary["sham_first_share"] = [0.5, 0.25, 0.25, 0.0]      # nobody clean: the fewest sham bins first, then LDS
+    assert list(validation_effects.chosen(summary)) == [False, False, True, False]
 
 
 def test_dose_response_and_tables_round_trip(tables):
