@@ -54,7 +54,7 @@ RESERVED_WORDS = frozenset("""
     sk some st step stored story study substances t team th that the then think this time to today topic tower
     tr traces train truncated turns tutorial u upon us usual v voters was we week what when which white why with
     work year yellow z
-    at crystal each emit emits export exports harbour heated home lamp oven under waves wear wears winter yield
+    ar at crystal each emit emits export exports harbour heated home lamp oven under waves wear wears winter yield
     yields
 """.split())
 """Words a made-up word must never equal: the English of the templates ("stor" + "ed" would otherwise collide with
