@@ -13,8 +13,10 @@ gold-answer log-likelihood on its eval items:
 * ``seed``: the full data under ``noise_seeds`` (another initialization and batch order): the noise ceiling.
 
 A retrain is a cached job, like a stage: ``runs/<validation>/retrains/<world>/<label>.json`` holds its result and
-the key it was made under (the world's fingerprint and builder code, the retrain code, the removed bins, the seed,
-the step); a job whose file holds the same key is not run again, so a killed ``validate`` resumes where it stopped.
+the key it was made under (its inputs: the world's fingerprint, the removed bins, the seed, the step; and the code:
+the world's builder code and the retrain code); a job whose file holds the same key is not run again, so a killed
+``validate`` resumes where it stopped; with ``--trust-code`` a job whose inputs match is kept when only the code
+changed, and its file says so.
 Jobs run one after another in this process (the testbed trains on one thread; no pool).
 """
 
@@ -64,17 +66,24 @@ def plan_jobs(bins: np.ndarray, planted: list[int], settings: Retraining, world_
     return jobs
 
 
-def job_key(world_dir: Path, job: Job, step: int) -> str:
-    """What decides a retrain's result: the world (fingerprint and builder code), the retrain code, the job, the
-    step."""
+def job_inputs(world_dir: Path, job: Job, step: int) -> str:
+    """What a retrain reads: the world (its fingerprint), the removed bins, the seed, the step."""
     world = read_json(Path(world_dir) / "world.json")
-    return sha256_json(dict(world=world["fingerprint"], world_code=world.get("code_sha256"),
-                            retrain_code=code_sha256([RETRAIN_MODULE]), removed=list(job.removed), seed=job.seed,
-                            step=step))
+    return sha256_json(dict(world=world["fingerprint"], removed=list(job.removed), seed=job.seed, step=step))
 
 
-def run_world(world_dir: Path, out_dir: Path, study: StudyParams, settings: Retraining) -> pd.DataFrame:
-    """Every retrain of one world (cached ones reused), as the long table ``effects`` reads."""
+def job_key(world_dir: Path, job: Job, step: int) -> str:
+    """What decides a retrain's result: its inputs, the code that built the world and the retrain code."""
+    world = read_json(Path(world_dir) / "world.json")
+    return sha256_json(dict(inputs=job_inputs(world_dir, job, step), world_code=world.get("code_sha256"),
+                            retrain_code=code_sha256([RETRAIN_MODULE])))
+
+
+def run_world(world_dir: Path, out_dir: Path, study: StudyParams, settings: Retraining,
+              trust_code: bool = False) -> pd.DataFrame:
+    """Every retrain of one world (cached ones reused), as the long table ``effects`` reads. ``trust_code``: also
+    reuse a cached retrain whose inputs match when only the code differs (as the runner's ``--trust-code``; the
+    record says so)."""
     world_dir, out_dir = Path(world_dir), Path(out_dir)
     truth = read_json(world_dir / "ground_truth.json")["benchmarks"]
     _, bins = world_documents(world_dir)
@@ -83,11 +92,16 @@ def run_world(world_dir: Path, out_dir: Path, study: StudyParams, settings: Retr
     results = []
     for n, job in enumerate(jobs, start=1):
         path, key = out_dir / f"{job.label}.json", job_key(world_dir, job, step)
+        inputs = job_inputs(world_dir, job, step)
         cached = read_json(path) if path.is_file() else None
-        if cached is None or cached.get("key") != key:
+        if cached is not None and cached.get("key") != key and trust_code and cached.get("inputs") == inputs:
+            if not cached.get("trusted"):
+                cached["trusted"] = "code changed, inputs unchanged: reused (--trust-code)"
+                write_json(path, cached)
+        elif cached is None or cached.get("key") != key:
             started = time.time()
             result = retrain(world_dir, study, list(job.removed), job.seed)
-            cached = dict(key=key, job=asdict(job), result=result)
+            cached = dict(key=key, inputs=inputs, job=asdict(job), result=result)
             write_json(path, cached)
             print(f"[retrain] {out_dir.name} {job.label} ({n}/{len(jobs)}): {time.time() - started:.0f} s",
                   flush=True)

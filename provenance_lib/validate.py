@@ -148,7 +148,7 @@ def validate(params_path: str | Path, overrides: list[str] = (), name: str | Non
         if world.kind == "planted" and world.seed in validation.retraining.seeds:
             counterfactual.run_world(folder / world.name / WORLD_DIR, folder / counterfactual.RETRAINS / world.name,
                                      params_mod.load(study_path, [*common, *world.overrides()]),
-                                     validation.retraining)
+                                     validation.retraining, trust_code=trust_code)
     record.update(retrains_s=round(time.time() - started, 1))
     write_json(folder / PLAN, record)
     started = time.time()

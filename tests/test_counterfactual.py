@@ -79,5 +79,11 @@ def test_a_second_run_reuses_every_cached_retrain(retrained, monkeypatch):
     assert len(again) == len(table) == 6 * 2 * 4      # jobs x (base, query) x benchmarks
     assert np.allclose(again["gold_loglik"], table["gold_loglik"])
     first = json.loads(next(out.glob("bin-*.json")).read_text())
-    assert first["key"] == counterfactual.job_key(world_dir, counterfactual.Job(**{
-        **first["job"], "removed": tuple(first["job"]["removed"])}), first["result"]["steps"])
+    job = counterfactual.Job(**{**first["job"], "removed": tuple(first["job"]["removed"])})
+    assert first["key"] == counterfactual.job_key(world_dir, job, first["result"]["steps"])
+    monkeypatch.setattr(counterfactual, "code_sha256", lambda roots: "other code")   # the retrain code changed
+    with pytest.raises(AssertionError, match="ran again"):
+        counterfactual.run_world(world_dir, out, mini(), RETRAINS)
+    trusted = counterfactual.run_world(world_dir, out, mini(), RETRAINS, trust_code=True)   # inputs unchanged
+    assert np.allclose(trusted["gold_loglik"], table["gold_loglik"])
+    assert "trust-code" in json.loads(next(out.glob("bin-*.json")).read_text())["trusted"]
