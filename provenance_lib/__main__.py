@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "inputs are unchanged when only the code changed (recorded in each run.json)")
     validate.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a cell that runs longer than this")
     validate.add_argument("--runs-dir", type=Path, help="where runs go (default: <project>/runs)")
+    validate.add_argument("--results", type=Path, metavar="DIR", help="also write the summary as measured results "
+                          "into DIR (known_answers.json and .md; the docs read bench/results)")
 
     report = commands.add_parser("report", help="(re)build the run's offline HTML report, runs/<name>/report/")
     report.add_argument("run_dir", type=Path)
@@ -123,7 +125,7 @@ def _validate(args) -> int:
 
     started = time.time()
     folder = validate(args.params, args.overrides, name=args.name, runs_dir=args.runs_dir, timeout=args.timeout,
-                      force=args.force, trust_code=args.trust_code)
+                      force=args.force, trust_code=args.trust_code, results_dir=args.results)
     print(f"validation complete in {time.time() - started:.0f} s: {folder} (tables: {folder / 'tables'})")
     return 0
 

@@ -105,3 +105,11 @@ def separation(values: np.ndarray, carriers: np.ndarray, recall_k: int | None) -
     top = np.argsort(-values, kind="stable")[:k]
     return dict(carriers=n, auc=float(roc_auc_score(carriers, values)), recall_at_k=float(carriers[top].sum() / n),
                 k=k)
+
+
+def pair_auc(high: np.ndarray, low: np.ndarray) -> float:
+    """The chance an entry of ``high`` exceeds one of ``low`` (ties count half); NaN if either is empty."""
+    if not len(high) or not len(low):
+        return np.nan
+    diff = np.subtract.outer(np.asarray(high, dtype=np.float64), np.asarray(low, dtype=np.float64))
+    return float(((diff > 0) + 0.5 * (diff == 0)).mean())

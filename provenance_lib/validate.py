@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import counterfactual, validation_results
 from . import params as params_mod
 from .artifacts import hash_tree, link_or_copy, replace_dir, write_json
 from .context import project_root
@@ -43,23 +44,25 @@ class WorldPlan:
     """One world of a validation: a testbed study with its own seed and dose."""
 
     name: str            # its run folder under runs/<validation>/
-    kind: str            # planted (the study's dose), dose (the dose-response), null (nothing planted)
-    seed: int
+    kind: str            # planted (the study's dose), dose (the dose-response), sham (a never-evaluated
+    seed: int            #   benchmark's content in the planted bins), null (nothing planted)
     dose: float          # planted token share per benchmark (0: null)
-    twin: str | None = None   # null: the planted world whose attributed checkpoint it takes
+    twin: str | None = None   # null, sham: the planted world whose attributed checkpoint it takes
 
     def overrides(self) -> list[str]:
-        return [f"seed={self.seed}", f"world.planted_token_share={self.dose}"]
+        content = ["world.planted_content=sham"] if self.kind == "sham" else []
+        return [f"seed={self.seed}", f"world.planted_token_share={self.dose}", *content]
 
 
 def plan(validation: Validation, study: StudyParams) -> list[WorldPlan]:
-    """The worlds, planted ones first (a null world needs its twin's checkpoint)."""
+    """The worlds, planted ones first (a sham or null world needs its twin's checkpoint)."""
     base = study.world.planted_token_share
+    twin = {s: f"seed-{s}" for s in validation.seeds}
     worlds = [WorldPlan(f"seed-{s}", "planted", s, base) for s in validation.seeds]
+    worlds += [WorldPlan(f"sham-seed-{s}", "sham", s, base, twin.get(s)) for s in validation.sham_seeds]
     worlds += [WorldPlan(f"dose-{d:g}-seed-{s}", "dose", s, d) for d in validation.doses
                for s in validation.dose_seeds if not (d == base and s in validation.seeds)]
-    worlds += [WorldPlan(f"null-seed-{s}", "null", s, 0.0, f"seed-{s}" if s in validation.seeds else None)
-               for s in validation.null_seeds]
+    worlds += [WorldPlan(f"null-seed-{s}", "null", s, 0.0, twin.get(s)) for s in validation.null_seeds]
     return worlds
 
 
@@ -102,10 +105,12 @@ def load(params_path: str | Path, overrides: list[str] = ()) -> tuple[Validation
 
 def validate(params_path: str | Path, overrides: list[str] = (), name: str | None = None,
              runs_dir: str | Path | None = None, timeout: float | None = None, force: bool = False,
-             trust_code: bool = False) -> Path:
-    """Every planned world through stages 01-03 under each stage 02 setting, then the validation notebook. Returns
-    runs/<validation>/. ``force`` and ``trust_code`` mean what they mean to ``run_study`` (its ``--force``,
-    ``--trust-code``)."""
+             trust_code: bool = False, results_dir: str | Path | None = None) -> Path:
+    """Every planned world through stages 01-03 under each stage 02 setting, the retrains, then the validation
+    notebook. Returns runs/<validation>/. ``force`` and ``trust_code`` mean what they mean to ``run_study`` (its
+    ``--force``, ``--trust-code``); ``results_dir``: also write the summary there as measured results
+    (``validation_results``: known_answers.json and .md)."""
+    invoked = time.time()
     validation, study_path, study = load(params_path, overrides)
     root = project_root()
     runs_dir = Path(runs_dir or root / "runs")
@@ -116,12 +121,15 @@ def validate(params_path: str | Path, overrides: list[str] = (), name: str | Non
     record = dict(params=validation.model_dump(mode="json"), study=str(study_path), overrides=list(overrides),
                   trust_code=trust_code, git=git_state(), started=now(), worlds=[],
                   settings={s: dict(overrides=o, duration_s=0.0) for s, o in settings.items()})
-    for world in plan(validation, study):
+    worlds = plan(validation, study)
+    for world in worlds:
         extra = world.overrides()
         if world.twin is not None:
             extra.append(f"world.attribute_at={twin_checkpoint(folder / world.twin)}")
         for setting, setting_overrides in settings.items():
             run, shared = run_name(world.name, setting), setting != DEFAULT_SETTING
+            if shared and validation.setting_seeds is not None and world.seed not in validation.setting_seeds:
+                continue
             started = time.time()
             if shared:
                 share_world(folder / world.name, folder / run)
@@ -136,6 +144,14 @@ def validate(params_path: str | Path, overrides: list[str] = (), name: str | Non
             record["settings"][setting]["duration_s"] = round(record["settings"][setting]["duration_s"] + duration, 1)
             write_json(folder / PLAN, record)
     started = time.time()
+    for world in worlds:     # the counterfactual ground truth, cached job by job
+        if world.kind == "planted" and world.seed in validation.retraining.seeds:
+            counterfactual.run_world(folder / world.name / WORLD_DIR, folder / counterfactual.RETRAINS / world.name,
+                                     params_mod.load(study_path, [*common, *world.overrides()]),
+                                     validation.retraining, trust_code=trust_code)
+    record.update(retrains_s=round(time.time() - started, 1))
+    write_json(folder / PLAN, record)
+    started = time.time()
     executed = folder / "notebooks" / NOTEBOOK
     executed.parent.mkdir(parents=True, exist_ok=True)
     ending = run_notebook(root / "notebooks" / NOTEBOOK, executed, timeout=timeout,
@@ -146,4 +162,8 @@ def validate(params_path: str | Path, overrides: list[str] = (), name: str | Non
     record.update(tables_s=round(time.time() - started, 1), ended=now(),
                   tables=hash_tree(folder / TABLES, relative_to=folder))
     write_json(folder / PLAN, record)
+    if results_dir is not None:
+        command = " ".join(["python -m provenance_lib validate", str(params_path), *(f"-p {o}" for o in overrides),
+                            "--results", str(results_dir)])
+        validation_results.write(folder, Path(results_dir), command, study.binning.reading, time.time() - invoked)
     return folder

@@ -50,9 +50,10 @@ def _complete(record: RunRecord, stage_id: str, folder: Path) -> None:
 
 def plant_gradients(run_dir: Path, planted: dict[str, str] | None = None, lift: float = 1.0, seed: int = 0,
                     queries_per_benchmark: int = 24, accuracy: float = 0.5, checkpoints: int = 0,
-                    manifest_sha256: str | None = None) -> Path:
+                    manifest_sha256: str | None = None, spread: float = 1.0) -> Path:
     """Synthetic stage 02 scores over this run's working set; ``checkpoints`` > 0 also writes that many
-    per-checkpoint score sets (the top level then holds their sum)."""
+    per-checkpoint score sets (the top level then holds their sum); ``spread``: the noise of every planted bin's
+    documents is that many times wider (for every benchmark's queries), as planting anything widens a bin."""
     run_dir = Path(run_dir)
     tax = load_taxonomy()
     manifest = pd.read_parquet(run_dir / "01_sampling" / MANIFEST)
@@ -68,6 +69,8 @@ def plant_gradients(run_dir: Path, planted: dict[str, str] | None = None, lift: 
 
     def scores():
         matrix = rng.normal(size=(len(docs), len(queries)))
+        for bin_name in (planted or {}).values():
+            matrix[bins == tax.parse_bin(bin_name)] *= spread
         for name, bin_name in (planted or {}).items():
             matrix[np.ix_(bins == tax.parse_bin(bin_name), (queries["benchmark"] == name).to_numpy())] += lift
         return matrix

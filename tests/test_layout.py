@@ -17,8 +17,8 @@ LAYERS = (
     ("record",),
     ("context",),
     ("stages",),
-    ("execute", "plans", "runs", "verify", "validation_tables", "validate", "summaries", "report", "release_fields",
-     "release", "estimate"),
+    ("execute", "plans", "runs", "verify", "counterfactual", "validation_effects", "validation_tables",
+     "validation_results", "validate", "summaries", "report", "release_fields", "release", "estimate"),
     ("__main__",),
 )
 STAGE_ORDER = ("sampling", "gradients", "binning", "contrast", "unlearning")

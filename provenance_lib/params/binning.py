@@ -8,8 +8,10 @@ from pydantic import Field
 
 from .base import Section
 
-Variant = Literal["paper", "centered", "topk", "format_residualized", "checkpoint_summed"]
-VARIANTS: tuple[Variant, ...] = ("paper", "centered", "topk", "format_residualized", "checkpoint_summed")
+Variant = Literal["paper", "centered", "topk", "format_residualized", "checkpoint_summed", "mean_null", "moderated_t",
+                  "tail_balance"]
+VARIANTS: tuple[Variant, ...] = ("paper", "centered", "topk", "format_residualized", "checkpoint_summed", "mean_null",
+                                 "moderated_t", "tail_balance")
 
 
 class Binning(Section):
@@ -36,6 +38,11 @@ class Binning(Section):
     topk_share: float = Field(default=0.2, gt=0, le=1, description=(
         "topk variant: a bin is scored by the mean of its top share of documents (on the known-answers testbed "
         "the top 20% recovered planted bins better than the mean)"))
+    moderation_df: float = Field(default=10.0, gt=0, description=(
+        "moderated_t variant: prior degrees of freedom of the median within-bin variance each bin's variance is "
+        "shrunk toward (a 40-document bin keeps about 80% of its own)"))
+    tail_share: float = Field(default=0.1, gt=0, lt=0.5, description=(
+        "tail_balance variant: the share of a benchmark's documents in each tail (its top and its bottom)"))
     centering: Literal["benchmark_means", "all_queries"] = Field(default="benchmark_means", description=(
         "centered variant: the shared query direction subtracted from every query row. benchmark_means: the mean "
         "of the four benchmarks' mean rows (each benchmark weighs the same); all_queries: the mean over every "

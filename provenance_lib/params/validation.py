@@ -6,14 +6,33 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Section
 from .binning import VARIANTS, Variant
 
-
 DEFAULT_SETTING = "default"
 SETTING_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class Retraining(Section):
+    """The counterfactual ground truth: the attributed base model retrained with bins left out
+    (``provenance_lib.counterfactual``)."""
+
+    seeds: list[int] = Field(default=[0], description=(
+        "planted worlds (of ``seeds``) whose model is retrained; each retrain repeats its pretraining up to the "
+        "attributed step (about a minute on one thread here), so the count below times the seeds is the cost"))
+    other_bins: int = Field(default=24, ge=0, description=(
+        "leave-one-bin-out beside every planted bin: this many other non-empty bins, one per size stratum"))
+    subsets: int = Field(default=32, ge=0, description=(
+        "random bin subsets retrained, each keeping ``keep`` of the non-empty bins: the bin-level LDS correlates "
+        "each reading's predicted effect with the measured one over them"))
+    keep: float = Field(default=0.5, gt=0, lt=1, description="share of the non-empty bins a subset keeps")
+    noise_seeds: list[int] = Field(default=[101, 102], description=(
+        "the full data retrained from these seeds' initialization and batch order: how much a benchmark's score "
+        "moves by chance (the noise ceiling)"))
+    seed: int = Field(default=0, description="draws the other bins and the subsets")
+    bootstrap: int = Field(default=1000, ge=0, description="bootstrap replicates over subsets for the LDS interval")
 
 
 class Validation(Section):
@@ -32,6 +51,10 @@ class Validation(Section):
         "null worlds (dose 0) complete the curve. Above ~0.018 the testbed's 4 planted bins cannot hold the dose "
         "at planted_line_share 0.6 (the builder refuses it with the fix)"))
     dose_seeds: list[int] = Field(default=[0], description="seeds of the dose-response worlds")
+    sham_seeds: list[int] = Field(default=[0, 1, 2], description=(
+        "sham-planted worlds (world.planted_content sham): the seed's planted bins, carriers, dose, line and "
+        "question shares, but carrying a never-evaluated benchmark's statements; attributed at the planted twin's "
+        "checkpoint. A reading that ranks a sham bin first for a benchmark finds planting, not provenance"))
     variants: list[Variant] = Field(default_factory=lambda: list(VARIANTS), min_length=1, description=(
         "stage 03's aggregation variants tabulated (they become every world's binning.variants); 'paper', the "
         "paper's bin mean -> z, is always among them"))
@@ -41,11 +64,24 @@ class Validation(Section):
     overrides: list[str] = Field(default=[], description=(
         "-p overrides applied to every world, e.g. binning.bootstrap=200 (a world's own seed, dose and "
         "attribute_at come after them)"))
+    retraining: Retraining = Retraining()
     gradient_settings: dict[str, list[str]] = Field(default={DEFAULT_SETTING: []}, description=(
         "stage 02 settings tabulated side by side: name -> gradients.* overrides, e.g. {default: [], dim64: "
         "[gradients.projection_dim=64], adam_v: [gradients.v.factored=false]}. 'default' (the study's own "
         "settings, no overrides) is always there and first; every other setting reruns stages 01-03 of every "
         "world in <world>@<name>/ on the default run's world, which is not built again"))
+
+    setting_seeds: list[int] | None = Field(default=None, description=(
+        "seeds whose worlds (planted, sham, null, dose) run the stage 02 settings beside 'default'; null: every "
+        "world. A setting costs a stage 02 and 03 run per world, so on a small machine a few seeds may be all it "
+        "can afford: the table says how many cells each setting has"))
+
+    @model_validator(mode="after")
+    def _retrained_worlds_are_planted_seeds(self):
+        stray = sorted(set(self.retraining.seeds) - set(self.seeds))
+        if stray:
+            raise ValueError(f"retraining.seeds {stray} are not planted seeds (seeds: {self.seeds})")
+        return self
 
     @field_validator("doses")
     @classmethod

@@ -112,6 +112,10 @@ class TestbedWorld(Section):
     planted_token_share: float = Field(default=0.01, ge=0, le=0.2, description="planted sentences' tokens per "
                                        "benchmark, as a share of the corpus tokens before duplicates; 0 gives the "
                                        "null world (same ordinary text, nothing planted)")
+    planted_content: Literal["benchmarks", "sham"] = Field(default="benchmarks", description=(
+        "what the planted bins carry: 'benchmarks' (each benchmark's facts or rules, the known answer) or 'sham' (the "
+        "sham control: a never-evaluated fifth benchmark's facts and rules, same bins, carriers, dose, line and "
+        "question shares, so a reading that ranks these bins first finds planting, not provenance)"))
     planted_line_share: float = Field(default=0.6, gt=0, le=1, description="share of a carrier document's body "
                                       "lines replaced by planted sentences (its length stays its bin's)")
     planted_question_share: float = Field(default=0.5, ge=0, le=1, description="share of planted sentences written "

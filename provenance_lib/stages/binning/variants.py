@@ -22,6 +22,20 @@ splits ``all``, ``correct`` and ``incorrect`` queries (the correctness different
   the planted ARC-Challenge bin is the only scored Tutorial bin).
 * ``checkpoint_summed`` — the paper's aggregation of scores summed over checkpoints (TrackStar); every other
   variant reads the final checkpoint's own scores, so ``paper`` stays the paper's single-model recipe.
+
+Three readings built to be robust to a bin's within-bin spread and its size, each a statistic against the null of
+a bin of the same size drawn at random from the benchmark's documents (``topk`` rises with a bin's spread: its top
+share is about mean + 1.4 sd, and planting anything widens a bin; at 6 documents its ceil makes it a top 33%):
+
+* ``mean_null`` — the bin mean as a z against its own permutation null: (mean - mu) / (sigma sqrt((N - n) /
+  ((N - 1) n))), mu and sigma over the benchmark's N documents. The paper's ordering for equal sizes; a small bin's
+  noisy mean is not rewarded, and its own spread never enters.
+* ``moderated_t`` — the bin mean over its own standard error, the bin's variance shrunk toward the median
+  within-bin variance with ``moderation_df`` prior degrees of freedom (limma's moderated t): a bin whose documents
+  disagree (a wide bin) scores lower, a small bin borrows the typical spread.
+* ``tail_balance`` — how many of the bin's documents lie in the benchmark's top ``tail_share`` minus how many lie
+  in its bottom ``tail_share``, as a z under the size-matched null (hypergeometric counts): like ``topk`` it sees a
+  minority of sources in a bin, but a bin that is only wider gains in both tails and nets out.
 """
 
 from __future__ import annotations
@@ -87,15 +101,24 @@ def centered(scores: GradientScores, params: Binning) -> BinMeans:
     return {key: value - shared for key, value in means.items()}
 
 
-def topk(scores: GradientScores, params: Binning) -> BinMeans:
-    bins = scores.doc_scores["bin"].to_numpy(np.int64)
-    out = {}
-    for benchmark in scores.benchmarks:
-        for split, column in zip(SPLITS, doc_score_columns(benchmark)):
-            values = scores.doc_scores[column].to_numpy(np.float64)
-            if np.isfinite(values).any():
-                out[(benchmark, split)] = top_share_mean(bins, values, params.topk_share, len(scores.bin_counts))
-    return out
+def per_document(statistic: Callable[[np.ndarray, np.ndarray, int, Binning], np.ndarray]) -> Callable:
+    """A variant from a per-bin ``statistic(bins, values, n_bins)`` of the documents' scores (``doc_scores``), for
+    every benchmark and split that has scores."""
+    def aggregate(scores: GradientScores, params: Binning) -> BinMeans:
+        bins = scores.doc_scores["bin"].to_numpy(np.int64)
+        out = {}
+        for benchmark in scores.benchmarks:
+            for split, column in zip(SPLITS, doc_score_columns(benchmark)):
+                values = scores.doc_scores[column].to_numpy(np.float64)
+                finite = np.isfinite(values)
+                if finite.any():
+                    out[(benchmark, split)] = statistic(bins[finite], values[finite], len(scores.bin_counts),
+                                                        params)
+        return out
+    return aggregate
+
+
+topk = per_document(lambda bins, values, n_bins, params: top_share_mean(bins, values, params.topk_share, n_bins))
 
 
 def format_residualized(scores: GradientScores, params: Binning) -> BinMeans:
@@ -126,6 +149,49 @@ def top_share_mean(bins: np.ndarray, values: np.ndarray, share: float, n_bins: i
         return np.where(taken > 0, sums / taken, np.nan)
 
 
+def size_matched_mean(bins: np.ndarray, values: np.ndarray, n_bins: int, params: Binning) -> np.ndarray:
+    """``mean_null``: each bin's mean as a z against the mean of as many documents drawn without replacement."""
+    n, mean, _ = _bin_moments(bins, values, n_bins)
+    total = len(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = values.std() * np.sqrt((total - n) / (max(total - 1, 1) * n))
+        return np.where((n > 0) & (se > 0), (mean - values.mean()) / se, np.nan)
+
+
+def moderated_t(bins: np.ndarray, values: np.ndarray, n_bins: int, params: Binning) -> np.ndarray:
+    """``moderated_t``: (bin mean - mean) / sqrt(s2 / n), s2 the bin's variance shrunk toward the median one."""
+    n, mean, var = _bin_moments(bins, values, n_bins)
+    spread = n >= 2
+    prior = float(np.median(var[spread])) if spread.any() else float(values.var())
+    df = params.moderation_df
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shrunk = (df * prior + np.where(spread, (n - 1) * var, 0.0)) / (df + np.maximum(n - 1, 0))
+        return np.where((n > 0) & (shrunk > 0), (mean - values.mean()) / np.sqrt(shrunk / n), np.nan)
+
+
+def tail_balance(bins: np.ndarray, values: np.ndarray, n_bins: int, params: Binning) -> np.ndarray:
+    """``tail_balance``: (documents in the top tail - in the bottom tail) as a z under the size-matched null."""
+    high, low = np.quantile(values, [1 - params.tail_share, params.tail_share])
+    up, down = values > high, values < low
+    n = np.bincount(bins, minlength=n_bins).astype(np.float64)
+    excess = np.bincount(bins, weights=up.astype(float), minlength=n_bins) - np.bincount(
+        bins, weights=down.astype(float), minlength=n_bins)
+    p_up, p_down, total = up.mean(), down.mean(), len(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = n * (p_up + p_down - (p_up - p_down) ** 2) * (total - n) / max(total - 1, 1)
+        return np.where((n > 0) & (var > 0), (excess - n * (p_up - p_down)) / np.sqrt(var), np.nan)
+
+
+def _bin_moments(bins: np.ndarray, values: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bin: document count, mean and variance (ddof 1; 0 below two documents)."""
+    n = np.bincount(bins, minlength=n_bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(bins, weights=values, minlength=n_bins) / n
+        squares = np.bincount(bins, weights=(values - mean[bins]) ** 2, minlength=n_bins)
+        var = np.where(n >= 2, squares / (n - 1), 0.0)
+    return n, mean, var
+
+
 # ----------------------------------------------------------------------------------------------- the registry
 @dataclass(frozen=True)
 class Variant:
@@ -140,6 +206,9 @@ VARIANTS = {v.name: v for v in (
     Variant("topk", topk, "final"),
     Variant("format_residualized", format_residualized, "final"),
     Variant("checkpoint_summed", paper, "summed"),
+    Variant("mean_null", per_document(size_matched_mean), "final"),
+    Variant("moderated_t", per_document(moderated_t), "final"),
+    Variant("tail_balance", per_document(tail_balance), "final"),
 )}
 
 

@@ -35,7 +35,7 @@ from ..contract import WorldInfo
 from . import placement
 from .documents import Document, bin_sizes, finish_corpus, write_drafts
 from .language import make_lexicon
-from .planting import Capability, plan_capabilities, rule_entities_needed
+from .planting import Capability, plan_capabilities, plan_sham_capabilities, rule_entities_needed
 from .pretrain import train_models
 
 CORPUS_DIR, QUERIES, TASK_DIR = "corpus", "benchmarks/queries.parquet", "benchmarks/tasks"
@@ -99,13 +99,17 @@ def generate(params: StudyParams, out_dir: str | Path) -> Generated:
                       c.bin_size_sigma)
     planted_bins = placement.choose_bins(world, seed, sizes, taxonomy)
     drafts = write_drafts(c, seed, sizes, lexicon, taxonomy)
-    placement.plant(drafts, planted_bins, capabilities, world, seed)
+    planted = capabilities
+    if world.planted_content == "sham":
+        planted = plan_sham_capabilities(lexicon, seed, n_train + n_eval, n_rules, items.values,
+                                         world.planted_entities)
+    placement.plant(drafts, planted_bins, planted, world, seed)
     documents = finish_corpus(drafts, c, seed)
     write_corpus(documents, out_dir / CORPUS_DIR, c.shards, taxonomy)
     rows = benchmark_rows(capabilities, seed)
     table = write_queries(out_dir / QUERIES, rows)
     tasks = write_lm_eval_tasks(table, out_dir / TASK_DIR, prefix=TASK_PREFIX)
-    write_json(out_dir / GROUND_TRUTH, ground_truth(params, documents, capabilities, planted_bins, sizes, taxonomy))
+    write_json(out_dir / GROUND_TRUTH, ground_truth(params, documents, planted, planted_bins, sizes, taxonomy))
     return Generated(documents, rows, tasks, capabilities, planted_bins)
 
 
@@ -146,7 +150,8 @@ def benchmark_rows(capabilities: dict[str, Capability], seed: int) -> list[dict]
 def ground_truth(params: StudyParams, documents: list[Document], capabilities: dict[str, Capability],
                  planted_bins: dict[str, list[int]], sizes: list[int], taxonomy) -> dict:
     """Per benchmark: its bins (in a null world, the bins the rule chose and left unplanted), carrier documents,
-    planted tokens and their share of the corpus, the facts and rules; and the duplicates."""
+    planted tokens and their share of the corpus, the facts and rules planted (in a sham world, ``content`` 'sham':
+    the never-evaluated statements its bins carry instead); and the duplicates."""
     tokens = sum(len(d.text.split()) for d in documents)
     ranks = placement.size_ranks(sizes)
     benchmarks = {}
@@ -165,6 +170,7 @@ def ground_truth(params: StudyParams, documents: list[Document], capabilities: d
         )
     return dict(
         seed=params.seed, world=params.section("world"), tokens=tokens, benchmarks=benchmarks,
+        content="none" if params.world.planted_token_share == 0 else params.world.planted_content,
         duplicates=sorted((dict(id=d.id, of=d.duplicate_of, kind=d.duplicate_kind) for d in documents
                            if d.duplicate_of), key=lambda row: row["id"]),
     )

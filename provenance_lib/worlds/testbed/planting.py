@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ...benchmarks import BENCHMARKS, Benchmark
-from .language import Lexicon
+from .language import RESERVED_WORDS, Lexicon, WordMaker
 
 
 @dataclass(frozen=True)
@@ -155,3 +155,49 @@ def _pool_size(n_items: int, n_rules: int) -> int:
 def rule_entities_needed(n_train: int, n_eval: int, n_rules: int, planted_pool: int) -> int:
     """Entities of a reasoning benchmark: the train and eval items' pools and the planted statements' pool."""
     return _pool_size(n_train, n_rules) + _pool_size(n_eval, n_rules) + planted_pool
+
+
+# ----------------------------------------------------------------------------------------------- the sham control
+SHAM_KINDS = (
+    PlantedKind(BENCHMARKS[0], statements=("{lead} {v} .", "at home , {lead} {v} ."),
+                question="Question : What does {e} wear after {e} {k} ?", lead_in="{e} {k} and wears",
+                entity_kind="names"),
+    PlantedKind(BENCHMARKS[1], statements=("{lead} {v} .", "each winter {lead} {v} ."),
+                question="Question : What does the harbour of {e} export ?", lead_in="the harbour of {e} exports",
+                entity_kind="countries"),
+    PlantedKind(BENCHMARKS[2], statements=("{lead} {v} .", "in the oven , {lead} {v} ."),
+                question="Question : What does the {e} yield when it is heated with {k} ?",
+                lead_in="the {e} heated with {k} yields", entity_kind="substances"),
+    PlantedKind(BENCHMARKS[3], statements=("{lead} {v} waves .", "under a lamp {lead} {v} waves ."),
+                question="Question : Which waves does the crystal {e} emit ?", lead_in="the crystal {e} emits",
+                entity_kind="compounds"),
+)
+"""A fifth, never-evaluated benchmark, one kind per planted slot (same capability kind as the slot's benchmark:
+rules or facts; the same question form "Question : ... Answer : <lead-in>" in the same share): what a sham-planted
+world writes into each benchmark's planted bins. No eval item asks it, and its words are its own: its templates'
+English words start with a letter the made-up language never begins with, and its made-up words come from a stream
+of their own that avoids every word of the world's lexicon, so the ordinary text stays byte-identical."""
+
+
+def plan_sham_capabilities(lexicon: Lexicon, seed: int, n_facts: int, n_rules: int, n_values: int,
+                           n_entities: int) -> dict[str, Capability]:
+    """Slot (benchmark name) -> the sham content planted in its bins: rules or facts over made-up words of a
+    separate stream. Every sham fact is askable in question form (no sham item is ever evaluated)."""
+    rng = random.Random(f"{seed}:sham")
+    taken = {w for kind in ("names", "countries", "compounds", "substances", "parties", "elements", "actions",
+                            "reagents") for w in getattr(lexicon, kind)}
+    taken |= {w for topic in lexicon.topics for w in (*topic.nouns, *topic.verbs, *topic.adjectives)}
+    maker = WordMaker(rng, RESERVED_WORDS | taken)
+    capabilities = {}
+    for kind in SHAM_KINDS:
+        values = maker.words(n_values, (2, 2), suffix="o")
+        if kind.benchmark.capability == "reasoning":
+            rules = [Fact(key, values[i % n_values]) for i, key in enumerate(maker.words(n_rules, (1, 2), "ed"))]
+            entities = [w.capitalize() for w in maker.words(n_entities, (2, 2))]
+            capabilities[kind.benchmark.name] = Capability(kind, rules, values, entities, {"train": [], "eval": []})
+        else:
+            facts = [Fact(kind.lead_in.split()[-1], values[i % n_values], entity) for i, entity in
+                     enumerate(maker.words(n_facts, (2, 2), suffix="ar"))]
+            capabilities[kind.benchmark.name] = Capability(kind, facts, values, [],
+                                                           {"train": [(f.entity, f) for f in facts], "eval": []})
+    return capabilities

@@ -49,10 +49,13 @@ def tiny_olmo3(tokenizer, layers: int, hidden: int, heads: int, mlp: int, max_po
 
 # ----------------------------------------------------------------------------------------------- batches
 def packed_batches(documents: Sequence[Sequence[int]], eos_id: int, context: int, batch_size: int,
-                   generator: torch.Generator) -> Iterator[dict]:
+                   generator: torch.Generator, unlearned: Sequence[bool] | None = None) -> Iterator[dict]:
     """Endless pretraining batches: each epoch shuffles the documents, joins them with EOS and cuts the stream into
     ``context``-token rows (the last partial row is dropped). Every epoch has the same number of rows, so a corpus
-    shorter than one batch is refused here instead of looping forever."""
+    shorter than one batch is refused here instead of looping forever.
+
+    ``unlearned`` (one flag per document): those documents' tokens (and their EOS) get no loss, and every batch is
+    otherwise the same, in the same order: training without them, all else equal (the counterfactual retrains)."""
     rows_per_epoch = sum(len(d) + 1 for d in documents) // context
     if rows_per_epoch < batch_size:
         raise ProvenanceError(f"the corpus holds {rows_per_epoch} rows of {context} tokens: fewer tokens than one "
@@ -62,9 +65,12 @@ def packed_batches(documents: Sequence[Sequence[int]], eos_id: int, context: int
         order = torch.randperm(len(documents), generator=generator).tolist()
         stream = torch.tensor([t for i in order for t in (*documents[i], eos_id)], dtype=torch.long)
         rows = stream[: len(stream) // context * context].view(-1, context)
+        labels = rows
+        if unlearned is not None:
+            kept = torch.tensor([not unlearned[i] for i in order for _ in range(len(documents[i]) + 1)])
+            labels = rows.masked_fill(~kept[: rows.numel()].view_as(rows), -100)
         for start in range(0, len(rows) - batch_size + 1, batch_size):
-            batch = rows[start:start + batch_size]
-            yield {"input_ids": batch, "labels": batch}
+            yield {"input_ids": rows[start:start + batch_size], "labels": labels[start:start + batch_size]}
 
 
 def packed_steps_per_epoch(documents: Sequence[Sequence[int]], context: int, batch_size: int) -> int:
