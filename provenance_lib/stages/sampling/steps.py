@@ -38,12 +38,12 @@ from ...artifacts import atomic_path, read_json, write_json
 from ...errors import ProvenanceError
 from ...process import peak_rss_mib
 from .annotate import Annotator
-from .index import ROW, MetadataLabels, bins_of, hash64, index_shard
+from .index import ROW, MetadataLabels, bins_of, index_shard, text_hash
 from .job import ROW_BITS, WORKING_SET, SamplingJob
 from .select import CorpusIndex, bottom_k, bucket_of, first_occurrences, split_by, write_working_set_shard
 
 FLUSH_ROWS = 1 << 18  # rows a map task buffers before appending them to its bucket files (7.5 MiB)
-EMPTY_TEXT_HASH = np.uint64(hash64(""))  # the text hash of a document with no words
+EMPTY_TEXT_HASH = np.uint64(text_hash(""))  # the text hash of a document with no words
 EXAMPLES = 5  # positions a task keeps of the documents it names (empty texts, conflicting duplicate ids)
 
 
