@@ -31,9 +31,8 @@ study: env
 
 lint: env
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
 
-test: env
+test: lint
 	$(PY) -m pytest -m "not slow" -q
 
 test-all: env

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import json
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from .artifacts import sha256_file, sha256_json
 from .errors import ProvenanceError
@@ -135,7 +135,8 @@ def notebook_imports(notebook: str | Path) -> set[str]:
             tree = ast.parse(translate(cell["source"]))
         except SyntaxError as exc:
             raise ProvenanceError(f"{notebook}: cell {index} is not valid Python ({exc.msg}, line {exc.lineno})",
-                                  "fix the cell: the runner reads every cell to know which library code it runs")
+                                  "fix the cell: the runner reads every cell to know which library code it runs"
+                                  ) from exc
         names |= imported_names(tree)
     return names
 

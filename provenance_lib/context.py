@@ -16,7 +16,8 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
+from collections.abc import Callable
 
 from . import params as params_mod
 from .errors import ProvenanceError
@@ -96,7 +97,7 @@ class Stage:
                                   f"--stages {stage_id[:2]}")
         return self.run_dir / stage_id
 
-    def run_or_load(self, run: Callable[["Stage"], T], load: Callable[[Path], T]) -> T:
+    def run_or_load(self, run: Callable[[Stage], T], load: Callable[[Path], T]) -> T:
         """``run(self)`` when the stage executes (the runner, or ``recompute = True``); otherwise ``load`` the
         recorded artifacts, after saying which run, commit and params made them."""
         if self.recompute:

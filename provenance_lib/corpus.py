@@ -18,7 +18,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import orjson
 import zstandard

@@ -18,7 +18,8 @@ import pandas as pd
 
 @dataclass
 class EvalResult:
-    summary: pd.DataFrame  # one row per benchmark: benchmark, task, n, acc, acc_norm, chance, mean_gold_loglik, mean_margin
+    # one row per benchmark: benchmark, task, n, acc, acc_norm, chance, mean_gold_loglik, mean_margin
+    summary: pd.DataFrame
     items: pd.DataFrame    # one row per item: benchmark, id, answer, predicted, n_choices, correct, gold_loglik, margin
 
 

@@ -17,7 +17,7 @@ import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from ipykernel.kernelspec import get_kernel_dict
 from jupyter_client import AsyncKernelManager

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
+from collections.abc import Sequence
 
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
@@ -116,7 +117,8 @@ class SequenceClassifier:
                 ref.name_or_path, config=config, dtype=dtype, **kwargs).to(self.device).eval()
         except OSError as exc:
             raise ProvenanceError(f"classifier {ref} does not load: {str(exc).splitlines()[0]}",
-                                  "check labels.<axis>.model (offline, the hub model must be in the HF cache)") from None
+                                  "check labels.<axis>.model (offline, the hub model must be in the HF cache)"
+                                  ) from None
         self.use_url, self.batch_size, self.max_length = use_url, batch_size, max_length
 
     def inputs(self, texts: Sequence[str], urls: Sequence[str | None] | None = None) -> list[str]:

@@ -28,7 +28,7 @@ import platform
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -303,7 +303,7 @@ def world_stage_fingerprint(world_fingerprint: str, code_sha: str) -> str:
 
 # ----------------------------------------------------------------------------------------------- the machine
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def git_state() -> dict:

@@ -232,7 +232,8 @@ def test_inputs_pair_the_final_checkpoint_with_the_sum(tmp_path, recipe, final):
         summed.info["recipe"] = {"checkpoints": recipe}
     stage = _stage(tmp_path, summed)
     for label in ("step2", "step10", "final") if recipe else ("step2", "step10"):
-        scores_from_matrix(docs, queries, matrix, manifest_sha256=sha).save(tmp_path / "02_gradients/checkpoints" / label)
+        scores = scores_from_matrix(docs, queries, matrix, manifest_sha256=sha)
+        scores.save(tmp_path / "02_gradients/checkpoints" / label)
     inputs, source = binning.load_inputs(stage)
     assert set(inputs) == {"final", "summed"} and f"checkpoints/{final} (final)" in source["scores"]
     assert source["manifest_sha256"] == sha256_file(tmp_path / "01_sampling" / "manifest.parquet")

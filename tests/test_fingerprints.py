@@ -78,9 +78,11 @@ def test_world_is_rebuilt_when_its_code_changes_unless_code_is_trusted(tmp_path,
 # ----------------------------------------------------------------------------------------------- world inputs
 def test_planted_bins_in_any_yaml_order_make_one_world_with_one_fingerprint(tmp_path):
     raw = yaml.safe_load((ROOT / "params" / "testbed.yaml").read_text())
-    raw["world"]["planted"] = {"SocialIQA": ["Literature x Customer Support"], "MMLU Social Sciences": [
-        "Politics x Knowledge Article"], "ARC-Challenge": ["Science, Math & Technology x Tutorial / How-To Guide"], "MMLU STEM": [
-        "Science, Math & Technology x Academic Writing"]}
+    raw["world"]["planted"] = {
+        "SocialIQA": ["Literature x Customer Support"],
+        "MMLU Social Sciences": ["Politics x Knowledge Article"],
+        "ARC-Challenge": ["Science, Math & Technology x Tutorial / How-To Guide"],
+        "MMLU STEM": ["Science, Math & Technology x Academic Writing"]}
     raw["world"]["planted_token_share"] = 0.003  # what one named bin per benchmark holds
     forward = params.validate(raw)
     raw["world"]["planted"] = dict(reversed(list(raw["world"]["planted"].items())))

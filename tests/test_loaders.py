@@ -229,11 +229,13 @@ def test_real_task_configs_render_fixture_items(tmp_path):
                                                                 "dev": str(tmp_path / "mmlu_dev.jsonl")}}}))
     manager = TaskManager(include_path=str(tasks), include_defaults=False)
 
-    (row,) = lm_eval_tasks.items_from_tasks(lm_eval_tasks.load_lm_eval_tasks(manager, ["social_iqa"]), BY_NAME["SocialIQA"])
+    tasks = lm_eval_tasks.load_lm_eval_tasks(manager, ["social_iqa"])
+    (row,) = lm_eval_tasks.items_from_tasks(tasks, BY_NAME["SocialIQA"])
     assert row["question"] == "Q: Robin lent Sam an umbrella. How would Sam feel?\nA:"
     assert (row["choices"], row["answer"], row["split"]) == (["grateful", "angry", "bored"], 0, "eval")
 
-    rows = lm_eval_tasks.items_from_tasks(lm_eval_tasks.load_lm_eval_tasks(manager, ["mmlu_anatomy"]), BY_NAME["MMLU STEM"])
+    tasks = lm_eval_tasks.load_lm_eval_tasks(manager, ["mmlu_anatomy"])
+    rows = lm_eval_tasks.items_from_tasks(tasks, BY_NAME["MMLU STEM"])
     assert [r["split"] for r in rows] == ["eval", "eval", "train"]  # test split = eval, dev (few-shot) = train
     assert rows[1]["question"] == ("The following are multiple choice questions (with answers) about anatomy.\n\n"
                                    "Which bone is number 1?\nA. femur\nB. tibia\nC. ulna\nD. radius\nAnswer:")

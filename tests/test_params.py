@@ -40,7 +40,8 @@ def _error(path, overrides=()):
 
 def test_unknown_key_is_named_with_file(tmp_path):
     path = tmp_path / "study.yaml"
-    path.write_text((PARAMS_DIR / "testbed.yaml").read_text().replace("sampling:\n", "sampling:\n  target_per_bim: 3\n"))
+    misspelt = (PARAMS_DIR / "testbed.yaml").read_text().replace("sampling:\n", "sampling:\n  target_per_bim: 3\n")
+    path.write_text(misspelt)
     message = _error(path)
     assert f"{path}: sampling.target_per_bim: unknown key" in message
 

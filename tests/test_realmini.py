@@ -50,8 +50,8 @@ def test_document_selection_is_seeded_and_capped():
 def test_packaged_benchmarks_are_rendered_by_lm_eval_configs(tmp_path):
     from lm_eval.tasks import TaskManager
 
-    task_dir, leaves = lm_eval_tasks.packaged_task_dir({"SocialIQA": ["social_iqa"], "ARC-Challenge": ["arc_challenge"]},
-                                                  tmp_path)
+    wanted = {"SocialIQA": ["social_iqa"], "ARC-Challenge": ["arc_challenge"]}
+    task_dir, leaves = lm_eval_tasks.packaged_task_dir(wanted, tmp_path)
     assert leaves == {"SocialIQA": ["social_iqa"], "ARC-Challenge": ["arc_challenge"]}
     manager = TaskManager(include_path=str(task_dir), include_defaults=False)
     siqa = items_from_tasks(load_lm_eval_tasks(manager, ["social_iqa"]), BY_NAME["SocialIQA"])

@@ -273,7 +273,8 @@ def test_failed_or_killed_attempt_keeps_artifacts_and_params_and_says_how_it_end
     assert record["invocations"][-1]["status"] == "failed"
     entry = record["stages"]["02_sampling"]
     assert entry["status"] == "complete" and entry["params"]["sampling"]["target_per_bin"] == 40
-    assert entry["attempt"]["status"] == "failed" and entry["attempt"]["notebook"] == "notebooks/02_sampling.failed.ipynb"
+    attempt = entry["attempt"]
+    assert attempt["status"] == "failed" and attempt["notebook"] == "notebooks/02_sampling.failed.ipynb"
     make_notebook(nb_path, "02_sampling", STAGE_CELLS["02_sampling"])
     assert verify(run_dir) == []
 
@@ -428,7 +429,8 @@ def test_stopped_runner_records_an_interrupted_stage_and_stops_its_kernel(projec
     record = read_json(project / "runs/i/run.json")
     assert record["invocations"][-1]["status"] == "interrupted"
     entry = record["stages"]["01_first"]
-    assert entry["status"] == "interrupted" and (signum.name if signum == signal.SIGTERM else "Ctrl-C") in entry["error"]
+    said = signum.name if signum == signal.SIGTERM else "Ctrl-C"
+    assert entry["status"] == "interrupted" and said in entry["error"]
     assert (project / "runs/i" / entry["notebook"]).is_file()
     assert not Path(f"/proc/{kernel}").exists() or "Z" in Path(f"/proc/{kernel}/stat").read_text().split()[2]
 
@@ -484,7 +486,7 @@ def test_notebook_opened_by_hand_shows_the_recorded_artifacts_or_recomputes_besi
     assert loaded == {"seed": 0, "target": 9}
     entry = read_json(new / "run.json")["stages"]["02_sampling"]
     shown = capsys.readouterr().out
-    assert f"new/02_sampling" in shown and entry["git"]["commit"][:12] in shown and entry["params_sha256"][:12] in shown
+    assert "new/02_sampling" in shown and entry["git"]["commit"][:12] in shown and entry["params_sha256"][:12] in shown
 
     stage = context.open_stage("03_third", recompute=True)
     assert stage.out_dir == new / "interactive" / "03_third" and stage.out_dir.is_dir()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -58,7 +58,7 @@ class RayExecutor(Section):
     gpus_per_task: int = Field(default=1, ge=0, description="GPUs of one annotate task when it runs a classifier")
 
 
-Executor = Annotated[Union[LocalExecutor, SlurmExecutor, RayExecutor], Field(discriminator="kind")]
+Executor = Annotated[LocalExecutor | SlurmExecutor | RayExecutor, Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------------------------------- stages

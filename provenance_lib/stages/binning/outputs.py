@@ -15,7 +15,6 @@ from ...benchmarks import BENCHMARKS, BY_NAME
 from ...errors import ProvenanceError
 from ...heatmap import Scale, diverging, draw_bins
 from ...taxonomy import load as load_taxonomy
-from ...worlds.contract import scale_note
 from ...worlds.released import CSV_COLUMNS, RELEASED_FILES
 
 TABLE, SUMMARY, REPLICATES = "bin_influence.parquet", "binning.json", "bootstrap_z.npy"

@@ -101,7 +101,8 @@ class GradientScores:
             raise ProvenanceError("doc_scores and bin_counts disagree on the documents per bin",
                                   "the files come from different runs of stage 02: rerun it")
         empty = self.bin_counts == 0
-        if np.isfinite(self.query_bin_scores[:, empty]).any() or not np.isfinite(self.query_bin_scores[:, ~empty]).all():
+        scores = self.query_bin_scores
+        if np.isfinite(scores[:, empty]).any() or not np.isfinite(scores[:, ~empty]).all():
             raise ProvenanceError("query_bin_scores must be finite exactly on the bins that have documents",
                                   "rerun stage 02 (a NaN score in a non-empty bin means a NaN gradient)")
 

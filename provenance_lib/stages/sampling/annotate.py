@@ -9,7 +9,8 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 

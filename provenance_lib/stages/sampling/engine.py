@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 from unittest import mock
 
 import numpy as np

@@ -18,7 +18,7 @@ import itertools
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 from .language import Lexicon, TopicWords
 
@@ -195,7 +195,8 @@ FORMAT_STYLES: dict[str, FormatStyle] = {
     "news_org": _prose(("we are pleased to announce that", "our members agree that", "this week ,"),
                        header="Announcement : the {noun} council ."),
     "about_pers": _prose(("I am {name} and", "I like it when", "my friends say that"), header="Hello , I am {name} ."),
-    "personal_blog": _prose(("today I noticed that", "I think that", "honestly ,"), header="My blog : day of the {noun} ."),
+    "personal_blog": _prose(("today I noticed that", "I think that", "honestly ,"),
+                            header="My blog : day of the {noun} ."),
     "product_page": _records("|"),
     "q_a_forum": _qa("Question", "Answer"),
     "spam_ads": _prose(("buy now !", "click here !", "best price !"), footer="limited offer on the {noun} !"),
@@ -323,7 +324,7 @@ def soft_labels(rng: random.Random, topic_id: int, format_id: int, taxonomy) -> 
     for axis, label_id in (("topic", topic_id), ("format", format_id)):
         labels = taxonomy.axis(axis)
         top = round(rng.uniform(0.55, 0.97), 4)
-        others = rng.sample([l for l in labels.labels if l.id != label_id], 2)
+        others = rng.sample([other for other in labels.labels if other.id != label_id], 2)
         second = round((1 - top) * rng.uniform(0.5, 0.9), 4)
         out[axis] = {labels.labels[label_id].dolma_label: top, others[0].dolma_label: second,
                      others[1].dolma_label: round(1 - top - second, 4)}

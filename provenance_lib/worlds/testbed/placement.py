@@ -19,7 +19,7 @@ benchmark order, so the ordinary text is the same with and without planting, and
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 from ...benchmarks import BENCHMARKS
 from ...errors import ProvenanceError

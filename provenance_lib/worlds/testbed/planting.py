@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Iterator
 
 from ...benchmarks import BENCHMARKS, Benchmark
 from .language import RESERVED_WORDS, Lexicon, WordMaker
