@@ -103,4 +103,45 @@ def markdown(document: dict) -> str:
               f"{document['generated_at'][:10]}. Stages took {c['total_seconds'] - c['retrain_seconds']:.0f} s and "
               f"{c['retrains']} retrains {c['retrain_seconds']:.0f} s (median {number(c['retrain_seconds_median'], 0)}"
               f" s each) when they ran; this invocation {document['wall_s']:.0f} s."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", *verdict(document)]) + "\n"
+
+
+def verdict(document: dict) -> list[str]:
+    """What the table says, in words generated from its records (so the prose can never drift from the numbers)."""
+    records, bar = document["records"], document["bar"]
+
+    def name(r):
+        return f"`{r['reading']}` under {r['setting']}"
+
+    meets = [name(r) for r in records if r["meets_bar"]]
+    rule = next((r for r in records if r["chosen_by_rule"]), None)
+    default = next((r for r in records if r["default"]), None)
+    full = max((r["sham_cells"] or 0 for r in records), default=0)
+    sham = [r["sham_false_first"] for r in records if r["setting"] == "default" and r["sham_cells"] == full]
+    lds = [r for r in records if r["lds_median"] is not None and r["noise_ceiling"] is not None]
+    lines = [f"- The bar (planted bin 1st in ≥ {bar['rank1_share'] * 12:.0f} of 12 cells, carrier AUC ≥ "
+             f"{bar['median_auc']}, a sham bin 1st in ≤ {bar['sham_first_share'] * 12:.0f} of 12, LDS ≥ {bar['lds']}) "
+             f"is met by {', '.join(meets) if meets else 'no record'}."]
+    if rule is not None:
+        study = "not in the table" if default is None else name(default)
+        lines.append(f"- The rule chooses {name(rule)}; the package default (`binning.reading` under the study's own "
+                     f"settings) is {'that record' if default is rule else study + ': they differ'}.")
+    if sham:
+        lines.append(f"- Under the study's own stage 02 settings a sham bin is ranked first in at most {max(sham)} of "
+                     f"{full} sham cells, whatever the reading.")
+    if lds:
+        below = sum(r["lds_median"] < r["noise_ceiling"] for r in lds)
+        lines.append(f"- The bin-level LDS median lies below the retraining noise ceiling for {below} of {len(lds)} "
+                     f"records (best {max(r['lds_median'] for r in lds):.2f}, ceiling "
+                     f"{max(r['noise_ceiling'] for r in lds):.2f}).")
+    if document.get("retrain_reproduces_world") is not None:
+        lines.append("- Retraining with nothing removed reproduces the world's attributed model: "
+                     f"{'yes' if document['retrain_reproduces_world'] else 'no'}.")
+    return lines
+
+
+def rerender(results_dir: Path) -> Path:
+    """Render ``known_answers.md`` again from ``known_answers.json`` (the table's wording changed, not the data)."""
+    path = Path(results_dir) / f"{NAME}.md"
+    write_text(path, markdown(read_json(Path(results_dir) / f"{NAME}.json")))
+    return path

@@ -297,7 +297,14 @@ def test_results_name_the_commit_and_hold_one_record_per_setting_and_reading(tab
     assert sum(r["chosen_by_rule"] for r in records) == 1
     paper = next(r for r in records if r["paper_recipe"])
     assert paper["cells"] == 4 and paper["sham_cells"] == 4 and paper["lds_median"] > 0.4
-    assert "paper's recipe" in (tmp_path / "known_answers.md").read_text()
+    said = (tmp_path / "known_answers.md").read_text()
+    assert "paper's recipe" in said
+    rule = next(r for r in records if r["chosen_by_rule"])
+    assert f"The rule chooses `{rule['reading']}` under {rule['setting']}" in said
+    meets = [r for r in records if r["meets_bar"]]
+    assert ("is met by no record" in said) == (not meets)
+    (tmp_path / "known_answers.md").unlink()
+    assert validation_results.rerender(tmp_path).read_text() == said
 
 
 def test_the_rule_picks_one_record_and_prefers_a_clean_sham_record():
