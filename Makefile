@@ -31,6 +31,7 @@ study: env
 
 lint: env
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: lint
 	$(PY) -m pytest -m "not slow" -q

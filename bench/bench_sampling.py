@@ -50,8 +50,11 @@ from results_io import write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_ENGINE = "23428e6"  # the last commit with the torch.distributed engine
-VOCABULARY = [f"{stem}{suffix}" for stem in ("data", "care", "ship", "tone", "lamp", "rule", "verse", "mill")
-              for suffix in ("", "s", "ed", "ing", "er", "ly", "ness", "ful")]
+VOCABULARY = [
+    f"{stem}{suffix}"
+    for stem in ("data", "care", "ship", "tone", "lamp", "rule", "verse", "mill")
+    for suffix in ("", "s", "ed", "ing", "er", "ly", "ness", "ful")
+]
 
 
 # ----------------------------------------------------------------------------------------------- corpus
@@ -64,13 +67,15 @@ def mix(x: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def generate(root: Path, n_docs: int, per_shard: int, words: tuple[int, int] = (12, 40),
-             non_ascii: float = 0.0) -> None:
+def generate(
+    root: Path, n_docs: int, per_shard: int, words: tuple[int, int] = (12, 40), non_ascii: float = 0.0
+) -> None:
     """Documents of ``words`` words with topic and format labels, shard by shard (memory does not grow); a share
     ``non_ascii`` of them with a curly apostrophe (the map's slower, exact Unicode path)."""
     tax = taxonomy.load()
-    weights = np.random.default_rng(0).lognormal(0.0, 1.5, tax.n_bins) * (np.random.default_rng(1).random(tax.n_bins)
-                                                                         > 0.05)
+    weights = np.random.default_rng(0).lognormal(0.0, 1.5, tax.n_bins) * (
+        np.random.default_rng(1).random(tax.n_bins) > 0.05
+    )
     cumulative = np.cumsum(weights / weights.sum())
     labels = [tax.bin_labels(b) for b in range(tax.n_bins)]
     for shard, start in enumerate(range(0, n_docs, per_shard)):
@@ -81,16 +86,22 @@ def generate(root: Path, n_docs: int, per_shard: int, words: tuple[int, int] = (
         bins = np.searchsorted(cumulative, (mix(source * np.uint64(7919)) >> np.uint64(11)) / float(1 << 53))
         lengths = words[0] + mix(source) % np.uint64(words[1] - words[0] + 1)
         docs = []
-        for i, src, n, b, copy, repeat in zip(index.tolist(), source.tolist(), lengths.tolist(), bins.tolist(),
-                                              is_copy.tolist(), repeat_id.tolist()):
+        for i, src, n, b, copy, repeat in zip(
+            index.tolist(), source.tolist(), lengths.tolist(), bins.tolist(), is_copy.tolist(), repeat_id.tolist()
+        ):
             word_ids = mix(np.uint64(src) * np.uint64(64) + np.arange(n, dtype=np.uint64)) % np.uint64(64)
             text = f"document {src}: " + " ".join(VOCABULARY[w] for w in word_ids.tolist())
             if int(mix(np.uint64(src) * np.uint64(3))) % 1000 < non_ascii * 1000:
                 text += " that\u2019s all"
             topic, fmt = labels[min(b, tax.n_bins - 1)]
-            docs.append({"id": f"doc-{(i * 7919) % n_docs if repeat else i}",
-                         "text": text.upper() if copy and i % 2 else text, "source": "bench",
-                         "metadata": corpus.label_metadata(topic.key, fmt.key)})
+            docs.append(
+                {
+                    "id": f"doc-{(i * 7919) % n_docs if repeat else i}",
+                    "text": text.upper() if copy and i % 2 else text,
+                    "source": "bench",
+                    "metadata": corpus.label_metadata(topic.key, fmt.key),
+                }
+            )
         corpus.write_shard(root / "corpus" / f"shard-{shard:05d}.jsonl.zst", docs)
 
 
@@ -115,16 +126,27 @@ def floor(corpus_dir: Path, processes: int) -> dict:
         parts = list(pool.map(read_shards, [paths[i::processes] for i in range(processes)]))
     docs, size, slowest = sum(p[0] for p in parts), sum(p[1] for p in parts), max(p[2] for p in parts)
     cpu = sum(p[3] for p in parts)
-    return {"processes": processes, "documents": docs, "mb": round(size / 1e6, 1),
-            "slowest_process_s": round(slowest, 2), "docs_per_s": round(docs / slowest),
-            "mb_per_s": round(size / 1e6 / slowest, 1), "cpu_us_per_document": round(1e6 * cpu / docs, 2)}
+    return {
+        "processes": processes,
+        "documents": docs,
+        "mb": round(size / 1e6, 1),
+        "slowest_process_s": round(slowest, 2),
+        "docs_per_s": round(docs / slowest),
+        "mb_per_s": round(size / 1e6 / slowest, 1),
+        "cpu_us_per_document": round(1e6 * cpu / docs, 2),
+    }
 
 
 # ----------------------------------------------------------------------------------------------- the stage
 def run_stage(corpus_dir: str, out_dir: str, tasks: int, target: int, queue) -> None:
     """The stage on datatrove in this (fresh) process; per step, the slowest task's time and the tasks' peak RSS."""
-    job = sampling.SamplingJob(shards=tuple(sampling.corpus_shards([corpus_dir])), out_dir=Path(out_dir), seed=0,
-                               target_per_bin=target, executor=LocalExecutor(kind="local", tasks=tasks, workers=tasks))
+    job = sampling.SamplingJob(
+        shards=tuple(sampling.corpus_shards([corpus_dir])),
+        out_dir=Path(out_dir),
+        seed=0,
+        target_per_bin=target,
+        executor=LocalExecutor(kind="local", tasks=tasks, workers=tasks),
+    )
     started = time.perf_counter()
     result = sampling.sample(job, keep_work=True)
     wall = time.perf_counter() - started
@@ -132,22 +154,31 @@ def run_stage(corpus_dir: str, out_dir: str, tasks: int, target: int, queue) -> 
     for stats_dir in sorted((Path(out_dir) / ".work").glob("*/stats")):
         tasks_stats = [json.loads(p.read_text())[0] for p in stats_dir.glob("*.json")]
         steps[stats_dir.parent.name] = {
-            "tasks": len(tasks_stats), "slowest_task_s": round(max(t["time_stats"]["total"] for t in tasks_stats), 2),
+            "tasks": len(tasks_stats),
+            "slowest_task_s": round(max(t["time_stats"]["total"] for t in tasks_stats), 2),
             "cpu_s": round(sum(t["stats"]["cpu_ms"]["total"] for t in tasks_stats) / 1000, 2),
-            "peak_rss_mib": max(t["stats"]["peak_rss_mib"]["total"] for t in tasks_stats)}
+            "peak_rss_mib": max(t["stats"]["peak_rss_mib"]["total"] for t in tasks_stats),
+        }
     docs = result.summary["documents"]["read"]
-    queue.put({
-        "engine": "datatrove", "tasks": tasks, "documents": docs, "buckets": steps["ids"]["tasks"],
-        "wall_s": round(wall, 2), "docs_per_s": round(docs / wall),
-        "map_docs_per_s": round(docs / steps["map"]["slowest_task_s"]),
-        "map_docs_per_s_per_task": round(docs / tasks / steps["map"]["slowest_task_s"]),
-        "stage_cpu_us_per_document": round(1e6 * sum(step["cpu_s"] for step in steps.values()) / docs, 2),
-        "cpu_us_per_document_read": {name: round(1e6 * step["cpu_s"] / docs, 2) for name, step in steps.items()},
-        "peak_rss_mib_map_task": steps["map"]["peak_rss_mib"],
-        "peak_rss_mib_any_task": max(s["peak_rss_mib"] for s in steps.values()),
-        "peak_rss_mib_stage_process": round(peak_rss_mib()),
-        "steps": steps, "manifest_sha256": sha256_file(Path(out_dir) / sampling.MANIFEST),
-    })
+    queue.put(
+        {
+            "engine": "datatrove",
+            "tasks": tasks,
+            "documents": docs,
+            "buckets": steps["ids"]["tasks"],
+            "wall_s": round(wall, 2),
+            "docs_per_s": round(docs / wall),
+            "map_docs_per_s": round(docs / steps["map"]["slowest_task_s"]),
+            "map_docs_per_s_per_task": round(docs / tasks / steps["map"]["slowest_task_s"]),
+            "stage_cpu_us_per_document": round(1e6 * sum(step["cpu_s"] for step in steps.values()) / docs, 2),
+            "cpu_us_per_document_read": {name: round(1e6 * step["cpu_s"] / docs, 2) for name, step in steps.items()},
+            "peak_rss_mib_map_task": steps["map"]["peak_rss_mib"],
+            "peak_rss_mib_any_task": max(s["peak_rss_mib"] for s in steps.values()),
+            "peak_rss_mib_stage_process": round(peak_rss_mib()),
+            "steps": steps,
+            "manifest_sha256": sha256_file(Path(out_dir) / sampling.MANIFEST),
+        }
+    )
 
 
 OLD_RUN = """
@@ -177,15 +208,22 @@ print(json.dumps({"engine": "torch.distributed (old)", "ranks": workers, "docume
 def run_old_engine(old_dir: Path, corpus_dir: Path, out_dir: Path, ranks: int, target: int) -> dict:
     """The engine of revision ``old_dir`` (its own provenance_lib first on the path), in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(old_dir)}
-    done = subprocess.run([sys.executable, "-c", OLD_RUN, str(corpus_dir), str(out_dir), str(ranks), str(target)],
-                          cwd=old_dir, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", OLD_RUN, str(corpus_dir), str(out_dir), str(ranks), str(target)],
+        cwd=old_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def checkout(revision: str, into: Path) -> Path:
     into.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision, "provenance_lib"], capture_output=True,
-                             check=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", revision, "provenance_lib"], capture_output=True, check=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
 
@@ -195,15 +233,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, nargs="+", default=[250_000, 1_000_000])
     parser.add_argument("--per-shard", type=int, default=15_625)
-    parser.add_argument("--words", type=int, nargs=2, default=[12, 40], metavar=("MIN", "MAX"),
-                        help="words per document (Dolma3 averages ~1,000: try --docs 100000 --words 500 1500)")
+    parser.add_argument(
+        "--words",
+        type=int,
+        nargs=2,
+        default=[12, 40],
+        metavar=("MIN", "MAX"),
+        help="words per document (Dolma3 averages ~1,000: try --docs 100000 --words 500 1500)",
+    )
     parser.add_argument("--non-ascii", type=float, default=0.0, help="share of documents with a non-ASCII character")
-    parser.add_argument("--target", type=int, default=100,
-                        help="target_per_bin (100: about 5 %% of the documents are sampled; the paper: 0.45 %%)")
+    parser.add_argument(
+        "--target",
+        type=int,
+        default=100,
+        help="target_per_bin (100: about 5 %% of the documents are sampled; the paper: 0.45 %%)",
+    )
     parser.add_argument("--tasks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--old", default=OLD_ENGINE, help="git revision of the engine to compare with ('' to skip)")
-    parser.add_argument("--old-docs", type=int, nargs="*", default=None,
-                        help="corpus sizes the old engine runs on (default: all)")
+    parser.add_argument(
+        "--old-docs", type=int, nargs="*", default=None, help="corpus sizes the old engine runs on (default: all)"
+    )
     parser.add_argument("--corpus", default=None, help="folder to generate the corpora in (kept and reused)")
     parser.add_argument("--name", default="sampling", help="bench/results/<name>.json and .md")
     args = parser.parse_args()
@@ -219,9 +268,13 @@ def main() -> None:
             if not (root / "generated").exists():
                 generate(root, n_docs, args.per_shard, tuple(args.words), args.non_ascii)
                 (root / "generated").touch()
-            entry = {"documents": n_docs, "shards": len(corpus.list_shards(root / "corpus")),
-                     "generate_s": round(time.perf_counter() - started, 1),
-                     "floor": [floor(root / "corpus", p) for p in sorted(set(args.tasks))], "runs": []}
+            entry = {
+                "documents": n_docs,
+                "shards": len(corpus.list_shards(root / "corpus")),
+                "generate_s": round(time.perf_counter() - started, 1),
+                "floor": [floor(root / "corpus", p) for p in sorted(set(args.tasks))],
+                "runs": [],
+            }
             for tasks in args.tasks:
                 queue = context.Queue()
                 out = f"{scratch}/out-{n_docs}-{tasks}"
@@ -231,14 +284,22 @@ def main() -> None:
                 process.join()
             if old_dir and (args.old_docs is None or n_docs in args.old_docs):
                 for ranks in args.tasks:
-                    entry["runs"].append(run_old_engine(old_dir, root / "corpus",
-                                                        Path(scratch) / f"old-{n_docs}-{ranks}", ranks, args.target))
+                    entry["runs"].append(
+                        run_old_engine(
+                            old_dir, root / "corpus", Path(scratch) / f"old-{n_docs}-{ranks}", ranks, args.target
+                        )
+                    )
             floors = {f["processes"]: f for f in entry["floor"]}
             ours = [r for r in entry["runs"] if r["engine"] == "datatrove"]
             entry["map_share_of_floor"] = {  # wall: as run here, shared; cpu: the work, whatever the load
                 "wall": {r["tasks"]: round(r["map_docs_per_s"] / floors[r["tasks"]]["docs_per_s"], 2) for r in ours},
-                "cpu": {r["tasks"]: round(floors[r["tasks"]]["cpu_us_per_document"]
-                                          / r["cpu_us_per_document_read"]["map"], 2) for r in ours}}
+                "cpu": {
+                    r["tasks"]: round(
+                        floors[r["tasks"]]["cpu_us_per_document"] / r["cpu_us_per_document_read"]["map"], 2
+                    )
+                    for r in ours
+                },
+            }
             entry["same_manifest_for_every_run"] = len({r["manifest_sha256"] for r in entry["runs"]}) == 1
             report["corpora"].append(entry)
             print(json.dumps(entry), file=sys.stderr, flush=True)  # progress: one corpus at a time
@@ -246,11 +307,14 @@ def main() -> None:
         small, large = report["corpora"][0], report["corpora"][-1]
         report["peak_rss_ratio_largest_to_smallest_corpus"] = {
             r["tasks"]: round(r["peak_rss_mib_any_task"] / s["peak_rss_mib_any_task"], 2)
-            for s, r in zip(small["runs"], large["runs"]) if r["engine"] == "datatrove"}
+            for s, r in zip(small["runs"], large["runs"])
+            if r["engine"] == "datatrove"
+        }
     report["load_avg_1m_after"] = os.getloadavg()[0]
     settings = {k: v for k, v in vars(args).items() if k != "name"}
-    result = write_results(args.name, settings, report, markdown,
-                           " ".join(["python bench/bench_sampling.py", *map(_quoted, sys.argv[1:])]))
+    result = write_results(
+        args.name, settings, report, markdown, " ".join(["python bench/bench_sampling.py", *map(_quoted, sys.argv[1:])])
+    )
     print(json.dumps(result, indent=2))
 
 
@@ -259,28 +323,40 @@ def _quoted(arg: str) -> str:
 
 
 def markdown(report: dict) -> str:
-    lines = ["| documents | words | engine | tasks | map docs/s | map CPU µs/doc | floor CPU µs/doc | map / floor "
-             "(CPU) | stage CPU µs/doc | peak RSS MiB (map task / any task) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| documents | words | engine | tasks | map docs/s | map CPU µs/doc | floor CPU µs/doc | map / floor "
+        "(CPU) | stage CPU µs/doc | peak RSS MiB (map task / any task) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     words = "–".join(map(str, report["params"]["words"]))
     for entry in report["corpora"]:
         floors = {f["processes"]: f for f in entry["floor"]}
         for r in entry["runs"]:
             if r["engine"] != "datatrove":
-                lines.append(f"| {entry['documents']:,} | {words} | {r['engine']} | {r.get('ranks', '')} | | | | | "
-                             f"{r['stage_cpu_us_per_document']} | {r['peak_rss_mib_rank0']} (rank 0) |")
+                lines.append(
+                    f"| {entry['documents']:,} | {words} | {r['engine']} | {r.get('ranks', '')} | | | | | "
+                    f"{r['stage_cpu_us_per_document']} | {r['peak_rss_mib_rank0']} (rank 0) |"
+                )
                 continue
-            lines.append(f"| {entry['documents']:,} | {words} | datatrove | {r['tasks']} | {r['map_docs_per_s']:,} | "
-                         f"{r['cpu_us_per_document_read']['map']} | {floors[r['tasks']]['cpu_us_per_document']} | "
-                         f"{entry['map_share_of_floor']['cpu'][r['tasks']]} | {r['stage_cpu_us_per_document']} | "
-                         f"{r['peak_rss_mib_map_task']} / {r['peak_rss_mib_any_task']} |")
+            lines.append(
+                f"| {entry['documents']:,} | {words} | datatrove | {r['tasks']} | {r['map_docs_per_s']:,} | "
+                f"{r['cpu_us_per_document_read']['map']} | {floors[r['tasks']]['cpu_us_per_document']} | "
+                f"{entry['map_share_of_floor']['cpu'][r['tasks']]} | {r['stage_cpu_us_per_document']} | "
+                f"{r['peak_rss_mib_map_task']} / {r['peak_rss_mib_any_task']} |"
+            )
     if "peak_rss_ratio_largest_to_smallest_corpus" in report:
-        ratios = ", ".join(f"{tasks} task(s): {v}" for tasks, v in
-                           report["peak_rss_ratio_largest_to_smallest_corpus"].items())
+        ratios = ", ".join(
+            f"{tasks} task(s): {v}" for tasks, v in report["peak_rss_ratio_largest_to_smallest_corpus"].items()
+        )
         lines += ["", f"Peak RSS of any task, largest corpus over smallest: {ratios} (flat: at most 1.3)."]
-    lines += ["", "Same manifest for every run of a corpus: "
-              + ", ".join(f"{e['documents']:,}: {'yes' if e['same_manifest_for_every_run'] else 'NO'}"
-                          for e in report["corpora"]) + "."]
+    lines += [
+        "",
+        "Same manifest for every run of a corpus: "
+        + ", ".join(
+            f"{e['documents']:,}: {'yes' if e['same_manifest_for_every_run'] else 'NO'}" for e in report["corpora"]
+        )
+        + ".",
+    ]
     return "\n".join(lines)
 
 

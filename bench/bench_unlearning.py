@@ -38,15 +38,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The paper's run (its configuration and paper_reported.yaml); the hardware figures are assumptions, stated.
 PAPER = dict(
-    params=7.3e9,                    # OLMo3-7B
-    pairs=72, benchmarks=4, constructions=2, seeds=3,
-    max_steps=5000, docs_per_step=2 * 4 * 4, tokens_per_doc=2048,   # forget + retain, batch 4 x accumulation 4;
+    params=7.3e9,  # OLMo3-7B
+    pairs=72,
+    benchmarks=4,
+    constructions=2,
+    seeds=3,
+    max_steps=5000,
+    docs_per_step=2 * 4 * 4,
+    tokens_per_doc=2048,  # forget + retain, batch 4 x accumulation 4;
     #                                   documents are >= 512 tokens and truncated at 2048: 2048 bounds the cost
-    eval_items=1954 + 3077 + 1172 + 3018,   # SIQA validation, MMLU social sciences, ARC-Challenge test, MMLU STEM
-    choices=3.8, eval_tokens_per_choice=500,  # 3-4 shots of ~100 tokens + the question and the answer
-    stop_checks=100, stop_items=3077 + 3018,  # every 50 steps of 5,000, on both MMLU groups
-    peak_flops=989e12,                # H200 dense bf16
-    mfu_train=0.35, mfu_eval=0.25,
+    eval_items=1954 + 3077 + 1172 + 3018,  # SIQA validation, MMLU social sciences, ARC-Challenge test, MMLU STEM
+    choices=3.8,
+    eval_tokens_per_choice=500,  # 3-4 shots of ~100 tokens + the question and the answer
+    stop_checks=100,
+    stop_items=3077 + 3018,  # every 50 steps of 5,000, on both MMLU groups
+    peak_flops=989e12,  # H200 dense bf16
+    mfu_train=0.35,
+    mfu_eval=0.25,
 )
 
 
@@ -55,11 +63,14 @@ def time_steps(model, tokenizer, texts: list[str], training, steps: int) -> tupl
     lookup = dict(zip(map(str, range(len(texts))), texts))
     unlearner = Unlearner(attach_lora(model, training.lora), tokenizer, training, lambda ids: [lookup[i] for i in ids])
     ids = tuple(lookup)
-    forget, retain = forget_stream(ids[: len(ids) // 2], training.batch_size, 0), forget_stream(
-        ids[len(ids) // 2:], training.batch_size, 1)
+    forget, retain = (
+        forget_stream(ids[: len(ids) // 2], training.batch_size, 0),
+        forget_stream(ids[len(ids) // 2 :], training.batch_size, 1),
+    )
     unlearner.run(forget, retain, steps=1)
     batches = [next(forget) for _ in range(training.grad_accumulation)] + [
-        next(retain) for _ in range(training.grad_accumulation)]
+        next(retain) for _ in range(training.grad_accumulation)
+    ]
     tokens = sum(min(len(tokenizer(lookup[i])["input_ids"]), training.max_length) for batch in batches for i in batch)
     start = time.perf_counter()
     unlearner.run(forget, retain, steps=steps)
@@ -97,23 +108,30 @@ def smollm2_case(out: Path):
     tasks = write_lm_eval_tasks(write_queries(out / "queries.parquet", rows), out / "tasks", prefix="bench")
     from provenance_lib.worlds.realmini import read_wikipedia
 
-    texts = [doc.text for doc in read_wikipedia()[:64]]   # real-mini's largest source
+    texts = [doc.text for doc in read_wikipedia()[:64]]  # real-mini's largest source
     return "SmolLM2-135M", model, tokenizer, texts, study, out / "tasks", tasks
 
 
 def paper_extrapolation(p=PAPER) -> dict:
-    runs = p["pairs"] * p["benchmarks"] * 2 + p["seeds"]        # targeted + random per pair, one global per seed
+    runs = p["pairs"] * p["benchmarks"] * 2 + p["seeds"]  # targeted + random per pair, one global per seed
     train = 4 * p["params"] * p["max_steps"] * p["docs_per_step"] * p["tokens_per_doc"]
     evaluation = 2 * p["params"] * p["eval_items"] * p["choices"] * p["eval_tokens_per_choice"]
     checks = 2 * p["params"] * p["stop_checks"] * p["stop_items"] * 4 * p["eval_tokens_per_choice"]
     hours = lambda flops, mfu: flops / (mfu * p["peak_flops"]) / 3600  # noqa: E731
-    per_run = {"train": hours(train, p["mfu_train"]), "eval": hours(evaluation, p["mfu_eval"]),
-               "stop_checks": hours(checks, p["mfu_eval"])}
+    per_run = {
+        "train": hours(train, p["mfu_train"]),
+        "eval": hours(evaluation, p["mfu_eval"]),
+        "stop_checks": hours(checks, p["mfu_eval"]),
+    }
     targeted = p["pairs"] * p["benchmarks"]
     total = runs * (per_run["train"] + per_run["eval"]) + targeted * per_run["stop_checks"]
-    return dict(runs_per_construction=runs, gpu_hours_per_run=per_run,
-                gpu_hours_one_construction=total, gpu_hours_both_constructions=total * p["constructions"],
-                gpu_hours_without_stop_checks=runs * (per_run["train"] + per_run["eval"]) * p["constructions"])
+    return dict(
+        runs_per_construction=runs,
+        gpu_hours_per_run=per_run,
+        gpu_hours_one_construction=total,
+        gpu_hours_both_constructions=total * p["constructions"],
+        gpu_hours_without_stop_checks=runs * (per_run["train"] + per_run["eval"]) * p["constructions"],
+    )
 
 
 def main() -> None:
@@ -125,8 +143,10 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads or params.load(ROOT / "params" / "testbed.yaml").threads)
     cases = [testbed_case] + ([] if args.no_smollm2 else [smollm2_case])
-    print(f"stage 05 cost, torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f} (shared machine: compare rows of one run)")
+    print(
+        f"stage 05 cost, torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.1f} (shared machine: compare rows of one run)"
+    )
     for case in cases:
         with tempfile.TemporaryDirectory() as out:
             name, model, tokenizer, texts, study, task_dir, tasks = case(Path(out))
@@ -134,21 +154,29 @@ def main() -> None:
             t = study.unlearning.training
             step_s, tokens = time_steps(model, tokenizer, texts, t, args.steps)
             item_s = time_items(model, tokenizer, task_dir, tasks, args.items)
-        print(f"  {name}: {n / 1e6:.2f}M parameters; NGDiff step ({t.batch_size} x {t.grad_accumulation} documents "
-              f"forget + retain, max {t.max_length} tokens, {tokens} tokens): {step_s:.3f} s/step "
-              f"= {4 * n * tokens / step_s / 1e9:.2f} GFLOP/s by the 4N rule; lm-eval: {item_s:.3f} s/item "
-              f"({args.items} items x {len(tasks)} benchmarks, zero-shot)")
+        print(
+            f"  {name}: {n / 1e6:.2f}M parameters; NGDiff step ({t.batch_size} x {t.grad_accumulation} documents "
+            f"forget + retain, max {t.max_length} tokens, {tokens} tokens): {step_s:.3f} s/step "
+            f"= {4 * n * tokens / step_s / 1e9:.2f} GFLOP/s by the 4N rule; lm-eval: {item_s:.3f} s/item "
+            f"({args.items} items x {len(tasks)} benchmarks, zero-shot)"
+        )
     paper = paper_extrapolation()
     hours = paper["gpu_hours_per_run"]
-    print(f"paper scale (OLMo3-7B, {PAPER['pairs']} pairs x {PAPER['benchmarks']} benchmarks, up to "
-          f"{PAPER['max_steps']} steps; H200 bf16 peak {PAPER['peak_flops'] / 1e12:.0f} TFLOP/s, MFU "
-          f"{PAPER['mfu_train']} train / {PAPER['mfu_eval']} eval):")
-    print(f"  per run: training {hours['train']:.2f} GPU-h, evaluation {hours['eval']:.2f} GPU-h, stop checks "
-          f"(targeted runs) {hours['stop_checks']:.2f} GPU-h")
-    print(f"  {paper['runs_per_construction']} runs per construction: {paper['gpu_hours_one_construction']:,.0f} "
-          f"GPU-h; both constructions {paper['gpu_hours_both_constructions']:,.0f} GPU-h "
-          f"({paper['gpu_hours_without_stop_checks']:,.0f} without the stop checks); an upper bound: every run to "
-          f"{PAPER['max_steps']} steps at {PAPER['tokens_per_doc']} tokens a document")
+    print(
+        f"paper scale (OLMo3-7B, {PAPER['pairs']} pairs x {PAPER['benchmarks']} benchmarks, up to "
+        f"{PAPER['max_steps']} steps; H200 bf16 peak {PAPER['peak_flops'] / 1e12:.0f} TFLOP/s, MFU "
+        f"{PAPER['mfu_train']} train / {PAPER['mfu_eval']} eval):"
+    )
+    print(
+        f"  per run: training {hours['train']:.2f} GPU-h, evaluation {hours['eval']:.2f} GPU-h, stop checks "
+        f"(targeted runs) {hours['stop_checks']:.2f} GPU-h"
+    )
+    print(
+        f"  {paper['runs_per_construction']} runs per construction: {paper['gpu_hours_one_construction']:,.0f} "
+        f"GPU-h; both constructions {paper['gpu_hours_both_constructions']:,.0f} GPU-h "
+        f"({paper['gpu_hours_without_stop_checks']:,.0f} without the stop checks); an upper bound: every run to "
+        f"{PAPER['max_steps']} steps at {PAPER['tokens_per_doc']} tokens a document"
+    )
 
 
 if __name__ == "__main__":

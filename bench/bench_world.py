@@ -34,13 +34,19 @@ def main() -> None:
         total, total_cpu = time.perf_counter() - start, time.process_time() - cpu
         truth = read_json(Path(out) / testbed.GROUND_TRUTH)
     x = info.extra
-    print(f"testbed world ({args.params.name} {' '.join(args.overrides)}), seed {study.seed}, "
-          f"torch threads {x['threads']}, cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
-    print(f"  corpus: {x['documents']} documents, {x['tokens']} tokens, {x['nonempty_bins']} non-empty bins; "
-          f"model {x['model_parameters']} parameters, vocabulary {x['vocab_size']}")
-    print(f"  generation {x['generate_s']:.1f} s + pretraining {x['pretrain_s']:.1f} s ({x['pretrain_steps']} steps, "
-          f"{x['pretrain_tokens_per_s']} tokens/s) + query fine-tuning {x['finetune_s']:.1f} s + evaluation "
-          f"{x['evaluate_s']:.1f} s; build total {total:.1f} s wall, {total_cpu:.1f} s CPU of this process")
+    print(
+        f"testbed world ({args.params.name} {' '.join(args.overrides)}), seed {study.seed}, "
+        f"torch threads {x['threads']}, cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"  corpus: {x['documents']} documents, {x['tokens']} tokens, {x['nonempty_bins']} non-empty bins; "
+        f"model {x['model_parameters']} parameters, vocabulary {x['vocab_size']}"
+    )
+    print(
+        f"  generation {x['generate_s']:.1f} s + pretraining {x['pretrain_s']:.1f} s ({x['pretrain_steps']} steps, "
+        f"{x['pretrain_tokens_per_s']} tokens/s) + query fine-tuning {x['finetune_s']:.1f} s + evaluation "
+        f"{x['evaluate_s']:.1f} s; build total {total:.1f} s wall, {total_cpu:.1f} s CPU of this process"
+    )
     print(f"  {'benchmark':<22}{'planted share':>14}{'carriers':>10}  planted bins' size ranks")
     for name, b in truth["benchmarks"].items():
         print(f"  {name:<22}{b['planted_token_share']:>14.4f}{len(b['documents']):>10}  {b['bin_size_ranks']}")

@@ -38,7 +38,7 @@ def children_of() -> dict[int, list[int]]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        parent = int(stat[stat.rindex(")") + 2:].split()[1])
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
         tree.setdefault(parent, []).append(int(entry.name))
     return tree
 
@@ -82,20 +82,30 @@ def measure(command: list[str], interval: float) -> dict:
             tree_peak, tree_peak_at = total, time.perf_counter() - started
         time.sleep(interval)
     top = sorted(peaks.values(), reverse=True)[:8]
-    return {"returncode": process.returncode, "wall_s": round(time.perf_counter() - started, 1),
-            "tree_peak_rss_gb": round(tree_peak / 1e9, 2), "tree_peak_at_s": round(tree_peak_at, 1),
-            "sum_of_process_peaks_gb": round(sum(p for p, _ in peaks.values()) / 1e9, 2),
-            "processes_seen": len(peaks),
-            "largest_processes": [{"peak_rss_gb": round(p / 1e9, 2), "command": c[:160]} for p, c in top]}
+    return {
+        "returncode": process.returncode,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "tree_peak_rss_gb": round(tree_peak / 1e9, 2),
+        "tree_peak_at_s": round(tree_peak_at, 1),
+        "sum_of_process_peaks_gb": round(sum(p for p, _ in peaks.values()) / 1e9, 2),
+        "processes_seen": len(peaks),
+        "largest_processes": [{"peak_rss_gb": round(p / 1e9, 2), "command": c[:160]} for p, c in top],
+    }
 
 
 def markdown(r: dict) -> str:
-    lines = ["| measure | value |", "|---|---|",
-             f"| peak resident memory of the whole process tree (sampled every {r['params']['interval']} s) "
-             f"| {r['tree_peak_rss_gb']} GB |",
-             f"| sum of each process's own peak (upper bound) | {r['sum_of_process_peaks_gb']} GB |",
-             f"| processes in the tree | {r['processes_seen']} |",
-             f"| wall time | {r['wall_s']} s |", "", "| largest processes (own peak) | GB |", "|---|---|"]
+    lines = [
+        "| measure | value |",
+        "|---|---|",
+        f"| peak resident memory of the whole process tree (sampled every {r['params']['interval']} s) "
+        f"| {r['tree_peak_rss_gb']} GB |",
+        f"| sum of each process's own peak (upper bound) | {r['sum_of_process_peaks_gb']} GB |",
+        f"| processes in the tree | {r['processes_seen']} |",
+        f"| wall time | {r['wall_s']} s |",
+        "",
+        "| largest processes (own peak) | GB |",
+        "|---|---|",
+    ]
     lines += [f"| `{p['command'][:90]}` | {p['peak_rss_gb']} |" for p in r["largest_processes"]]
     return "\n".join(lines)
 
@@ -111,9 +121,13 @@ def main() -> None:
     records = measure(command, args.interval)
     if records["returncode"] != 0:  # a study that failed part-way did not hold what a whole one holds
         sys.exit(f"study_memory: `{' '.join(command)}` failed (exit {records['returncode']}); nothing written")
-    result = write_results("study_memory", {"params_file": args.params, "run": " ".join(command),
-                                            "interval": args.interval}, records, markdown,
-                           " ".join(["python bench/study_memory.py", *sys.argv[1:]]))
+    result = write_results(
+        "study_memory",
+        {"params_file": args.params, "run": " ".join(command), "interval": args.interval},
+        records,
+        markdown,
+        " ".join(["python bench/study_memory.py", *sys.argv[1:]]),
+    )
     print(markdown(result))
     sys.exit(records["returncode"])
 

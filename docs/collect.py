@@ -21,11 +21,16 @@ def collect(run_names: list[str], runs_dir: Path = ROOT / "runs", docs_dir: Path
         shutil.rmtree(executed)
     sections = []
     for name in run_names:
-        notebooks = [path for path in sorted((runs_dir / name / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-                     if not path.name.endswith(".failed.ipynb")]
+        notebooks = [
+            path
+            for path in sorted((runs_dir / name / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+            if not path.name.endswith(".failed.ipynb")
+        ]
         if not notebooks:
-            sys.exit(f"docs: {runs_dir / name} has no executed notebooks; make the run with "
-                     f"`.venv/bin/python -m provenance_lib run params/{name}.yaml`")
+            sys.exit(
+                f"docs: {runs_dir / name} has no executed notebooks; make the run with "
+                f"`.venv/bin/python -m provenance_lib run params/{name}.yaml`"
+            )
         (executed / name).mkdir(parents=True)
         for path in notebooks:
             shutil.copy2(path, executed / name / path.name)
@@ -33,7 +38,8 @@ def collect(run_names: list[str], runs_dir: Path = ROOT / "runs", docs_dir: Path
         sections.append(f"## `{name}`\n\n```{{toctree}}\n:maxdepth: 1\n\n{entries}\n```\n")
     (executed / "index.md").write_text(
         "# Executed notebooks\n\nThe stage notebooks as the runner executed them (outputs as stored in "
-        "`runs/<name>/notebooks/`), one section per run.\n\n" + "\n".join(sections))
+        "`runs/<name>/notebooks/`), one section per run.\n\n" + "\n".join(sections)
+    )
 
 
 if __name__ == "__main__":

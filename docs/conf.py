@@ -28,8 +28,9 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 myst_enable_extensions = ["substitution", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 myst_substitutions = {
-    "results": {path.stem: json.loads(path.read_text())
-                for path in sorted((ROOT / "bench" / "results").glob("*.json"))},
+    "results": {
+        path.stem: json.loads(path.read_text()) for path in sorted((ROOT / "bench" / "results").glob("*.json"))
+    },
 }
 
 # Notebooks are rendered from their stored outputs (executed by the package's runner), never executed here.

@@ -53,6 +53,11 @@ def write(path: Path) -> None:
     path.write_text(
         "# Params reference\n\nEvery key a study's params file accepts (`provenance_lib/params/`, generated from "
         "the pydantic models when the site is built). Unknown keys are errors; `-p key.path=value` overrides any "
-        "of them.\n\n## A study (`params/<study>.yaml`)\n\n" + header + "\n".join(_rows(StudyParams, "", frozenset()))
-        + "\n\n## Known answers (`params/validation.yaml`)\n\n" + header
-        + "\n".join(_rows(Validation, "", frozenset())) + "\n")
+        "of them.\n\n## A study (`params/<study>.yaml`)\n\n"
+        + header
+        + "\n".join(_rows(StudyParams, "", frozenset()))
+        + "\n\n## Known answers (`params/validation.yaml`)\n\n"
+        + header
+        + "\n".join(_rows(Validation, "", frozenset()))
+        + "\n"
+    )

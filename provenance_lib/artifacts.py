@@ -63,8 +63,9 @@ def json_value(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
-    raise TypeError(f"{type(obj).__module__}.{type(obj).__qualname__} is not JSON: convert it before writing "
-                    f"(got {obj!r:.80})")
+    raise TypeError(
+        f"{type(obj).__module__}.{type(obj).__qualname__} is not JSON: convert it before writing (got {obj!r:.80})"
+    )
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -87,8 +88,13 @@ def write_parquet(path: str | os.PathLike, table) -> Path:
 def savefig(path: str | os.PathLike, fig) -> Path:
     """Save a matplotlib figure atomically; PNG metadata without a timestamp so reruns hash the same."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=150, bbox_inches="tight",
-                    metadata={"Software": None} if str(path).endswith(".png") else None)
+        fig.savefig(
+            tmp,
+            format=Path(path).suffix.lstrip("."),
+            dpi=150,
+            bbox_inches="tight",
+            metadata={"Software": None} if str(path).endswith(".png") else None,
+        )
     return Path(path)
 
 
@@ -146,8 +152,11 @@ def sha256_json(obj: Any) -> str:
 def tree_files(root: str | os.PathLike) -> list[Path]:
     """Every file under ``root`` (temporary files excluded), sorted."""
     root = Path(root)
-    return [p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(TMP_PREFIX)] \
-        if root.exists() else []
+    return (
+        [p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(TMP_PREFIX)]
+        if root.exists()
+        else []
+    )
 
 
 def hash_tree(root: str | os.PathLike, relative_to: str | os.PathLike | None = None) -> dict[str, str]:
@@ -163,8 +172,9 @@ def file_stamp(path: str | os.PathLike) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
-def hash_and_stamp_tree(root: str | os.PathLike, named_as: str, skip: str | None = None
-                        ) -> tuple[dict[str, str], dict[str, tuple[int, int]]]:
+def hash_and_stamp_tree(
+    root: str | os.PathLike, named_as: str, skip: str | None = None
+) -> tuple[dict[str, str], dict[str, tuple[int, int]]]:
     """``hash_tree`` and each file's ``file_stamp`` (taken before it is hashed: a write after the stamp shows as a
     changed stamp, never as an unchanged one beside a stale hash), keyed ``<named_as>/<path under root>``; the
     folder ``skip`` at the top of ``root`` is left out. A folder renamed afterwards keeps both (a rename moves no
@@ -180,8 +190,9 @@ def hash_and_stamp_tree(root: str | os.PathLike, named_as: str, skip: str | None
     return hashes, stamps
 
 
-def changed_files(base: str | os.PathLike, hashes: dict[str, str], stamps: dict[str, tuple[int, int]] | None = None
-                  ) -> list[str]:
+def changed_files(
+    base: str | os.PathLike, hashes: dict[str, str], stamps: dict[str, tuple[int, int]] | None = None
+) -> list[str]:
     """``missing: <path>`` / ``modified: <path>`` for each file of ``hashes`` (relative to ``base``) that is not the
     bytes it names. With ``stamps`` (the size and mtime each file had when it was hashed) the check is fast: a file
     whose size and mtime are unchanged is taken as unchanged, any other is hashed again, and ``stamps`` is brought

@@ -13,6 +13,8 @@ def package_dir(module: str, pip_name: str) -> Path:
     """The folder of an installed package's files; a clear error naming the pip package when it is missing."""
     found = importlib.util.find_spec(module)
     if found is None or not found.submodule_search_locations:
-        raise ProvenanceError(f"{pip_name} is not installed",
-                              f"pip install --no-deps {pip_name} (pinned in requirements/no-deps.txt; `make env`)")
+        raise ProvenanceError(
+            f"{pip_name} is not installed",
+            f"pip install --no-deps {pip_name} (pinned in requirements/no-deps.txt; `make env`)",
+        )
     return Path(found.submodule_search_locations[0])

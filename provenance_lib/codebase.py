@@ -33,8 +33,12 @@ STAGES = f"{PACKAGE}.stages"
 def _is_source(path: Path) -> bool:
     """A file of the package as installed: no byte code, no editor or hidden files."""
     rel = path.relative_to(PACKAGE_DIR)
-    return path.is_file() and "__pycache__" not in rel.parts and not any(p.startswith(".") for p in rel.parts) \
+    return (
+        path.is_file()
+        and "__pycache__" not in rel.parts
+        and not any(p.startswith(".") for p in rel.parts)
         and path.suffix not in (".pyc", ".pyo")
+    )
 
 
 def package_files() -> list[Path]:
@@ -58,7 +62,7 @@ def imported_names(tree: ast.AST, package: str = "") -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -111,11 +115,17 @@ def notebook_cells(notebook: str | Path) -> list[dict]:
     try:
         cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ProvenanceError(f"cannot read the notebook {notebook}: {exc}", "check that it is an nbformat 4 "
-                              "notebook") from None
-    return [{"type": cell["cell_type"], "tags": sorted(cell.get("metadata", {}).get("tags", [])),
-             "source": "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]}
-            for cell in cells]
+        raise ProvenanceError(
+            f"cannot read the notebook {notebook}: {exc}", "check that it is an nbformat 4 notebook"
+        ) from None
+    return [
+        {
+            "type": cell["cell_type"],
+            "tags": sorted(cell.get("metadata", {}).get("tags", [])),
+            "source": "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"],
+        }
+        for cell in cells
+    ]
 
 
 def notebook_sha256(notebook: str | Path) -> str:
@@ -134,9 +144,10 @@ def notebook_imports(notebook: str | Path) -> set[str]:
         try:
             tree = ast.parse(translate(cell["source"]))
         except SyntaxError as exc:
-            raise ProvenanceError(f"{notebook}: cell {index} is not valid Python ({exc.msg}, line {exc.lineno})",
-                                  "fix the cell: the runner reads every cell to know which library code it runs"
-                                  ) from exc
+            raise ProvenanceError(
+                f"{notebook}: cell {index} is not valid Python ({exc.msg}, line {exc.lineno})",
+                "fix the cell: the runner reads every cell to know which library code it runs",
+            ) from exc
         names |= imported_names(tree)
     return names
 

@@ -27,9 +27,9 @@ from .threads import set_threads
 from .worlds import WorldInfo, load_world
 
 T = TypeVar("T")
-STAGING = ".staging"   # a run's folder of stages in flight: runs/<name>/.staging/<stage>/, .staging/params.yaml
-LOCK = ".lock"         # a run's lock: one runner at a time (runs.run_lock)
-RESUMABLE = ".work"    # a stage's work it resumes (``Stage.work_dir``): kept for the next attempt of the same
+STAGING = ".staging"  # a run's folder of stages in flight: runs/<name>/.staging/<stage>/, .staging/params.yaml
+LOCK = ".lock"  # a run's lock: one runner at a time (runs.run_lock)
+RESUMABLE = ".work"  # a stage's work it resumes (``Stage.work_dir``): kept for the next attempt of the same
 #                        fingerprint however an attempt ends, removed by the runner once the stage completed
 
 
@@ -48,8 +48,10 @@ def latest_run(runs_dir: Path | None = None) -> Path:
     runs_dir = runs_dir or project_root() / "runs"
     records = sorted(runs_dir.glob("*/run.json"), key=lambda p: p.stat().st_mtime)
     if not records:
-        raise ProvenanceError(f"no run under {runs_dir}",
-                              "run the study first: make study (or python -m provenance_lib run params/testbed.yaml)")
+        raise ProvenanceError(
+            f"no run under {runs_dir}",
+            "run the study first: make study (or python -m provenance_lib run params/testbed.yaml)",
+        )
     return records[-1].parent
 
 
@@ -63,7 +65,7 @@ class Stage:
     out_dir: Path
     params: StudyParams
     world: WorldInfo
-    recompute: bool = True   # False: a notebook opened by hand shows the recorded artifacts
+    recompute: bool = True  # False: a notebook opened by hand shows the recorded artifacts
 
     @property
     def recorded_dir(self) -> Path:
@@ -92,9 +94,10 @@ class Stage:
     def input_dir(self, stage_id: str) -> Path:
         record = RunRecord(self.run_dir)
         if stage_id >= self.stage_id or not record.completed(stage_id):
-            raise ProvenanceError(f"{self.stage_id} reads {stage_id}, which has not completed in {self.run_dir}",
-                                  f"run it first: python -m provenance_lib run {self.run_dir}/params.yaml "
-                                  f"--stages {stage_id[:2]}")
+            raise ProvenanceError(
+                f"{self.stage_id} reads {stage_id}, which has not completed in {self.run_dir}",
+                f"run it first: python -m provenance_lib run {self.run_dir}/params.yaml --stages {stage_id[:2]}",
+            )
         return self.run_dir / stage_id
 
     def run_or_load(self, run: Callable[[Stage], T], load: Callable[[Path], T]) -> T:
@@ -107,23 +110,30 @@ class Stage:
             return result
         entry = RunRecord(self.run_dir).completed(self.stage_id)
         if entry is None:
-            raise ProvenanceError(f"{self.stage_id} has not completed in {self.run_dir}: nothing recorded to show",
-                                  "run the study first, or set recompute = True in the parameters cell")
-        print(f"Showing the recorded artifacts of {self.run_dir.name}/{self.stage_id} (completed {entry.ended}, "
-              f"commit {str(entry.git.commit)[:12]}{' (dirty)' if entry.git.dirty else ''}, params "
-              f"{str(entry.params_sha256)[:12]}). Set recompute = True to compute them again.")
+            raise ProvenanceError(
+                f"{self.stage_id} has not completed in {self.run_dir}: nothing recorded to show",
+                "run the study first, or set recompute = True in the parameters cell",
+            )
+        print(
+            f"Showing the recorded artifacts of {self.run_dir.name}/{self.stage_id} (completed {entry.ended}, "
+            f"commit {str(entry.git.commit)[:12]}{' (dirty)' if entry.git.dirty else ''}, params "
+            f"{str(entry.params_sha256)[:12]}). Set recompute = True to compute them again."
+        )
         return load(self.recorded_dir)
 
 
-def open_stage(stage_id: str, run_dir: str | Path | None = None, out_dir: str | Path | None = None,
-               recompute: bool = False) -> Stage:
+def open_stage(
+    stage_id: str, run_dir: str | Path | None = None, out_dir: str | Path | None = None, recompute: bool = False
+) -> Stage:
     """The context of a stage notebook. ``run_dir`` None: the latest run. ``out_dir`` given (the runner): the stage
     executes into it. ``out_dir`` None (a notebook opened by hand): the recorded artifacts are shown, or, with
     ``recompute``, computed again into ``<run_dir>/interactive/<stage>``."""
     run_dir = Path(run_dir) if run_dir else latest_run()
     if out_dir is not None and in_staging(run_dir, out_dir) and not runner_working(run_dir):
-        print("This notebook was executed by the runner, into a staging folder that is gone. Run again by hand, it "
-              "shows the run's recorded artifacts (recompute = True computes them again).")
+        print(
+            "This notebook was executed by the runner, into a staging folder that is gone. Run again by hand, it "
+            "shows the run's recorded artifacts (recompute = True computes them again)."
+        )
         out_dir = None
     params = stage_params(run_dir, stage_id, out_dir)
     executing = out_dir is not None or recompute
@@ -168,7 +178,8 @@ def stage_params(run_dir: Path, stage_id: str, out_dir: str | Path | None = None
     if entry and entry.params is not None:
         return params_mod.validate(entry.params, f"{run_dir}/run.json: stages.{stage_id}.params")
     if not (Path(run_dir) / "params.yaml").is_file():
-        raise ProvenanceError(f"{run_dir} has no params.yaml: no invocation of the runner completed there",
-                              f"run the study: python -m provenance_lib run params/<study>.yaml --name "
-                              f"{Path(run_dir).name}")
+        raise ProvenanceError(
+            f"{run_dir} has no params.yaml: no invocation of the runner completed there",
+            f"run the study: python -m provenance_lib run params/<study>.yaml --name {Path(run_dir).name}",
+        )
     return params_mod.load(Path(run_dir) / "params.yaml")

@@ -50,8 +50,10 @@ def iter_shard(path: str | os.PathLike) -> Iterator[dict]:
     try:
         with open(path, "rb") as raw:
             if os.fstat(raw.fileno()).st_size == 0:  # even a shard of no documents holds a zstd frame
-                raise ProvenanceError(f"corrupt shard {path}: the file is empty (0 bytes)",
-                                      "the download or write was cut off: re-download or regenerate it")
+                raise ProvenanceError(
+                    f"corrupt shard {path}: the file is empty (0 bytes)",
+                    "the download or write was cut off: re-download or regenerate it",
+                )
             reader = io.BufferedReader(_FrameReader(raw), buffer_size=1 << 16)
             for line_no, line in enumerate(reader, start=1):
                 try:
@@ -109,7 +111,7 @@ class _FrameReader(io.RawIOBase):
                 if self._frame.eof:
                     self._frame, self._in_frame = self._dctx.decompressobj(), False
         n = min(len(buffer), len(self._out) - self._pos)
-        buffer[:n] = self._out[self._pos:self._pos + n]
+        buffer[:n] = self._out[self._pos : self._pos + n]
         self._pos += n
         return n
 
@@ -169,8 +171,9 @@ def _label(metadata: dict, probs_field: str, max_field: str) -> str | None:
     return max(probs, key=probs.get) if probs else None
 
 
-def label_metadata(topic_key: str | None, format_key: str | None, topic_probs: dict | None = None,
-                   format_probs: dict | None = None) -> dict:
+def label_metadata(
+    topic_key: str | None, format_key: str | None, topic_probs: dict | None = None, format_probs: dict | None = None
+) -> dict:
     """The metadata block for a labelled document; one-hot probabilities when only the label is known."""
     meta = {}
     if topic_key is not None:

@@ -42,10 +42,10 @@ RETRAIN_MODULE = "provenance_lib.worlds.testbed.retrain"
 
 @dataclass(frozen=True)
 class Job:
-    label: str                   # its file name: full, bin-0123, subset-07, seed-101
-    kind: str                    # full | leave_one_out | subset | seed
-    removed: tuple[int, ...]     # bins whose documents get no loss
-    seed: int | None = None      # training seed; None: the world's
+    label: str  # its file name: full, bin-0123, subset-07, seed-101
+    kind: str  # full | leave_one_out | subset | seed
+    removed: tuple[int, ...]  # bins whose documents get no loss
+    seed: int | None = None  # training seed; None: the world's
 
 
 def plan_jobs(bins: np.ndarray, planted: list[int], settings: Retraining, world_seed: int) -> list[Job]:
@@ -75,12 +75,18 @@ def job_inputs(world_dir: Path, job: Job, step: int) -> str:
 def job_key(world_dir: Path, job: Job, step: int) -> str:
     """What decides a retrain's result: its inputs, the code that built the world and the retrain code."""
     world = read_json(Path(world_dir) / "world.json")
-    return sha256_json(dict(inputs=job_inputs(world_dir, job, step), world_code=world.get("code_sha256"),
-                            retrain_code=code_sha256([RETRAIN_MODULE])))
+    return sha256_json(
+        dict(
+            inputs=job_inputs(world_dir, job, step),
+            world_code=world.get("code_sha256"),
+            retrain_code=code_sha256([RETRAIN_MODULE]),
+        )
+    )
 
 
-def run_world(world_dir: Path, out_dir: Path, study: StudyParams, settings: Retraining,
-              trust_code: bool = False) -> pd.DataFrame:
+def run_world(
+    world_dir: Path, out_dir: Path, study: StudyParams, settings: Retraining, trust_code: bool = False
+) -> pd.DataFrame:
     """Every retrain of one world (cached ones reused), as the long table ``effects`` reads. ``trust_code``: also
     reuse a cached retrain whose inputs match when only the code differs (as the runner's ``--trust-code``; the
     record says so)."""
@@ -103,8 +109,7 @@ def run_world(world_dir: Path, out_dir: Path, study: StudyParams, settings: Retr
             result = retrain(world_dir, study, list(job.removed), job.seed)
             cached = dict(key=key, inputs=inputs, job=asdict(job), result=result)
             write_json(path, cached)
-            print(f"[retrain] {out_dir.name} {job.label} ({n}/{len(jobs)}): {time.time() - started:.0f} s",
-                  flush=True)
+            print(f"[retrain] {out_dir.name} {job.label} ({n}/{len(jobs)}): {time.time() - started:.0f} s", flush=True)
         results.append(cached)
     return job_table(results)
 
@@ -112,10 +117,22 @@ def run_world(world_dir: Path, out_dir: Path, study: StudyParams, settings: Retr
 def job_table(results: list[dict]) -> pd.DataFrame:
     """One row per job x model (base, query) x benchmark: acc, gold_loglik, and the drop against the full-data
     retrain (positive: removing the bins lowered it)."""
-    rows = [dict(job=r["job"]["label"], kind=r["job"]["kind"], removed=list(r["job"]["removed"]),
-                 train_seed=r["job"]["seed"], model=model, benchmark=benchmark, seconds=r["result"]["seconds"],
-                 removed_documents=r["result"]["removed_documents"], **values)
-            for r in results for model in ("base", "query") for benchmark, values in r["result"][model].items()]
+    rows = [
+        dict(
+            job=r["job"]["label"],
+            kind=r["job"]["kind"],
+            removed=list(r["job"]["removed"]),
+            train_seed=r["job"]["seed"],
+            model=model,
+            benchmark=benchmark,
+            seconds=r["result"]["seconds"],
+            removed_documents=r["result"]["removed_documents"],
+            **values,
+        )
+        for r in results
+        for model in ("base", "query")
+        for benchmark, values in r["result"][model].items()
+    ]
     table = pd.DataFrame(rows)
     full = table[table["kind"] == "full"].set_index(["model", "benchmark"])
     for value in ("acc", "gold_loglik"):

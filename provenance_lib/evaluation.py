@@ -20,13 +20,23 @@ import pandas as pd
 class EvalResult:
     # one row per benchmark: benchmark, task, n, acc, acc_norm, chance, mean_gold_loglik, mean_margin
     summary: pd.DataFrame
-    items: pd.DataFrame    # one row per item: benchmark, id, answer, predicted, n_choices, correct, gold_loglik, margin
+    items: pd.DataFrame  # one row per item: benchmark, id, answer, predicted, n_choices, correct, gold_loglik, margin
 
 
-def evaluate(model_path, task_dir: str | Path, tasks: dict[str, str], *, batch_size: int = 16,
-             limit: int | None = None, device: str = "cpu", peft_path: str | Path | None = None,
-             dtype: str = "float32", tokenizer=None, shots: dict[str, int] | None = None,
-             samples: dict[str, list[int]] | None = None) -> EvalResult:
+def evaluate(
+    model_path,
+    task_dir: str | Path,
+    tasks: dict[str, str],
+    *,
+    batch_size: int = 16,
+    limit: int | None = None,
+    device: str = "cpu",
+    peft_path: str | Path | None = None,
+    dtype: str = "float32",
+    tokenizer=None,
+    shots: dict[str, int] | None = None,
+    samples: dict[str, list[int]] | None = None,
+) -> EvalResult:
     """Score a model on the local lm-eval tasks: ``model_path`` is an HF folder (``peft_path`` adds a saved LoRA
     adapter) or a model already in memory (a ``PreTrainedModel`` or a peft model, with its ``tokenizer``: how an
     unlearning run is scored without saving and reloading it).
@@ -57,17 +67,28 @@ def evaluate(model_path, task_dir: str | Path, tasks: dict[str, str], *, batch_s
         model, model_args = HFLM(pretrained=model_path, tokenizer=tokenizer, batch_size=batch_size), None
     with _without_progress_bars():
         output = lm_eval.simple_evaluate(
-            model=model, model_args=model_args, tasks=configs, batch_size=batch_size,
-            device=device, limit=limit, log_samples=True,
+            model=model,
+            model_args=model_args,
+            tasks=configs,
+            batch_size=batch_size,
+            device=device,
+            limit=limit,
+            log_samples=True,
             samples=None if samples is None else {tasks[name]: list(map(int, rows)) for name, rows in samples.items()},
-            bootstrap_iters=0, verbosity="WARNING",
+            bootstrap_iters=0,
+            verbosity="WARNING",
             # the tasks are local configs: indexing lm-eval's ~14k built-in task YAMLs took ~90% of a call's time
             task_manager=TaskManager(include_defaults=False, metadata=model_args),
         )
-    items = pd.DataFrame([_item_row(name, sample) for name, task in tasks.items()
-                          for sample in output["samples"][task]])
-    summary = pd.DataFrame([_summary_row(name, task, output["results"][task], items[items.benchmark == name])
-                            for name, task in tasks.items()])
+    items = pd.DataFrame(
+        [_item_row(name, sample) for name, task in tasks.items() for sample in output["samples"][task]]
+    )
+    summary = pd.DataFrame(
+        [
+            _summary_row(name, task, output["results"][task], items[items.benchmark == name])
+            for name, task in tasks.items()
+        ]
+    )
     return EvalResult(summary=summary, items=items)
 
 
@@ -85,11 +106,26 @@ def _item_row(name: str, sample: dict) -> dict:
     gold = int(sample["target"])
     wrong = max(ll for i, ll in enumerate(logliks) if i != gold)
     predicted = max(range(len(logliks)), key=logliks.__getitem__)
-    return dict(benchmark=name, id=sample["doc"]["id"], answer=gold, predicted=predicted, n_choices=len(logliks),
-                correct=float(sample["acc"]), gold_loglik=logliks[gold], margin=logliks[gold] - wrong)
+    return dict(
+        benchmark=name,
+        id=sample["doc"]["id"],
+        answer=gold,
+        predicted=predicted,
+        n_choices=len(logliks),
+        correct=float(sample["acc"]),
+        gold_loglik=logliks[gold],
+        margin=logliks[gold] - wrong,
+    )
 
 
 def _summary_row(name: str, task: str, metrics: dict, items: pd.DataFrame) -> dict:
-    return dict(benchmark=name, task=task, n=len(items), acc=metrics["acc,none"], acc_norm=metrics["acc_norm,none"],
-                chance=(1.0 / items.n_choices).mean(), mean_gold_loglik=items.gold_loglik.mean(),
-                mean_margin=items.margin.mean())
+    return dict(
+        benchmark=name,
+        task=task,
+        n=len(items),
+        acc=metrics["acc,none"],
+        acc_norm=metrics["acc_norm,none"],
+        chance=(1.0 / items.n_choices).mean(),
+        mean_gold_loglik=items.gold_loglik.mean(),
+        mean_margin=items.margin.mean(),
+    )

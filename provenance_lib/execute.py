@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from collections.abc import Callable, Iterator
 
@@ -25,8 +26,8 @@ from jupyter_client.kernelspec import KernelSpec
 from traitlets import default
 
 KERNEL_NAME = "python3"  # written into executed notebooks so JupyterLab opens them; never looked up
-KERNEL_ENV = {   # what a runner-executed kernel runs with, beside the runner's own environment
-    "TQDM_DISABLE": "1",   # no progress bars written into executed notebooks: the runner shows each cell's progress
+KERNEL_ENV = {  # what a runner-executed kernel runs with, beside the runner's own environment
+    "TQDM_DISABLE": "1",  # no progress bars written into executed notebooks: the runner shows each cell's progress
     # tqdm.auto in a kernel without ipywidgets warns that it cannot draw widget bars; with bars off it has none to draw
     "PYTHONWARNINGS": "ignore:IProgress not found",
 }
@@ -36,7 +37,7 @@ class RunnerKernelManager(AsyncKernelManager):
     """A kernel manager whose spec is always ipykernel's own for ``sys.executable``; it keeps the processes it
     started so their end can be told (exit signal) and what survives an interrupted run can be stopped."""
 
-    launched: list = []                      # replaced per execution by ``_manager_for``
+    launched: list = []  # replaced per execution by ``_manager_for``
     on_start: Callable[[int], None] | None = None
 
     @default("transport_encryption")
@@ -59,21 +60,29 @@ class RunnerKernelManager(AsyncKernelManager):
 
 
 def _manager_for(on_start: Callable[[int], None] | None) -> type[RunnerKernelManager]:
-    return type("RunnerKernelManager", (RunnerKernelManager,), {"launched": [], "on_start": staticmethod(on_start)
-                                                                 if on_start else None})
+    return type(
+        "RunnerKernelManager",
+        (RunnerKernelManager,),
+        {"launched": [], "on_start": staticmethod(on_start) if on_start else None},
+    )
 
 
 @dataclass
 class Ending:
     """How an execution that did not complete ended."""
 
-    status: str      # failed, killed, timed out, interrupted, error
-    message: str     # one line: what happened
+    status: str  # failed, killed, timed out, interrupted, error
+    message: str  # one line: what happened
     cell: int | None = None  # the execution count of the failing cell, when one failed
 
 
-def run_notebook(notebook: Path, output: Path, parameters: dict, timeout: float | None = None,
-                 on_kernel_start: Callable[[int], None] | None = None) -> Ending | None:
+def run_notebook(
+    notebook: Path,
+    output: Path,
+    parameters: dict,
+    timeout: float | None = None,
+    on_kernel_start: Callable[[int], None] | None = None,
+) -> Ending | None:
     """Execute ``notebook`` into ``output`` (the working directory is the notebook's folder, as in JupyterLab).
     Returns None when every cell ran, else how it ended; a kernel still alive then is stopped. An interrupt is
     returned too (``interrupted``): the caller records it, then stops."""
@@ -82,9 +91,17 @@ def run_notebook(notebook: Path, output: Path, parameters: dict, timeout: float 
     manager = _manager_for(on_kernel_start)
     try:
         papermill.execute_notebook(
-            str(notebook), str(output), kernel_name=KERNEL_NAME, kernel_manager_class=manager,
-            cwd=str(notebook.parent), parameters=parameters, execution_timeout=timeout, progress_bar=True,
-            log_output=True, stdout_file=None)
+            str(notebook),
+            str(output),
+            kernel_name=KERNEL_NAME,
+            kernel_manager_class=manager,
+            cwd=str(notebook.parent),
+            parameters=parameters,
+            execution_timeout=timeout,
+            progress_bar=True,
+            log_output=True,
+            stdout_file=None,
+        )
     except BaseException as exc:  # every way of ending is recorded, KeyboardInterrupt included
         for process in manager.launched:
             _stop(process)
@@ -147,8 +164,10 @@ def deferred_interrupts() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    handlers = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
-                for signum in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {
+        signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
@@ -156,3 +175,17 @@ def deferred_interrupts() -> Iterator[None]:
             signal.signal(signum, handler)
     if received:
         raise KeyboardInterrupt(signal.Signals(received[0]).name if received[0] != signal.SIGINT else "Ctrl-C")
+
+
+# ----------------------------------------------------------------------------------------------- what the runner says
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def iso_time(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def say(stage_id: str, message: str) -> None:
+    print(f"[{stage_id}] {message}", flush=True)

@@ -43,9 +43,14 @@ def diverging(values, quantity: str, family: str, percentile: float = 99.5) -> S
     finite = finite[np.isfinite(finite)]
     limit = float(np.percentile(finite, percentile)) if finite.size and finite.max() > 0 else 1.0
     beyond = int((finite > limit).sum())
-    return Scale("RdBu_r", -limit, limit, False,
-                 f"{quantity}\none linear scale ±{limit:.2g} for every {family};\n"
-                 f"{beyond} bin(s) beyond it: full colour, value written in the bin")
+    return Scale(
+        "RdBu_r",
+        -limit,
+        limit,
+        False,
+        f"{quantity}\none linear scale ±{limit:.2g} for every {family};\n"
+        f"{beyond} bin(s) beyond it: full colour, value written in the bin",
+    )
 
 
 def counts(values, quantity: str, family: str) -> Scale:
@@ -53,8 +58,13 @@ def counts(values, quantity: str, family: str) -> Scale:
     array = np.asarray(values, dtype=np.float64)
     positive = array[np.isfinite(array) & (array > 0)]
     low, high = (float(positive.min()), float(positive.max())) if positive.size else (1.0, 10.0)
-    return Scale("viridis", max(low, 1.0), max(high, low + 1.0, 2.0), True,
-                 f"{quantity}\none log scale {low:,.0f}-{high:,.0f} for every {family}; grey: none")
+    return Scale(
+        "viridis",
+        max(low, 1.0),
+        max(high, low + 1.0, 2.0),
+        True,
+        f"{quantity}\none log scale {low:,.0f}-{high:,.0f} for every {family}; grey: none",
+    )
 
 
 def draw_bins(ax, values, title: str, scale: Scale) -> None:
@@ -66,13 +76,25 @@ def draw_bins(ax, values, title: str, scale: Scale) -> None:
     tax = load_taxonomy()
     grid = np.asarray(values, dtype=np.float64).reshape(len(tax.topics), len(tax.formats))
     hidden = ~np.isfinite(grid) | ((grid <= 0) if scale.log else False)
-    image = ax.imshow(np.ma.masked_array(grid, hidden), cmap=matplotlib.colormaps[scale.cmap], norm=scale.norm(),
-                      interpolation="nearest")
+    image = ax.imshow(
+        np.ma.masked_array(grid, hidden),
+        cmap=matplotlib.colormaps[scale.cmap],
+        norm=scale.norm(),
+        interpolation="nearest",
+    )
     if not scale.log:
         for row, column in zip(*np.nonzero(np.isfinite(grid) & (np.abs(grid) > scale.vmax))):
             value = grid[row, column]
-            ax.text(column, row, f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}", ha="center", va="center",
-                    fontsize=6, color="white", fontweight="bold")
+            ax.text(
+                column,
+                row,
+                f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white",
+                fontweight="bold",
+            )
     ax.set_facecolor(MISSING_COLOUR)
     ax.set_xticks(range(len(tax.formats)), tax.formats.shorts, rotation=90)
     ax.set_yticks(range(len(tax.topics)), tax.topics.shorts)

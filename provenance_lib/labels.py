@@ -56,8 +56,9 @@ def match_label(axis: Axis, text: str) -> Label | None:
     words = _words(text)
     if not words:
         return None
-    hits = {label.id: label for label in axis for form in (label.name, label.short)
-            if _is_word_prefix(words, _words(form))}
+    hits = {
+        label.id: label for label in axis for form in (label.name, label.short) if _is_word_prefix(words, _words(form))
+    }
     return next(iter(hits.values())) if len(hits) == 1 else None
 
 
@@ -74,7 +75,7 @@ def axis_of(id2label: dict, axis: str | None = None, model: str = "the classifie
     labels are not the 24 taxonomy labels in taxonomy id order."""
     labels = {int(k): str(v) for k, v in id2label.items()}
     problems = {}
-    for name in ([axis] if axis else AXES):
+    for name in [axis] if axis else AXES:
         tax = taxonomy_axis(name)
         wrong = []
         for label in tax:
@@ -86,20 +87,29 @@ def axis_of(id2label: dict, axis: str | None = None, model: str = "the classifie
             return name
         problems[name] = wrong or [f"{len(labels)} labels, the taxonomy has {len(tax)}"]
     detail = "; ".join(f"as {name}s: " + ", ".join(wrong[:3]) for name, wrong in problems.items())
-    raise ProvenanceError(f"{model}'s config.id2label is not the WebOrganizer {axis or 'topic or format'} taxonomy "
-                          f"in id order ({detail})",
-                          "use a WebOrganizer classifier, or set id2label to the 24 taxonomy names in id order")
+    raise ProvenanceError(
+        f"{model}'s config.id2label is not the WebOrganizer {axis or 'topic or format'} taxonomy "
+        f"in id order ({detail})",
+        "use a WebOrganizer classifier, or set id2label to the 24 taxonomy names in id order",
+    )
 
 
 # ----------------------------------------------------------------------------------------------- WebOrganizer
 class SequenceClassifier:
     """A WebOrganizer-interface sequence classifier (hub id + revision, or a local folder)."""
 
-    def __init__(self, ref, *, axis: str | None = None, use_url: bool = True, batch_size: int = 32,
-                 max_length: int = 8192, device: str = "auto"):
+    def __init__(
+        self,
+        ref,
+        *,
+        axis: str | None = None,
+        use_url: bool = True,
+        batch_size: int = 32,
+        max_length: int = 8192,
+        device: str = "auto",
+    ):
         import torch
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
 
         if not ref.is_local:
             hub_ref(ref.name_or_path, ref.revision or "main")
@@ -113,12 +123,18 @@ class SequenceClassifier:
                     setattr(config, flag, False)
             self.tokenizer = AutoTokenizer.from_pretrained(ref.name_or_path, revision=ref.revision)
             dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                ref.name_or_path, config=config, dtype=dtype, **kwargs).to(self.device).eval()
+            self.model = (
+                AutoModelForSequenceClassification.from_pretrained(
+                    ref.name_or_path, config=config, dtype=dtype, **kwargs
+                )
+                .to(self.device)
+                .eval()
+            )
         except OSError as exc:
-            raise ProvenanceError(f"classifier {ref} does not load: {str(exc).splitlines()[0]}",
-                                  "check labels.<axis>.model (offline, the hub model must be in the HF cache)"
-                                  ) from None
+            raise ProvenanceError(
+                f"classifier {ref} does not load: {str(exc).splitlines()[0]}",
+                "check labels.<axis>.model (offline, the hub model must be in the HF cache)",
+            ) from None
         self.use_url, self.batch_size, self.max_length = use_url, batch_size, max_length
 
     def inputs(self, texts: Sequence[str], urls: Sequence[str | None] | None = None) -> list[str]:
@@ -139,9 +155,14 @@ class SequenceClassifier:
         probs = np.zeros((len(inputs), self.model.config.num_labels), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
-                rows = order[start:start + self.batch_size]
-                batch = self.tokenizer([inputs[i] for i in rows], truncation=True, max_length=self.max_length,
-                                       padding=True, return_tensors="pt").to(self.device)
+                rows = order[start : start + self.batch_size]
+                batch = self.tokenizer(
+                    [inputs[i] for i in rows],
+                    truncation=True,
+                    max_length=self.max_length,
+                    padding=True,
+                    return_tensors="pt",
+                ).to(self.device)
                 logits = self.model(**batch).logits.float()
                 probs[rows] = logits.softmax(dim=-1).cpu().numpy()
         return probs
@@ -169,9 +190,14 @@ class MiniLMEmbedder:
         out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
-                rows = order[start:start + self.batch_size]
-                batch = self.tokenizer([texts[i] for i in rows], truncation=True, max_length=self.max_tokens,
-                                       padding=True, return_tensors="pt")
+                rows = order[start : start + self.batch_size]
+                batch = self.tokenizer(
+                    [texts[i] for i in rows],
+                    truncation=True,
+                    max_length=self.max_tokens,
+                    padding=True,
+                    return_tensors="pt",
+                )
                 hidden = self.model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
@@ -182,8 +208,15 @@ class MiniLMEmbedder:
 class CentroidClassifier:
     """Nearest centroid by cosine; probabilities are a softmax over cosine / temperature across the fitted labels."""
 
-    def __init__(self, axis: str, label_ids: np.ndarray, centroids: np.ndarray, temperature: float,
-                 max_tokens: int, embedder: MiniLMEmbedder | None = None):
+    def __init__(
+        self,
+        axis: str,
+        label_ids: np.ndarray,
+        centroids: np.ndarray,
+        temperature: float,
+        max_tokens: int,
+        embedder: MiniLMEmbedder | None = None,
+    ):
         self.axis, self.temperature = axis, float(temperature)
         self.n_labels = len(taxonomy_axis(axis))
         self.label_ids, self.centroids = np.asarray(label_ids, dtype=np.int64), np.asarray(centroids, np.float32)
@@ -191,8 +224,9 @@ class CentroidClassifier:
         self._embedder = embedder
 
     @classmethod
-    def fit(cls, axis: str, embeddings: np.ndarray, label_ids: Sequence[int], temperature: float,
-            embedder: MiniLMEmbedder) -> CentroidClassifier:
+    def fit(
+        cls, axis: str, embeddings: np.ndarray, label_ids: Sequence[int], temperature: float, embedder: MiniLMEmbedder
+    ) -> CentroidClassifier:
         """Centroids of ``embeddings`` (made by ``embedder``, which the classifier reuses) per label."""
         label_ids = np.asarray(label_ids, dtype=np.int64)
         present = np.unique(label_ids)
@@ -217,19 +251,32 @@ class CentroidClassifier:
 
     def save(self, path: str | Path) -> Path:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, axis=self.axis, label_ids=self.label_ids, centroids=self.centroids,
-                     temperature=self.temperature, max_tokens=self.max_tokens)
+            np.savez(
+                f,
+                axis=self.axis,
+                label_ids=self.label_ids,
+                centroids=self.centroids,
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
+            )
         return Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> CentroidClassifier:
         path = Path(path)
         if not path.is_file():
-            raise ProvenanceError(f"stand-in classifier {path} does not exist",
-                                  "build the real-mini world first; it writes classifiers/<axis>.npz")
+            raise ProvenanceError(
+                f"stand-in classifier {path} does not exist",
+                "build the real-mini world first; it writes classifiers/<axis>.npz",
+            )
         with np.load(path) as data:
-            return cls(str(data["axis"]), data["label_ids"], data["centroids"], float(data["temperature"]),
-                       max_tokens=int(data["max_tokens"]))
+            return cls(
+                str(data["axis"]),
+                data["label_ids"],
+                data["centroids"],
+                float(data["temperature"]),
+                max_tokens=int(data["max_tokens"]),
+            )
 
 
 # ----------------------------------------------------------------------------------------------- from params
@@ -240,16 +287,25 @@ def load_classifier(spec, axis: str | None = None) -> Classifier:
         try:
             spec = TypeAdapter(ClassifierSpec).validate_python(spec)
         except ValidationError as exc:
-            raise ProvenanceError(f"bad classifier spec {spec}: {exc.errors()[0]['msg']}",
-                                  "see Labels in provenance_lib/params.py") from None
+            raise ProvenanceError(
+                f"bad classifier spec {spec}: {exc.errors()[0]['msg']}", "see Labels in provenance_lib/params.py"
+            ) from None
     if spec.kind == "centroid":
         classifier = CentroidClassifier.load(spec.path)
         if axis is not None and classifier.axis != axis:
-            raise ProvenanceError(f"{spec.path} is a {classifier.axis} classifier, not a {axis} classifier",
-                                  f"point labels.{axis} at classifiers/{axis}.npz")
+            raise ProvenanceError(
+                f"{spec.path} is a {classifier.axis} classifier, not a {axis} classifier",
+                f"point labels.{axis} at classifiers/{axis}.npz",
+            )
         return classifier
-    return SequenceClassifier(resolve(spec.model), axis=axis, use_url=spec.use_url, batch_size=spec.batch_size,
-                              max_length=spec.max_length, device=spec.device)
+    return SequenceClassifier(
+        resolve(spec.model),
+        axis=axis,
+        use_url=spec.use_url,
+        batch_size=spec.batch_size,
+        max_length=spec.max_length,
+        device=spec.device,
+    )
 
 
 def label_probabilities(axis: str, probs: np.ndarray, digits: int = 4) -> list[tuple[str, dict[str, float]]]:
@@ -259,6 +315,14 @@ def label_probabilities(axis: str, probs: np.ndarray, digits: int = 4) -> list[t
     out = []
     for row in np.asarray(probs):
         best = int(row.argmax())
-        out.append((labels[best].key, {labels[i].dolma_label: round(float(p), digits)
-                                       for i, p in enumerate(row) if round(float(p), digits) > 0}))
+        out.append(
+            (
+                labels[best].key,
+                {
+                    labels[i].dolma_label: round(float(p), digits)
+                    for i, p in enumerate(row)
+                    if round(float(p), digits) > 0
+                },
+            )
+        )
     return out

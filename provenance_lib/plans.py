@@ -41,8 +41,15 @@ class StagePlan:
 
 
 def plan_stage(record: RunRecord, params: StudyParams, stage_id: str, notebook: Path) -> StagePlan:
-    return StagePlan(stage_id, notebook, params, params_sha256(params, stage_sections(stage_id)),
-                     record.outputs_before(stage_id), stage_code_sha256(notebook), notebook_sha256(notebook))
+    return StagePlan(
+        stage_id,
+        notebook,
+        params,
+        params_sha256(params, stage_sections(stage_id)),
+        record.outputs_before(stage_id),
+        stage_code_sha256(notebook),
+        notebook_sha256(notebook),
+    )
 
 
 def reasons_to_run(record: RunRecord, plan: StagePlan) -> list[str]:
@@ -52,11 +59,16 @@ def reasons_to_run(record: RunRecord, plan: StagePlan) -> list[str]:
         return ["never completed"]
     if artifact_changes(record, plan.stage_id, entry):
         return ["its artifacts were modified or removed"]
-    reasons = [why for changed, why in (
-        (entry.params_sha256 != plan.params_sha256, "params changed"),
-        (entry.inputs != plan.inputs, "inputs changed"),
-        (entry.code_sha256 != plan.code_sha256, "library code changed"),
-        (entry.notebook_sha256 != plan.notebook_sha256, "notebook changed")) if changed]
+    reasons = [
+        why
+        for changed, why in (
+            (entry.params_sha256 != plan.params_sha256, "params changed"),
+            (entry.inputs != plan.inputs, "inputs changed"),
+            (entry.code_sha256 != plan.code_sha256, "library code changed"),
+            (entry.notebook_sha256 != plan.notebook_sha256, "notebook changed"),
+        )
+        if changed
+    ]
     return reasons or ([] if entry.fingerprint == plan.fingerprint else ["fingerprint changed"])
 
 
@@ -71,8 +83,12 @@ def artifact_changes(record: RunRecord, stage_id: str, entry: StageRecord, full:
     file hashed."""
     problems = changed_files(record.run_dir, entry.outputs, None if full else entry.stamps)
     folder = record.run_dir / stage_folder(stage_id)
-    added = [rel for path in tree_files(folder) if (rel := str(path.relative_to(record.run_dir))) not in entry.outputs
-             and not any(part.startswith(".") or part == "__pycache__" for part in path.relative_to(folder).parts)]
+    added = [
+        rel
+        for path in tree_files(folder)
+        if (rel := str(path.relative_to(record.run_dir))) not in entry.outputs
+        and not any(part.startswith(".") or part == "__pycache__" for part in path.relative_to(folder).parts)
+    ]
     return problems + [f"added: {rel}" for rel in added]
 
 
@@ -93,11 +109,15 @@ def changed_error(record: RunRecord, stage_id: str, problems: list[str], context
     more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
     listed = f"{', '.join(problems[:3])}{more}"
     if stage_id == WORLD_STAGE:
-        fix = (f"restore the file, or rebuild the world: remove {record.run_dir / WORLD_DIR} and run again (every "
-               "stage then runs again)")
+        fix = (
+            f"restore the file, or rebuild the world: remove {record.run_dir / WORLD_DIR} and run again (every "
+            "stage then runs again)"
+        )
         return ProvenanceError(f"{context}: the world changed since it was built ({listed})", fix)
-    fix = (f"restore the file, or run {stage_id} again (--from {stage_id[:2]} --force); `python -m provenance_lib "
-           f"verify {record.run_dir}` lists every change")
+    fix = (
+        f"restore the file, or run {stage_id} again (--from {stage_id[:2]} --force); `python -m provenance_lib "
+        f"verify {record.run_dir}` lists every change"
+    )
     return ProvenanceError(f"{context}, which changed since that stage completed ({listed})", fix)
 
 
@@ -109,11 +129,14 @@ def check_world_inputs(record: RunRecord, params: StudyParams, trust_code: bool)
     if entry is None or not (world_dir / "world.json").is_file():
         return
     if entry.params_sha256 != params_sha256(params, WORLD_SECTIONS) or (
-            not trust_code and entry.code_sha256 != builder_code_sha256()):
+        not trust_code and entry.code_sha256 != builder_code_sha256()
+    ):
         return  # its params or code changed: a new world is due
     recorded, now = load_world(world_dir).inputs, world_inputs(params)
     changed = sorted(key for key in set(recorded) | set(now) if recorded.get(key) != now.get(key))
     if changed:
-        raise ProvenanceError(f"the world's inputs outside its params changed since it was built ({', '.join(changed)}"
-                              f": world.json's inputs against what is there now)",
-                              f"restore them, or rebuild the world on them: remove {world_dir} and run again")
+        raise ProvenanceError(
+            f"the world's inputs outside its params changed since it was built ({', '.join(changed)}"
+            f": world.json's inputs against what is there now)",
+            f"restore them, or rebuild the world on them: remove {world_dir} and run again",
+        )

@@ -39,12 +39,25 @@ from .artifacts import sha256_json, write_json
 from .errors import ProvenanceError
 from .params import SHARED_SECTIONS, StudyParams
 
-VERSIONED_PACKAGES = ("provenance-lib", "torch", "transformers", "datasets", "accelerate", "peft", "bergson",
-                      "lm_eval", "papermill", "ipykernel", "pyarrow", "pandas", "numpy", "pydantic")
+VERSIONED_PACKAGES = (
+    "provenance-lib",
+    "torch",
+    "transformers",
+    "datasets",
+    "accelerate",
+    "peft",
+    "bergson",
+    "lm_eval",
+    "papermill",
+    "ipykernel",
+    "pyarrow",
+    "pandas",
+    "numpy",
+    "pydantic",
+)
 WORLD_STAGE = "00_world"
 RUNNING, COMPLETE, ABANDONED = "running", "complete", "abandoned"
-ABANDONED_NOTE = ("the runner stopped without recording how: killed (SIGKILL, out of memory) or the machine went "
-                  "down")
+ABANDONED_NOTE = "the runner stopped without recording how: killed (SIGKILL, out of memory) or the machine went down"
 
 
 # ----------------------------------------------------------------------------------------------- the models
@@ -65,7 +78,7 @@ class Invocation(Entry):
 
     number: int
     started: str
-    status: str                      # running, complete, failed, killed, timed out, interrupted, error, abandoned
+    status: str  # running, complete, failed, killed, timed out, interrupted, error, abandoned
     command: str
     params_file: str
     params_sha256: str
@@ -84,16 +97,16 @@ class Invocation(Entry):
 class Attempt(Entry):
     """An attempt at a stage that has not completed: running, or how it ended."""
 
-    status: str                      # running, failed, killed, timed out, interrupted, error, abandoned
+    status: str  # running, failed, killed, timed out, interrupted, error, abandoned
     invocation: int
-    reason: str | None = None        # why it ran (never completed, params changed, --force, ...)
+    reason: str | None = None  # why it ran (never completed, params changed, --force, ...)
     started: str | None = None
     ended: str | None = None
     fingerprint: str | None = None
-    resumes: int | None = None       # the invocation whose work it went on from
+    resumes: int | None = None  # the invocation whose work it went on from
     kernel_pid: int | None = None
     error: str | None = None
-    notebook: str | None = None      # its partial notebook (NN_stage.failed.ipynb)
+    notebook: str | None = None  # its partial notebook (NN_stage.failed.ipynb)
 
 
 class Trusted(Entry):
@@ -111,10 +124,10 @@ class StageRecord(Entry):
     status: Literal["complete"] = COMPLETE
     fingerprint: str
     params_sha256: str | None = None
-    params: dict[str, Any] | None = None   # the resolved params it ran with
+    params: dict[str, Any] | None = None  # the resolved params it ran with
     code_sha256: str | None = None
-    notebook_sha256: str | None = None     # stages only
-    world_fingerprint: str | None = None   # the world only: its params and external inputs (worlds.fingerprint)
+    notebook_sha256: str | None = None  # stages only
+    world_fingerprint: str | None = None  # the world only: its params and external inputs (worlds.fingerprint)
     git: Git = Git()
     interpreter: str | None = None
     invocation: int | None = None
@@ -123,12 +136,12 @@ class StageRecord(Entry):
     ended: str | None = None
     duration_s: float | None = None
     notebook: str | None = None
-    inputs: dict[str, str] = {}            # relative path -> sha256 of every file it could read, checked before
-    outputs: dict[str, str] = {}           # relative path -> sha256 of every artifact it wrote
+    inputs: dict[str, str] = {}  # relative path -> sha256 of every file it could read, checked before
+    outputs: dict[str, str] = {}  # relative path -> sha256 of every artifact it wrote
     stamps: dict[str, tuple[int, int]] = {}  # relative path -> (size, mtime_ns) of each artifact when hashed
     resumes: int | None = None
     trusted: Trusted | None = None
-    attempt: Attempt | None = None         # a later attempt that did not complete
+    attempt: Attempt | None = None  # a later attempt that did not complete
 
 
 def _entry_kind(value: Any) -> str:
@@ -136,8 +149,9 @@ def _entry_kind(value: Any) -> str:
     return "complete" if status == COMPLETE else "attempt"
 
 
-StageEntry = Annotated[Annotated[StageRecord, Tag("complete")] | Annotated[Attempt, Tag("attempt")],
-                       Discriminator(_entry_kind)]
+StageEntry = Annotated[
+    Annotated[StageRecord, Tag("complete")] | Annotated[Attempt, Tag("attempt")], Discriminator(_entry_kind)
+]
 
 
 class Run(Entry):
@@ -151,20 +165,26 @@ class Run(Entry):
 
 def read_run(path: Path) -> Run:
     """``run.json`` as a ``Run``; one line naming the file and the fix when it is not one (truncated, edited)."""
-    fix = (f"restore {path.name} from a backup, or move the run folder aside and run the study again (its "
-           "artifacts cannot be trusted without their record)")
+    fix = (
+        f"restore {path.name} from a backup, or move the run folder aside and run the study again (its "
+        "artifacts cannot be trusted without their record)"
+    )
     try:
         return Run.model_validate(json.loads(path.read_text()))
     except (OSError, UnicodeDecodeError) as exc:
         raise ProvenanceError(f"cannot read the run record {path}: {exc}", fix) from None
     except json.JSONDecodeError as exc:
-        raise ProvenanceError(f"the run record {path} is not valid JSON (truncated or corrupt: {exc.msg} at line "
-                              f"{exc.lineno})", fix) from None
+        raise ProvenanceError(
+            f"the run record {path} is not valid JSON (truncated or corrupt: {exc.msg} at line {exc.lineno})", fix
+        ) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise ProvenanceError(f"the run record {path} is not one this code reads: {where}: {first['msg']} "
-                              f"({exc.error_count()} problem(s))", fix) from None
+        raise ProvenanceError(
+            f"the run record {path} is not one this code reads: {where}: {first['msg']} "
+            f"({exc.error_count()} problem(s))",
+            fix,
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------- the file
@@ -180,8 +200,9 @@ class RunRecord:
     def existing(cls, run_dir: str | Path) -> RunRecord:
         """The record of a run folder the runner made; one clear error for any other folder."""
         if not (Path(run_dir) / "run.json").is_file():
-            raise ProvenanceError(f"{run_dir} has no run.json",
-                                  "give a run folder made by `python -m provenance_lib run` (runs/<name>)")
+            raise ProvenanceError(
+                f"{run_dir} has no run.json", "give a run folder made by `python -m provenance_lib run` (runs/<name>)"
+            )
         return cls(Path(run_dir))
 
     @property
@@ -199,11 +220,23 @@ class RunRecord:
     def begin(self, params: StudyParams, params_path: Path, trust_code: bool, code_sha256: str) -> int:
         """Record a new invocation of the runner; returns its number."""
         number = len(self.invocations) + 1
-        self.invocations.append(Invocation(
-            number=number, started=now(), status=RUNNING, command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            params_file=str(params_path), params_sha256=sha256_json(params.model_dump(mode="json")),
-            trust_code=trust_code, git=Git(**git_state()), code_sha256=code_sha256, interpreter=interpreter(),
-            versions=package_versions(), host=host_info(), pid=os.getpid()))
+        self.invocations.append(
+            Invocation(
+                number=number,
+                started=now(),
+                status=RUNNING,
+                command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                params_file=str(params_path),
+                params_sha256=sha256_json(params.model_dump(mode="json")),
+                trust_code=trust_code,
+                git=Git(**git_state()),
+                code_sha256=code_sha256,
+                interpreter=interpreter(),
+                versions=package_versions(),
+                host=host_info(),
+                pid=os.getpid(),
+            )
+        )
         self.save()
         return number
 
@@ -220,8 +253,11 @@ class RunRecord:
     def completed_with(self, params: StudyParams, params_path: Path) -> None:
         """The invocation completed: its params become the run's (params.yaml is written beside)."""
         resolved = params.model_dump(mode="json")
-        self.run.params_file, self.run.params, self.run.params_sha256 = str(params_path), resolved, \
-            sha256_json(resolved)
+        self.run.params_file, self.run.params, self.run.params_sha256 = (
+            str(params_path),
+            resolved,
+            sha256_json(resolved),
+        )
         self.save()
 
     def settle_abandoned(self) -> list[str]:
@@ -340,5 +376,10 @@ def host_info() -> dict:
     device = "cpu"
     if torch.cuda.is_available():
         device = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    return {"hostname": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "device": device}
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+    }

@@ -44,8 +44,10 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "status": ("agrees (within tolerance), differs, not comparable (another world) or not produced (and why)", "—"),
     "note": ("what else the row needs said (the run's own top bin or rank)", "—"),
     # scores and statistics
-    "mean_score": ("mean influence over the bin's documents (a document's score: its mean over the benchmark's "
-                   "queries)", "score"),
+    "mean_score": (
+        "mean influence over the bin's documents (a document's score: its mean over the benchmark's queries)",
+        "score",
+    ),
     "zscore": ("(mean_score - mean over bins) / std over bins (ddof 1), within benchmark", "z"),
     "z": ("(mean_score - mean over scored bins) / std over scored bins (ddof 1), within benchmark", "z"),
     "z_low": (INTERVAL.format(end="lower") + " of z; queries within benchmark and documents within bin resampled", "z"),
@@ -146,6 +148,8 @@ def describe(table: str, column: str) -> tuple[str, str]:
     """(what, unit) of ``column`` in the released table ``table`` (its file stem)."""
     found = BY_TABLE.get((table, column)) or COLUMNS.get(column)
     if found is None:
-        raise ProvenanceError(f"the released table {table} has a column {column!r} that no field description covers",
-                              "describe it (what it is, its unit) in provenance_lib/release_fields.py COLUMNS")
+        raise ProvenanceError(
+            f"the released table {table} has a column {column!r} that no field description covers",
+            "describe it (what it is, its unit) in provenance_lib/release_fields.py COLUMNS",
+        )
     return found

@@ -34,16 +34,21 @@ from .worlds.contract import load_world
 
 REPORT_DIR, INDEX = "report", "index.html"
 COMPARABLE_WORLDS = ("paper", "released")
-KEY_FIGURES = {   # the figures the summary embeds per stage; every other figure is in the stage's page
+KEY_FIGURES = {  # the figures the summary embeds per stage; every other figure is in the stage's page
     "01_sampling": ("skew_heatmap.png",),
     "03_binning": ("heatmaps_2x2.png",),
-    "04_contrast": ("profile_correlations.png", "marginals.png", "contrastive_topics.png",
-                    "correctness_differential.png"),
+    "04_contrast": (
+        "profile_correlations.png",
+        "marginals.png",
+        "contrastive_topics.png",
+        "correctness_differential.png",
+    ),
     "05_unlearning": ("paired_damage.png",),
 }
 PIPELINE = ("01_sampling", "02_gradients", "03_binning", "04_contrast", "05_unlearning")
-INVOCATION_FIELDS = dict(git={}, command="", status="", started="", ended="", interpreter={}, host={},
-                         code_sha256=None, versions={})   # what the provenance table shows, for a record without any
+INVOCATION_FIELDS = dict(
+    git={}, command="", status="", started="", ended="", interpreter={}, host={}, code_sha256=None, versions={}
+)  # what the provenance table shows, for a record without any
 
 
 @dataclass
@@ -53,9 +58,9 @@ class Section:
 
     stage_id: str
     findings: list[str] = field(default_factory=list)
-    note: str | None = None   # the world's scale note
+    note: str | None = None  # the world's scale note
     tables: list[tuple[str, str]] = field(default_factory=list)
-    figures: list[tuple[str, str]] = field(default_factory=list)   # (name, data URI)
+    figures: list[tuple[str, str]] = field(default_factory=list)  # (name, data URI)
     missing: list[str] = field(default_factory=list)
 
     def table(self, title: str, frame: pd.DataFrame, index: bool = True) -> None:
@@ -83,16 +88,24 @@ def build_report(run_dir: str | Path) -> Path:
         if row["id"] != WORLD_STAGE and notebook and (run_dir / notebook).is_file():
             row["page"] = f"{Path(notebook).stem}.html"
             write_text(out / row["page"], render_notebook(run_dir / notebook, back=INDEX))
-    sections = [stage_section(run_dir, s["id"], kind) for s in stages
-                if s["id"] != WORLD_STAGE and s["status"] == COMPLETE]
+    sections = [
+        stage_section(run_dir, s["id"], kind) for s in stages if s["id"] != WORLD_STAGE and s["status"] == COMPLETE
+    ]
     page = template().render(
-        name=record.run.name, world=world, kind=kind, comparable=kind in COMPARABLE_WORLDS,
+        name=record.run.name,
+        world=world,
+        kind=kind,
+        comparable=kind in COMPARABLE_WORLDS,
         benchmarks=[(b, (world.tasks if world else {}).get(b.name)) for b in BENCHMARKS],
-        params_file=record.run.params_file, params_sha256=record.run.params_sha256,
+        params_file=record.run.params_file,
+        params_sha256=record.run.params_sha256,
         invocation={**INVOCATION_FIELDS, **(record.invocations[-1].model_dump() if record.invocations else {})},
         stages=stages,
-        absent=absent_stages(record), sections=sections, paper_table=paper_vs_run(run_dir, record, kind),
-        outputs={s: sorted(getattr(e, "outputs", {}).items()) for s, e in sorted(record.stages.items())})
+        absent=absent_stages(record),
+        sections=sections,
+        paper_table=paper_vs_run(run_dir, record, kind),
+        outputs={s: sorted(getattr(e, "outputs", {}).items()) for s, e in sorted(record.stages.items())},
+    )
     return write_text(out / INDEX, page)
 
 
@@ -100,11 +113,19 @@ def stage_row(entry: StageRecord | Attempt) -> dict:
     """How a stage stands in the record: a completed one, or the attempt that did not complete."""
     attempt = getattr(entry, "attempt", None)
     entry = entry.model_dump()
-    return dict(status=entry.get("status"), duration_s=entry.get("duration_s"), started=entry.get("started"),
-                commit=(entry.get("git") or {}).get("commit"), dirty=(entry.get("git") or {}).get("dirty"),
-                fingerprint=entry.get("fingerprint"), reason=entry.get("reason"), trusted=entry.get("trusted"),
-                artifacts=len(entry.get("outputs", {})), error=entry.get("error"),
-                later_attempt=f"{attempt.status}: {attempt.error or ''}" if attempt else None)
+    return dict(
+        status=entry.get("status"),
+        duration_s=entry.get("duration_s"),
+        started=entry.get("started"),
+        commit=(entry.get("git") or {}).get("commit"),
+        dirty=(entry.get("git") or {}).get("dirty"),
+        fingerprint=entry.get("fingerprint"),
+        reason=entry.get("reason"),
+        trusted=entry.get("trusted"),
+        artifacts=len(entry.get("outputs", {})),
+        error=entry.get("error"),
+        later_attempt=f"{attempt.status}: {attempt.error or ''}" if attempt else None,
+    )
 
 
 def absent_stages(record: RunRecord) -> list[str]:
@@ -122,8 +143,10 @@ def render_notebook(path: Path, back: str) -> str:
     exporter = HTMLExporter(template_name="lab", embed_images=True, exclude_anchor_links=True)
     body, _ = exporter.from_notebook_node(nbformat.read(path, as_version=4))
     body = strip_remote_scripts(body)
-    nav = (f'<p style="margin:1em 2em;font-family:sans-serif"><a href="{back}">&larr; study report</a> · '
-           f'executed notebook <code>{html.escape(path.name)}</code></p>')
+    nav = (
+        f'<p style="margin:1em 2em;font-family:sans-serif"><a href="{back}">&larr; study report</a> · '
+        f"executed notebook <code>{html.escape(path.name)}</code></p>"
+    )
     return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, body, count=1)
 
 
@@ -149,7 +172,7 @@ def stage_section(run_dir: Path, stage_id: str, world_kind: str) -> Section:
             section.note = getattr(result, "note", None)
             if headline:
                 headline(section, result)
-        except (ProvenanceError, OSError) as exc:   # the report describes a broken stage rather than failing
+        except (ProvenanceError, OSError) as exc:  # the report describes a broken stage rather than failing
             section.findings = [f"its recorded result could not be read: {exc}"]
     names = KEY_FIGURES.get(stage_id) or tuple(p.name for p in sorted(folder.glob("*.png"))[:2])
     section.figures = [(name, data_uri(folder / name)) for name in names if (folder / name).is_file()]
@@ -158,8 +181,9 @@ def stage_section(run_dir: Path, stage_id: str, world_kind: str) -> Section:
 
 def frame_html(frame: pd.DataFrame, index: bool = True, formats: dict | None = None) -> str:
     """The whole table (the summary shows no table it would have to cut)."""
-    return frame.to_html(index=index, float_format=lambda x: f"{x:.4g}", formatters=formats, na_rep="—", border=0,
-                         classes="table")
+    return frame.to_html(
+        index=index, float_format=lambda x: f"{x:.4g}", formatters=formats, na_rep="—", border=0, classes="table"
+    )
 
 
 def _sampling(section: Section, result) -> None:
@@ -167,7 +191,7 @@ def _sampling(section: Section, result) -> None:
 
 
 def _binning(section: Section, result) -> None:
-    for variant in dict.fromkeys([result.reading, "paper"]):   # the study's reading, the paper's definition beside it
+    for variant in dict.fromkeys([result.reading, "paper"]):  # the study's reading, the paper's definition beside it
         label = "the paper's definition" if variant == "paper" else f"{variant}, the study's reading"
         section.table(f"Top 3 bins per benchmark ({label})", result.top_bins(3, variant), index=False)
 
@@ -204,10 +228,20 @@ def paper_vs_run(run_dir: Path, record: RunRecord, world_kind: str) -> str | Non
     produced = table[~table["status"].astype(str).str.startswith("not produced")]
     produced = produced.assign(gap=(produced["run"] - produced["paper"]).abs()).reindex(columns=PAPER_COLUMNS)
     missing = len(table) - len(produced)
-    note = (f"<p class=note>{missing} further reported value(s) this run cannot produce are listed in stage 04's "
-            "<code>paper_vs_run.csv</code> with the reason.</p>") if missing else ""
-    return frame_html(produced.rename(columns={"gap": "|run − paper|"}), False,
-                      formats={"|run − paper|": _gap, "tolerance": _gap}) + note
+    note = (
+        (
+            f"<p class=note>{missing} further reported value(s) this run cannot produce are listed in stage 04's "
+            "<code>paper_vs_run.csv</code> with the reason.</p>"
+        )
+        if missing
+        else ""
+    )
+    return (
+        frame_html(
+            produced.rename(columns={"gap": "|run − paper|"}), False, formats={"|run − paper|": _gap, "tolerance": _gap}
+        )
+        + note
+    )
 
 
 PAPER_COLUMNS = ["section", "benchmark", "item", "paper", "run", "run_low", "run_high", "gap", "tolerance", "status"]
@@ -226,14 +260,25 @@ def skew_rows(folder: Path, world_kind: str) -> pd.DataFrame:
     skew = skew_table(load_result(folder).skew).reset_index()
     skew = skew.dropna(subset=["paper_population"])
     status = "compared" if world_kind in COMPARABLE_WORLDS else f"not comparable ({world_kind} world)"
-    return pd.DataFrame({"section": "corpus_skew", "benchmark": "", "item": skew["statistic"],
-                         "paper": skew["paper_population"], "run": skew["population"], "run_low": None,
-                         "run_high": None, "tolerance": None, "status": status})
+    return pd.DataFrame(
+        {
+            "section": "corpus_skew",
+            "benchmark": "",
+            "item": skew["statistic"],
+            "paper": skew["paper_population"],
+            "run": skew["population"],
+            "run_low": None,
+            "run_high": None,
+            "tolerance": None,
+            "status": status,
+        }
+    )
 
 
 def template():
     import jinja2
 
     text = files("provenance_lib").joinpath("templates/report.html.j2").read_text()
-    return jinja2.Environment(autoescape=jinja2.select_autoescape(default=True), undefined=jinja2.StrictUndefined) \
-        .from_string(text)
+    return jinja2.Environment(
+        autoescape=jinja2.select_autoescape(default=True), undefined=jinja2.StrictUndefined
+    ).from_string(text)

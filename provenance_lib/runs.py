@@ -38,7 +38,7 @@ import re
 import shutil
 import sys
 import time
-from datetime import datetime, UTC
+from datetime import datetime
 from pathlib import Path
 from collections.abc import Iterator
 
@@ -49,15 +49,35 @@ from .artifacts import hash_and_stamp_tree, recover_dir, replace_dir, write_text
 from .codebase import code_sha256
 from .context import LOCK, RESUMABLE, STAGING, invocation_params_path, project_root
 from .errors import ProvenanceError
-from .execute import Ending, deferred_interrupts, ending as stopped, run_notebook, sigterm_as_interrupt
-from .params import StudyParams
-from .plans import (WORLD_DIR, StagePlan, artifact_changes, changed_error, check_inputs, check_world_inputs, plan_stage,
-                    reasons_to_run, stage_folder)
-from .record import (COMPLETE, RUNNING, WORLD_STAGE, Attempt, RunRecord, StageRecord, Trusted, now, params_sha256,
-                     stage_section, world_stage_fingerprint)
+from .execute import (
+    Ending,
+    deferred_interrupts,
+    first_line,
+    iso_time,
+    run_notebook,
+    say,
+    sigterm_as_interrupt,
+)
+from .execute import ending as stopped
+from .plans import (
+    StagePlan,
+    check_inputs,
+    plan_stage,
+    reasons_to_run,
+    stage_folder,
+)
+from .record import (
+    COMPLETE,
+    RUNNING,
+    Attempt,
+    RunRecord,
+    StageRecord,
+    Trusted,
+    now,
+    stage_section,
+)
 from .report import REPORT_DIR, build_report
-from .worlds import builder_code_sha256, ensure_world, matching_world
-from .worlds.contract import WORLD_SECTIONS
+from .world_stage import build_world_stage
 
 STAGE_PATTERN = re.compile(r"^(\d\d)_([a-z][a-z0-9_]*)\.ipynb$")
 PARAMS_FILE = "params.yaml"
@@ -104,8 +124,9 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        raise ProvenanceError(f"another runner is working on {run_dir}",
-                              "wait for it to finish (or stop it), then run again") from None
+        raise ProvenanceError(
+            f"another runner is working on {run_dir}", "wait for it to finish (or stop it), then run again"
+        ) from None
     try:
         yield
     finally:
@@ -113,10 +134,18 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------------------------- the runner
-def run_study(params_path: str | Path, overrides: list[str] = (), name: str | None = None,
-              stages: list[str] | None = None, from_stage: str | None = None, force: bool = False,
-              trust_code: bool = False, timeout: float | None = None, runs_dir: str | Path | None = None,
-              notebooks_dir: str | Path | None = None) -> Path:
+def run_study(
+    params_path: str | Path,
+    overrides: list[str] = (),
+    name: str | None = None,
+    stages: list[str] | None = None,
+    from_stage: str | None = None,
+    force: bool = False,
+    trust_code: bool = False,
+    timeout: float | None = None,
+    runs_dir: str | Path | None = None,
+    notebooks_dir: str | Path | None = None,
+) -> Path:
     """Build (or reuse) the world, then execute the selected stage notebooks in order. Returns the run folder.
     ``timeout``: seconds a cell may run (None: no limit)."""
     params_path = Path(params_path)
@@ -135,7 +164,7 @@ def run_study(params_path: str | Path, overrides: list[str] = (), name: str | No
         write_text(invocation_params_path(run_dir), params_mod.dump(params))
         changed = False
         try:
-            changed = _build_world(record, params, number, trust_code)
+            changed = build_world_stage(record, params, number, trust_code)
             for stage_id in selected:
                 check_selection(record, all_stages, [stage_id])
                 check_inputs(record, stage_id)
@@ -147,11 +176,16 @@ def run_study(params_path: str | Path, overrides: list[str] = (), name: str | No
                     execute_stage(record, plan, number, ", ".join(reasons), timeout)
                     changed = True
                 else:
-                    _say(stage_id, "unchanged: skipped")
+                    say(stage_id, "unchanged: skipped")
         except BaseException as exc:
-            status = exc.ending.status if isinstance(exc, StageEnded) else \
-                "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
-            record.end(number, status, error=_first_line(exc) or type(exc).__name__)
+            status = (
+                exc.ending.status
+                if isinstance(exc, StageEnded)
+                else "interrupted"
+                if isinstance(exc, KeyboardInterrupt)
+                else "error"
+            )
+            record.end(number, status, error=first_line(exc) or type(exc).__name__)
             raise
         finally:
             invocation_params_path(run_dir).unlink(missing_ok=True)
@@ -161,7 +195,7 @@ def run_study(params_path: str | Path, overrides: list[str] = (), name: str | No
         record.completed_with(params, params_path)
         record.end(number, COMPLETE)
         if changed or not report_is_current(record):
-            build_report(run_dir)   # the study as a page, rebuilt when something it shows changed
+            build_report(run_dir)  # the study as a page, rebuilt when something it shows changed
     return run_dir
 
 
@@ -199,7 +233,8 @@ def check_selection(record: RunRecord, all_stages: list[str], selected: list[str
         if missing:
             raise ProvenanceError(
                 f"stage {stage_id} needs {', '.join(missing)}, which has not completed in {record.run_dir}",
-                f"run the earlier stages first (--from {missing[0][:2]})")
+                f"run the earlier stages first (--from {missing[0][:2]})",
+            )
 
 
 def report_is_current(record: RunRecord) -> bool:
@@ -208,8 +243,11 @@ def report_is_current(record: RunRecord) -> bool:
     index = record.run_dir / REPORT_DIR / "index.html"
     if not index.is_file():
         return False
-    ended = [datetime.fromisoformat(e.ended).timestamp() for e in record.stages.values()
-             if isinstance(e, StageRecord) and e.ended]
+    ended = [
+        datetime.fromisoformat(e.ended).timestamp()
+        for e in record.stages.values()
+        if isinstance(e, StageRecord) and e.ended
+    ]
     return index.stat().st_mtime >= max(ended, default=0)
 
 
@@ -232,54 +270,15 @@ def _settle(record: RunRecord) -> None:
         shutil.rmtree(finished, ignore_errors=True)
 
 
-def _build_world(record: RunRecord, params: StudyParams, number: int, trust_code: bool) -> bool:
-    """Reuse the world while its params, code and files are those recorded, else build it; returns whether it was
-    built or recorded now (a world put in place by hand, ``python -m provenance_lib world``, is recorded as found)."""
-    world_dir = record.run_dir / WORLD_DIR
-    started = time.time()
-    entry = record.completed(WORLD_STAGE)
-    try:
-        info = matching_world(params, world_dir, trust_code=trust_code)
-        recorded_world = info is not None and entry is not None and entry.world_fingerprint == info.fingerprint
-        if recorded_world:
-            problems = artifact_changes(record, WORLD_STAGE, entry)
-            record.save()  # refreshed stamps
-            if problems:
-                raise changed_error(record, WORLD_STAGE, problems, "the world cannot be reused")
-        built = info is None
-        if built:
-            check_world_inputs(record, params, trust_code)
-            info = ensure_world(params, world_dir, force=True)[0]
-    except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
-        record.note_attempt(WORLD_STAGE, Attempt(status=status, invocation=number, started=_iso(started),
-                                                 ended=now(), error=f"{type(exc).__name__}: {_first_line(exc)}"))
-        raise
-    trusted = not built and info.code_sha256 != builder_code_sha256()
-    _say(WORLD_STAGE, f"built {info.kind} world in {time.time() - started:.1f} s" if built else
-         "params and inputs unchanged, library code changed: reused (--trust-code)" if trusted else "unchanged: reused")
-    recorded = not recorded_world
-    if recorded:
-        outputs, stamps = hash_and_stamp_tree(world_dir, named_as=WORLD_DIR)
-        entry = StageRecord(
-            fingerprint=world_stage_fingerprint(info.fingerprint, info.code_sha256), world_fingerprint=info.fingerprint,
-            code_sha256=info.code_sha256, params_sha256=params_sha256(params, WORLD_SECTIONS),
-            params=params.model_dump(mode="json"), git=record.invocation(number).git, invocation=number,
-            started=_iso(started), ended=now(), duration_s=round(time.time() - started, 3), outputs=outputs,
-            stamps=stamps)
-    entry.attempt = None  # an attempt that did not complete is outdated: this world is current
-    if trusted:
-        entry.trusted = Trusted(invocation=number, reasons=["library code changed"], code_sha256=builder_code_sha256())
-    record.complete(WORLD_STAGE, entry)
-    return recorded
-
-
 def resumable_attempt(record: RunRecord, plan: StagePlan) -> int | None:
     """The invocation whose attempt at this stage did not complete, ran with ``plan``'s fingerprint and left work to
     resume (``RESUMABLE``); None: the next attempt starts from an empty folder."""
     attempt = record.attempt(plan.stage_id)
-    if (attempt is not None and attempt.fingerprint == plan.fingerprint
-            and (record.run_dir / STAGING / plan.stage_id / RESUMABLE).is_dir()):
+    if (
+        attempt is not None
+        and attempt.fingerprint == plan.fingerprint
+        and (record.run_dir / STAGING / plan.stage_id / RESUMABLE).is_dir()
+    ):
         return attempt.invocation
     return None
 
@@ -287,7 +286,7 @@ def resumable_attempt(record: RunRecord, plan: StagePlan) -> int | None:
 def clear_staging(staging: Path, keep_work: bool) -> None:
     """Remove what an attempt left in ``staging`` (half-written artifacts, temporary files); ``keep_work``: all but
     the work the stage resumes (``RESUMABLE``), and the folder itself only if that is all there was."""
-    for path in (staging.iterdir() if staging.is_dir() else ()):
+    for path in staging.iterdir() if staging.is_dir() else ():
         if not (keep_work and path.name == RESUMABLE):
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     if staging.is_dir() and not any(staging.iterdir()):
@@ -305,19 +304,30 @@ def execute_stage(record: RunRecord, plan: StagePlan, number: int, reason: str, 
     failed_notebook = final_notebook.with_suffix(".failed.ipynb")
     final_notebook.parent.mkdir(exist_ok=True)
     started = time.time()
-    attempt = Attempt(status=RUNNING, invocation=number, reason=reason, started=_iso(started),
-                      fingerprint=plan.fingerprint, resumes=resumes)
+    attempt = Attempt(
+        status=RUNNING,
+        invocation=number,
+        reason=reason,
+        started=iso_time(started),
+        fingerprint=plan.fingerprint,
+        resumes=resumes,
+    )
     record.note_attempt(stage_id, attempt)
 
     def kernel_started(pid: int) -> None:
         attempt.kernel_pid = pid
         record.note_attempt(stage_id, attempt)
 
-    _say(stage_id, f"running ({reason}) {plan.notebook.name} -> {final_notebook}")
+    say(stage_id, f"running ({reason}) {plan.notebook.name} -> {final_notebook}")
     if resumes:
-        _say(stage_id, f"resuming the work of invocation {resumes} (same fingerprint): {staging / RESUMABLE}")
-    ending = run_notebook(plan.notebook, executed, timeout=timeout, on_kernel_start=kernel_started,
-                          parameters={"run_dir": str(run_dir.resolve()), "out_dir": str(staging.resolve())})
+        say(stage_id, f"resuming the work of invocation {resumes} (same fingerprint): {staging / RESUMABLE}")
+    ending = run_notebook(
+        plan.notebook,
+        executed,
+        timeout=timeout,
+        on_kernel_start=kernel_started,
+        parameters={"run_dir": str(run_dir.resolve()), "out_dir": str(staging.resolve())},
+    )
     if ending is None:
         try:
             check_inputs(record, stage_id, " while it ran")
@@ -336,18 +346,35 @@ def execute_stage(record: RunRecord, plan: StagePlan, number: int, reason: str, 
         replace_dir(staging, run_dir / stage_id)
         os.replace(executed, final_notebook)
         failed_notebook.unlink(missing_ok=True)  # an earlier attempt's; this one completed
-        record.complete(stage_id, StageRecord(
-            fingerprint=plan.fingerprint, params_sha256=plan.params_sha256, params=plan.params.model_dump(mode="json"),
-            code_sha256=plan.code_sha256, notebook_sha256=plan.notebook_sha256, git=record.invocation(number).git,
-            interpreter=sys.executable, invocation=number, reason=reason, started=_iso(started), ended=now(),
-            duration_s=round(time.time() - started, 3), notebook=str(final_notebook.relative_to(run_dir)),
-            inputs=plan.inputs, outputs=outputs, stamps=stamps, resumes=resumes))
+        record.complete(
+            stage_id,
+            StageRecord(
+                fingerprint=plan.fingerprint,
+                params_sha256=plan.params_sha256,
+                params=plan.params.model_dump(mode="json"),
+                code_sha256=plan.code_sha256,
+                notebook_sha256=plan.notebook_sha256,
+                git=record.invocation(number).git,
+                interpreter=sys.executable,
+                invocation=number,
+                reason=reason,
+                started=iso_time(started),
+                ended=now(),
+                duration_s=round(time.time() - started, 3),
+                notebook=str(final_notebook.relative_to(run_dir)),
+                inputs=plan.inputs,
+                outputs=outputs,
+                stamps=stamps,
+                resumes=resumes,
+            ),
+        )
     shutil.rmtree(finished_work, ignore_errors=True)
-    _say(stage_id, f"done in {time.time() - started:.1f} s")
+    say(stage_id, f"done in {time.time() - started:.1f} s")
 
 
-def _end_attempt(record: RunRecord, stage_id: str, attempt: Attempt, ending: Ending, executed: Path,
-                 failed_notebook: Path) -> None:
+def _end_attempt(
+    record: RunRecord, stage_id: str, attempt: Attempt, ending: Ending, executed: Path, failed_notebook: Path
+) -> None:
     """Record how an attempt that did not complete ended, keep its work and partial notebook, and stop the run."""
     run_dir = record.run_dir
     staging = run_dir / STAGING / stage_id
@@ -362,8 +389,11 @@ def _end_attempt(record: RunRecord, stage_id: str, attempt: Attempt, ending: End
     cell = f" in cell {ending.cell}" if ending.cell is not None else ""
     work = staging / RESUMABLE
     kept = f"\n  its work is kept for a rerun with the same params and code: {work}" if work.is_dir() else ""
-    raise StageEnded(ending, f"stage {stage_id} {ending.status}{cell}: {ending.message}\n"
-                             f"  notebook: {failed_notebook}{kept}", FIXES[ending.status])
+    raise StageEnded(
+        ending,
+        f"stage {stage_id} {ending.status}{cell}: {ending.message}\n  notebook: {failed_notebook}{kept}",
+        FIXES[ending.status],
+    )
 
 
 def _trust(record: RunRecord, plan: StagePlan, number: int, reasons: list[str]) -> bool:
@@ -371,23 +401,15 @@ def _trust(record: RunRecord, plan: StagePlan, number: int, reasons: list[str]) 
     record (the entry keeps naming the code that made them). Returns whether that is news (not trusted so before)."""
     entry = record.completed(plan.stage_id)
     before = entry.trusted
-    entry.trusted = Trusted(invocation=number, reasons=reasons, code_sha256=plan.code_sha256,
-                            notebook_sha256=plan.notebook_sha256)
+    entry.trusted = Trusted(
+        invocation=number, reasons=reasons, code_sha256=plan.code_sha256, notebook_sha256=plan.notebook_sha256
+    )
     record.save()
-    _say(plan.stage_id, f"{' and '.join(reasons)}, params and inputs unchanged: skipped (--trust-code; made by "
-                        f"commit {str(entry.git.commit)[:12]})")
-    return before is None or before.model_dump(exclude={"invocation"}) != \
-        entry.trusted.model_dump(exclude={"invocation"})
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
-
-
-def _say(stage_id: str, message: str) -> None:
-    print(f"[{stage_id}] {message}", flush=True)
+    say(
+        plan.stage_id,
+        f"{' and '.join(reasons)}, params and inputs unchanged: skipped (--trust-code; made by "
+        f"commit {str(entry.git.commit)[:12]})",
+    )
+    return before is None or before.model_dump(exclude={"invocation"}) != entry.trusted.model_dump(
+        exclude={"invocation"}
+    )

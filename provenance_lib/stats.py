@@ -33,8 +33,10 @@ def top_share(values: np.ndarray, k: int) -> float:
 def skew_statistics(docs: np.ndarray, tokens: np.ndarray) -> dict[str, float]:
     """The paper's corpus-skew figures, under the keys of paper_reported.yaml's ``corpus_skew``."""
     return {
-        "gini_documents": gini(docs), "gini_tokens": gini(tokens),
-        "effective_bins_documents": effective_bins(docs), "effective_bins_tokens": effective_bins(tokens),
+        "gini_documents": gini(docs),
+        "gini_tokens": gini(tokens),
+        "effective_bins_documents": effective_bins(docs),
+        "effective_bins_tokens": effective_bins(tokens),
         **{f"top_{k}_bins_token_share": top_share(tokens, k) for k in (10, 50, 100)},
     }
 
@@ -103,8 +105,7 @@ def separation(values: np.ndarray, carriers: np.ndarray, recall_k: int | None) -
     if n == 0 or n == len(carriers):
         return dict(carriers=n, auc=np.nan, recall_at_k=np.nan, k=k)
     top = np.argsort(-values, kind="stable")[:k]
-    return dict(carriers=n, auc=float(roc_auc_score(carriers, values)), recall_at_k=float(carriers[top].sum() / n),
-                k=k)
+    return dict(carriers=n, auc=float(roc_auc_score(carriers, values)), recall_at_k=float(carriers[top].sum() / n), k=k)
 
 
 def pair_auc(high: np.ndarray, low: np.ndarray) -> float:

@@ -50,7 +50,8 @@ def gradients(result) -> list[str]:
         f"queries ({_per_benchmark({b: str(int(n)) for b, n in queries['queries'].items()})}).",
         "Query-model accuracy: " + _per_benchmark({b: f"{a:.2f}" for b, a in queries["accuracy"].items()}) + ".",
         "Each benchmark's highest bin (z of the bin mean over queries): "
-        + _per_benchmark({b: f"{r['bin']} ({r['z']:.2f})" for b, r in top.iterrows()}) + ".",
+        + _per_benchmark({b: f"{r['bin']} ({r['z']:.2f})" for b, r in top.iterrows()})
+        + ".",
     ]
     exact = result.exactness_summary()
     if exact is not None and len(exact):
@@ -58,7 +59,8 @@ def gradients(result) -> list[str]:
             f"Projected against exact gradients on the exactness sample: bin z-profile Spearman "
             f"{exact['z_spearman_median'].min():.2f}-{exact['z_spearman_median'].max():.2f} (median over "
             f"benchmarks, {len(exact)} comparisons), per-document Spearman {exact['document_spearman'].min():.2f}-"
-            f"{exact['document_spearman'].max():.2f}.")
+            f"{exact['document_spearman'].max():.2f}."
+        )
     return sentences
 
 
@@ -80,20 +82,32 @@ def binning(result) -> list[str]:
     definition, and how many bins clear Benjamini-Hochberg."""
     s = result.summary
     reading = result.reading
-    sentences = [f"{len(s['scored_bin_ids'])} bins scored, {len(s['masked_bins'])} masked (fewer than "
-                 f"{s['min_docs']} documents) and {s['empty_bins']} empty; variants computed: "
-                 f"{_names(list(s['variants']))}; the study reads {reading}."]
+    sentences = [
+        f"{len(s['scored_bin_ids'])} bins scored, {len(s['masked_bins'])} masked (fewer than "
+        f"{s['min_docs']} documents) and {s['empty_bins']} empty; variants computed: "
+        f"{_names(list(s['variants']))}; the study reads {reading}."
+    ]
     for variant in dict.fromkeys([reading, "paper"]):
         top = result.top_bins(1, variant).set_index("benchmark")
         label = "the paper's definition" if variant == "paper" else f"the {variant} reading"
-        sentences.append(f"Top bin under {label}: "
-                         + _per_benchmark({b: f"{r['bin_name']} (z {r['z']:.2f})" for b, r in top.iterrows()}) + ".")
+        sentences.append(
+            f"Top bin under {label}: "
+            + _per_benchmark({b: f"{r['bin_name']} (z {r['z']:.2f})" for b, r in top.iterrows()})
+            + "."
+        )
     rows = result.rows(reading)
     if rows["q_value"].notna().any():
-        significant = (rows.assign(hit=rows["q_value"] <= s["fdr"]).groupby("benchmark", sort=False)["hit"].sum()
-                       .reindex(result.benchmarks))
-        sentences.append(f"Bins with Benjamini-Hochberg q <= {s['fdr']} under the {reading} reading: "
-                         + _per_benchmark({b: str(int(n)) for b, n in significant.items()}) + ".")
+        significant = (
+            rows.assign(hit=rows["q_value"] <= s["fdr"])
+            .groupby("benchmark", sort=False)["hit"]
+            .sum()
+            .reindex(result.benchmarks)
+        )
+        sentences.append(
+            f"Bins with Benjamini-Hochberg q <= {s['fdr']} under the {reading} reading: "
+            + _per_benchmark({b: str(int(n)) for b, n in significant.items()})
+            + "."
+        )
     return sentences
 
 
@@ -105,35 +119,47 @@ def contrast(result) -> list[str]:
     sentences = []
     if len(pearson):
         hi, lo = pearson.iloc[-1], pearson.iloc[0]
-        sentences.append(f"Profile correlations (Pearson, {int(hi['n_bins'])} bins): highest {hi['a']} | {hi['b']} "
-                         f"r = {hi['r']:.2f}, lowest {lo['a']} | {lo['b']} r = {lo['r']:.2f}.")
+        sentences.append(
+            f"Profile correlations (Pearson, {int(hi['n_bins'])} bins): highest {hi['a']} | {hi['b']} "
+            f"r = {hi['r']:.2f}, lowest {lo['a']} | {lo['b']} r = {lo['r']:.2f}."
+        )
     top = t["top_marginals"]
     best = top[(top["axis"] == "format") & (top["direction"] == "positive") & (top["rank"] == 1)]
     if len(best):
-        sentences.append("Top format (mean z of its bins): "
-                         + _per_benchmark({r["benchmark"]: f"{r['label']} ({r['mean_z']:.2f})"
-                                           for _, r in best.iterrows()}) + ".")
+        sentences.append(
+            "Top format (mean z of its bins): "
+            + _per_benchmark({r["benchmark"]: f"{r['label']} ({r['mean_z']:.2f})" for _, r in best.iterrows()})
+            + "."
+        )
     sharper = s["sharper_split"]
     if sharper.get("available"):
         delta = sharper["max_abs_delta"]
-        text = (f"Largest |social - STEM| topic contrast: {delta['reasoning']:.2f} within reasoning, "
-                f"{delta['knowledge']:.2f} within knowledge")
+        text = (
+            f"Largest |social - STEM| topic contrast: {delta['reasoning']:.2f} within reasoning, "
+            f"{delta['knowledge']:.2f} within knowledge"
+        )
         if "p_one_sided" in sharper:
-            text += (f"; the reasoning split is sharper by {sharper['difference']:.2f} (interval "
-                     f"{sharper['low']:.2f} to {sharper['high']:.2f}, one-sided p = {sharper['p_one_sided']:.3g}, "
-                     f"{sharper['unit']} resampled)")
+            text += (
+                f"; the reasoning split is sharper by {sharper['difference']:.2f} (interval "
+                f"{sharper['low']:.2f} to {sharper['high']:.2f}, one-sided p = {sharper['p_one_sided']:.3g}, "
+                f"{sharper['unit']} resampled)"
+            )
         sentences.append(text + ".")
     agreement = s.get("agreement", {})
     produced = sum(v for k, v in agreement.items() if k != "not produced")
     if s["world_kind"] in ("paper", "released"):
-        sentences.append(f"Of the paper's reported values this run produced ({produced}), "
-                         f"{agreement.get('agrees', 0)} agree within half a unit of the paper's last digit and "
-                         f"{agreement.get('differs', 0)} differ{_differing(t['paper_vs_run'])}; "
-                         f"{agreement.get('not produced', 0)} cannot be produced from this run (paper_vs_run.csv "
-                         "says why).")
+        sentences.append(
+            f"Of the paper's reported values this run produced ({produced}), "
+            f"{agreement.get('agrees', 0)} agree within half a unit of the paper's last digit and "
+            f"{agreement.get('differs', 0)} differ{_differing(t['paper_vs_run'])}; "
+            f"{agreement.get('not produced', 0)} cannot be produced from this run (paper_vs_run.csv "
+            "says why)."
+        )
     else:
-        sentences.append(f"{produced} of the paper's reported values have a counterpart in this run; none is "
-                         f"comparable (a {s['world_kind']} world).")
+        sentences.append(
+            f"{produced} of the paper's reported values have a counterpart in this run; none is "
+            f"comparable (a {s['world_kind']} world)."
+        )
     sentences += [why for why in map(result.why_unavailable, ("correctness_differential", "lexical")) if why]
     return sentences
 
@@ -143,8 +169,10 @@ def _differing(table) -> str:
     differs = table[table["status"] == "differs"]
     if differs.empty:
         return ""
-    parts = [f"{section.replace('_', ' ')}: {_names(list(dict.fromkeys(rows['benchmark'])))}"
-             for section, rows in differs.groupby("section", sort=False)]
+    parts = [
+        f"{section.replace('_', ' ')}: {_names(list(dict.fromkeys(rows['benchmark'])))}"
+        for section, rows in differs.groupby("section", sort=False)
+    ]
     return f" ({'; '.join(parts)})"
 
 
@@ -177,4 +205,3 @@ def bins_with_documents(result) -> int:
         return int(np.count_nonzero(result.scores.bin_counts))
     bins = result.summary["bins"]
     return bins["total"] - len(bins["empty"])
-

@@ -31,7 +31,8 @@ from .execute import run_notebook
 from .params import StudyParams, Validation
 from .params.validation import DEFAULT_SETTING
 from .record import git_state, now
-from .runs import WORLD_DIR, run_study
+from .plans import WORLD_DIR
+from .runs import run_study
 from .validation_tables import PLAN
 from .worlds import load_world
 
@@ -43,11 +44,11 @@ NOTEBOOK, TABLES = "validation.ipynb", "tables"
 class WorldPlan:
     """One world of a validation: a testbed study with its own seed and dose."""
 
-    name: str            # its run folder under runs/<validation>/
-    kind: str            # planted (the study's dose), dose (the dose-response), sham (a never-evaluated
-    seed: int            #   benchmark's content in the planted bins), null (nothing planted)
-    dose: float          # planted token share per benchmark (0: null)
-    twin: str | None = None   # null, sham: the planted world whose attributed checkpoint it takes
+    name: str  # its run folder under runs/<validation>/
+    kind: str  # planted (the study's dose), dose (the dose-response), sham (a never-evaluated
+    seed: int  #   benchmark's content in the planted bins), null (nothing planted)
+    dose: float  # planted token share per benchmark (0: null)
+    twin: str | None = None  # null, sham: the planted world whose attributed checkpoint it takes
 
     def overrides(self) -> list[str]:
         content = ["world.planted_content=sham"] if self.kind == "sham" else []
@@ -60,8 +61,12 @@ def plan(validation: Validation, study: StudyParams) -> list[WorldPlan]:
     twin = {s: f"seed-{s}" for s in validation.seeds}
     worlds = [WorldPlan(f"seed-{s}", "planted", s, base) for s in validation.seeds]
     worlds += [WorldPlan(f"sham-seed-{s}", "sham", s, base, twin.get(s)) for s in validation.sham_seeds]
-    worlds += [WorldPlan(f"dose-{d:g}-seed-{s}", "dose", s, d) for d in validation.doses
-               for s in validation.dose_seeds if not (d == base and s in validation.seeds)]
+    worlds += [
+        WorldPlan(f"dose-{d:g}-seed-{s}", "dose", s, d)
+        for d in validation.doses
+        for s in validation.dose_seeds
+        if not (d == base and s in validation.seeds)
+    ]
     worlds += [WorldPlan(f"null-seed-{s}", "null", s, 0.0, twin.get(s)) for s in validation.null_seeds]
     return worlds
 
@@ -96,16 +101,26 @@ def load(params_path: str | Path, overrides: list[str] = ()) -> tuple[Validation
     study_path = params_path.parent / validation.study
     study = params_mod.load(study_path, validation.overrides)
     if study.world.kind != "testbed":
-        raise ProvenanceError(f"{params_path}: study {validation.study} is a {study.world.kind} world; known answers "
-                              "need a testbed's ground truth", "name a testbed study, e.g. study: testbed.yaml")
-    for overrides in validation.gradient_settings.values():   # a setting that does not load fails before any build
+        raise ProvenanceError(
+            f"{params_path}: study {validation.study} is a {study.world.kind} world; known answers "
+            "need a testbed's ground truth",
+            "name a testbed study, e.g. study: testbed.yaml",
+        )
+    for overrides in validation.gradient_settings.values():  # a setting that does not load fails before any build
         params_mod.load(study_path, [*validation.overrides, *overrides])
     return validation, study_path, study
 
 
-def validate(params_path: str | Path, overrides: list[str] = (), name: str | None = None,
-             runs_dir: str | Path | None = None, timeout: float | None = None, force: bool = False,
-             trust_code: bool = False, results_dir: str | Path | None = None) -> Path:
+def validate(
+    params_path: str | Path,
+    overrides: list[str] = (),
+    name: str | None = None,
+    runs_dir: str | Path | None = None,
+    timeout: float | None = None,
+    force: bool = False,
+    trust_code: bool = False,
+    results_dir: str | Path | None = None,
+) -> Path:
     """Every planned world through stages 01-03 under each stage 02 setting, the retrains, then the validation
     notebook. Returns runs/<validation>/. ``force`` and ``trust_code`` mean what they mean to ``run_study`` (its
     ``--force``, ``--trust-code``); ``results_dir``: also write the summary there as measured results
@@ -118,9 +133,16 @@ def validate(params_path: str | Path, overrides: list[str] = (), name: str | Non
     folder = runs_dir / name
     common = [*validation.overrides, f"binning.variants={json.dumps(validation.variants)}"]
     settings = validation.gradient_settings
-    record = dict(params=validation.model_dump(mode="json"), study=str(study_path), overrides=list(overrides),
-                  trust_code=trust_code, git=git_state(), started=now(), worlds=[],
-                  settings={s: dict(overrides=o, duration_s=0.0) for s, o in settings.items()})
+    record = dict(
+        params=validation.model_dump(mode="json"),
+        study=str(study_path),
+        overrides=list(overrides),
+        trust_code=trust_code,
+        git=git_state(),
+        started=now(),
+        worlds=[],
+        settings={s: dict(overrides=o, duration_s=0.0) for s, o in settings.items()},
+    )
     worlds = plan(validation, study)
     for world in worlds:
         extra = world.overrides()
@@ -135,35 +157,68 @@ def validate(params_path: str | Path, overrides: list[str] = (), name: str | Non
                 share_world(folder / world.name, folder / run)
             run_overrides = [*extra, *setting_overrides]
             print(f"[validate] {run}: {' '.join('-p ' + o for o in run_overrides)}", flush=True)
-            run_study(study_path, [*common, *run_overrides], name=f"{name}/{run}", stages=STAGES,
-                      runs_dir=runs_dir, timeout=timeout, force=force, trust_code=trust_code)
+            run_study(
+                study_path,
+                [*common, *run_overrides],
+                name=f"{name}/{run}",
+                stages=STAGES,
+                runs_dir=runs_dir,
+                timeout=timeout,
+                force=force,
+                trust_code=trust_code,
+            )
             duration = round(time.time() - started, 1)
-            record["worlds"].append(dict(asdict(world), setting=setting, run=run, overrides=run_overrides,
-                                         duration_s=duration,
-                                         **({"world_from": f"{world.name}/{WORLD_DIR}"} if shared else {})))
+            record["worlds"].append(
+                dict(
+                    asdict(world),
+                    setting=setting,
+                    run=run,
+                    overrides=run_overrides,
+                    duration_s=duration,
+                    **({"world_from": f"{world.name}/{WORLD_DIR}"} if shared else {}),
+                )
+            )
             record["settings"][setting]["duration_s"] = round(record["settings"][setting]["duration_s"] + duration, 1)
             write_json(folder / PLAN, record)
     started = time.time()
-    for world in worlds:     # the counterfactual ground truth, cached job by job
+    for world in worlds:  # the counterfactual ground truth, cached job by job
         if world.kind == "planted" and world.seed in validation.retraining.seeds:
-            counterfactual.run_world(folder / world.name / WORLD_DIR, folder / counterfactual.RETRAINS / world.name,
-                                     params_mod.load(study_path, [*common, *world.overrides()]),
-                                     validation.retraining, trust_code=trust_code)
+            counterfactual.run_world(
+                folder / world.name / WORLD_DIR,
+                folder / counterfactual.RETRAINS / world.name,
+                params_mod.load(study_path, [*common, *world.overrides()]),
+                validation.retraining,
+                trust_code=trust_code,
+            )
     record.update(retrains_s=round(time.time() - started, 1))
     write_json(folder / PLAN, record)
     started = time.time()
     executed = folder / "notebooks" / NOTEBOOK
     executed.parent.mkdir(parents=True, exist_ok=True)
-    ending = run_notebook(root / "notebooks" / NOTEBOOK, executed, timeout=timeout,
-                          parameters={"run_dir": str(folder.resolve()), "out_dir": str((folder / TABLES).resolve())})
+    ending = run_notebook(
+        root / "notebooks" / NOTEBOOK,
+        executed,
+        timeout=timeout,
+        parameters={"run_dir": str(folder.resolve()), "out_dir": str((folder / TABLES).resolve())},
+    )
     if ending is not None:
-        raise ProvenanceError(f"the validation notebook {ending.status}: {ending.message} (notebook: {executed})",
-                              "read the failing cell's traceback in that notebook; the world runs are kept")
-    record.update(tables_s=round(time.time() - started, 1), ended=now(),
-                  tables=hash_tree(folder / TABLES, relative_to=folder))
+        raise ProvenanceError(
+            f"the validation notebook {ending.status}: {ending.message} (notebook: {executed})",
+            "read the failing cell's traceback in that notebook; the world runs are kept",
+        )
+    record.update(
+        tables_s=round(time.time() - started, 1), ended=now(), tables=hash_tree(folder / TABLES, relative_to=folder)
+    )
     write_json(folder / PLAN, record)
     if results_dir is not None:
-        command = " ".join(["python -m provenance_lib validate", str(params_path), *(f"-p {o}" for o in overrides),
-                            "--results", str(results_dir)])
+        command = " ".join(
+            [
+                "python -m provenance_lib validate",
+                str(params_path),
+                *(f"-p {o}" for o in overrides),
+                "--results",
+                str(results_dir),
+            ]
+        )
         validation_results.write(folder, Path(results_dir), command, study.binning.reading, time.time() - invoked)
     return folder

@@ -34,7 +34,7 @@ from .counterfactual import RETRAINS, job_table
 from .stats import pair_auc
 
 LOBO, LDS, NOISE = "leave_one_out.csv", "lds.csv", "noise.csv"
-MODEL = "query"          # the model the world evaluates and whose gradients stage 02 takes for the queries
+MODEL = "query"  # the model the world evaluates and whose gradients stage 02 takes for the queries
 LEVEL = 0.95
 
 
@@ -48,19 +48,29 @@ def load_jobs(validation_dir: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def compute(validation_dir: Path, out_dir: Path, runs: list[dict], bins: dict[str, pd.DataFrame],
-            truths: dict[str, dict], bootstrap: int, seed: int) -> dict[str, pd.DataFrame]:
+def compute(
+    validation_dir: Path,
+    out_dir: Path,
+    runs: list[dict],
+    bins: dict[str, pd.DataFrame],
+    truths: dict[str, dict],
+    bootstrap: int,
+    seed: int,
+) -> dict[str, pd.DataFrame]:
     """The three tables (none when nothing was retrained), written into ``out_dir``."""
     jobs = load_jobs(validation_dir)
     if not len(jobs):
         return {}
     lobo = leave_one_out(jobs, {r["name"]: truths[r["run"]] for r in runs})
-    lds, replicates = datamodel_scores(jobs, [r for r in runs if r["name"] in set(jobs["world"])], bins, bootstrap,
-                                       seed)
+    lds, replicates = datamodel_scores(
+        jobs, [r for r in runs if r["name"] in set(jobs["world"])], bins, bootstrap, seed
+    )
     noise = noise_ceiling(jobs)
     worlds = {r["name"]: r["run_dir"] / "world" for r in runs}
-    noise["full_matches_world"] = [full_matches_world(jobs, world, benchmark, worlds[world])
-                                   for world, benchmark in zip(noise["world"], noise["benchmark"])]
+    noise["full_matches_world"] = [
+        full_matches_world(jobs, world, benchmark, worlds[world])
+        for world, benchmark in zip(noise["world"], noise["benchmark"])
+    ]
     for name, table in ((LOBO, lobo), (LDS, lds), (NOISE, noise)):
         write_text(Path(out_dir) / name, table.to_csv(index=False))
     return dict(lobo=lobo, lds=lds, noise=noise, replicates=replicates)
@@ -87,18 +97,28 @@ def lobo_summary(lobo: pd.DataFrame, model: str = MODEL) -> pd.DataFrame:
     planting, other content)."""
     out = []
     for (world, benchmark), block in lobo[lobo["model"] == model].groupby(["world", "benchmark"], sort=False):
-        drop = {role: block.loc[block["role"] == role, "gold_loglik_drop"].to_numpy()
-                for role in ("own planted", "other planted", "ordinary")}
-        out.append(dict(world=world, benchmark=benchmark,
-                        **{f"{role.replace(' ', '_')}_drop": float(np.mean(v)) if len(v) else np.nan
-                           for role, v in drop.items()},
-                        own_vs_ordinary_auc=pair_auc(drop["own planted"], drop["ordinary"]),
-                        own_vs_other_planted_auc=pair_auc(drop["own planted"], drop["other planted"])))
+        drop = {
+            role: block.loc[block["role"] == role, "gold_loglik_drop"].to_numpy()
+            for role in ("own planted", "other planted", "ordinary")
+        }
+        out.append(
+            dict(
+                world=world,
+                benchmark=benchmark,
+                **{
+                    f"{role.replace(' ', '_')}_drop": float(np.mean(v)) if len(v) else np.nan
+                    for role, v in drop.items()
+                },
+                own_vs_ordinary_auc=pair_auc(drop["own planted"], drop["ordinary"]),
+                own_vs_other_planted_auc=pair_auc(drop["own planted"], drop["other planted"]),
+            )
+        )
     return pd.DataFrame(out)
 
 
-def datamodel_scores(jobs: pd.DataFrame, runs: list[dict], bins: dict[str, pd.DataFrame], bootstrap: int,
-                     seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def datamodel_scores(
+    jobs: pd.DataFrame, runs: list[dict], bins: dict[str, pd.DataFrame], bootstrap: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """LDS per (world, setting, variant, benchmark) with its interval, LOBO Spearman, and the bootstrap
     replicates of the LDS (the same subset draws for every cell of a world, so medians can be bootstrapped)."""
     out, replicates = [], []
@@ -116,17 +136,40 @@ def datamodel_scores(jobs: pd.DataFrame, runs: list[dict], bins: dict[str, pd.Da
                 predicted = np.array([sum(z.get(int(b), 0.0) for b in removed) for removed in mine["removed"]])
                 measured = mine["gold_loglik_drop"].to_numpy()
                 reps = np.array([spearman(predicted[d], measured[d]) for d in draws])
-                low, high = (np.nanpercentile(reps, [50 * (1 - LEVEL), 100 - 50 * (1 - LEVEL)])
-                             if np.isfinite(reps).any() else (np.nan, np.nan))
+                low, high = (
+                    np.nanpercentile(reps, [50 * (1 - LEVEL), 100 - 50 * (1 - LEVEL)])
+                    if np.isfinite(reps).any()
+                    else (np.nan, np.nan)
+                )
                 ones = single[single["benchmark"] == benchmark]
                 one_z = np.array([z.get(int(removed[0]), np.nan) for removed in ones["removed"]], dtype=float)
                 scored = np.isfinite(one_z)
-                out.append(dict(world=world, setting=run["setting"], variant=variant, benchmark=benchmark,
-                                subsets=n_subsets, lds=spearman(predicted, measured), lds_low=low, lds_high=high,
-                                lobo_bins=int(scored.sum()),
-                                lobo_spearman=spearman(one_z[scored], ones["gold_loglik_drop"].to_numpy()[scored])))
-                replicates.append(pd.DataFrame(dict(world=world, setting=run["setting"], variant=variant,
-                                                    benchmark=benchmark, replicate=np.arange(bootstrap), lds=reps)))
+                out.append(
+                    dict(
+                        world=world,
+                        setting=run["setting"],
+                        variant=variant,
+                        benchmark=benchmark,
+                        subsets=n_subsets,
+                        lds=spearman(predicted, measured),
+                        lds_low=low,
+                        lds_high=high,
+                        lobo_bins=int(scored.sum()),
+                        lobo_spearman=spearman(one_z[scored], ones["gold_loglik_drop"].to_numpy()[scored]),
+                    )
+                )
+                replicates.append(
+                    pd.DataFrame(
+                        dict(
+                            world=world,
+                            setting=run["setting"],
+                            variant=variant,
+                            benchmark=benchmark,
+                            replicate=np.arange(bootstrap),
+                            lds=reps,
+                        )
+                    )
+                )
     return pd.DataFrame(out), (pd.concat(replicates, ignore_index=True) if replicates else pd.DataFrame())
 
 
@@ -145,8 +188,12 @@ def full_matches_world(jobs: pd.DataFrame, world: str, benchmark: str, world_dir
     recorded = read_json(info).get("extra", {}).get("accuracy", {}).get("query", {}).get(benchmark)
     if recorded is None:
         return None
-    full = jobs[(jobs["world"] == world) & (jobs["kind"] == "full") & (jobs["model"] == MODEL)
-                & (jobs["benchmark"] == benchmark)]["acc"]
+    full = jobs[
+        (jobs["world"] == world)
+        & (jobs["kind"] == "full")
+        & (jobs["model"] == MODEL)
+        & (jobs["benchmark"] == benchmark)
+    ]["acc"]
     return bool(len(full) and round(float(full.iloc[0]), 4) == recorded)
 
 
@@ -159,9 +206,17 @@ def noise_ceiling(jobs: pd.DataFrame) -> pd.DataFrame:
         seed_var = float(np.var(seeds, ddof=1)) if len(seeds) > 1 else np.nan
         drop_var = float(np.var(drops, ddof=1)) if len(drops) > 1 else np.nan
         ceiling = float(np.sqrt(max(0.0, 1 - seed_var / drop_var))) if drop_var and np.isfinite(seed_var) else np.nan
-        out.append(dict(world=world, benchmark=benchmark, training_seeds=len(seeds), seed_sd=np.sqrt(seed_var),
-                        subset_drop_sd=np.sqrt(drop_var), subset_drop_mean=float(np.mean(drops)) if len(drops)
-                        else np.nan, noise_ceiling=ceiling))
+        out.append(
+            dict(
+                world=world,
+                benchmark=benchmark,
+                training_seeds=len(seeds),
+                seed_sd=np.sqrt(seed_var),
+                subset_drop_sd=np.sqrt(drop_var),
+                subset_drop_mean=float(np.mean(drops)) if len(drops) else np.nan,
+                noise_ceiling=ceiling,
+            )
+        )
     return pd.DataFrame(out)
 
 
@@ -174,9 +229,16 @@ def summarize(effects: dict[str, pd.DataFrame]) -> pd.DataFrame:
     medians = replicates.groupby(["setting", "variant", "replicate"])["lds"].median().reset_index()
     interval = medians.groupby(["setting", "variant"])["lds"].quantile([(1 - LEVEL) / 2, (1 + LEVEL) / 2]).unstack()
     interval.columns = ["lds_ci_low", "lds_ci_high"]
-    table = lds.groupby(["setting", "variant"], sort=False).agg(
-        lds_cells=("lds", "size"), lds_median=("lds", "median"), lobo_spearman_median=("lobo_spearman", "median"),
-    ).join(interval).reset_index()
+    table = (
+        lds.groupby(["setting", "variant"], sort=False)
+        .agg(
+            lds_cells=("lds", "size"),
+            lds_median=("lds", "median"),
+            lobo_spearman_median=("lobo_spearman", "median"),
+        )
+        .join(interval)
+        .reset_index()
+    )
     return table.assign(noise_ceiling=noise["noise_ceiling"].median() if len(noise) else np.nan)
 
 
@@ -191,7 +253,8 @@ def chosen(summary: pd.DataFrame) -> pd.Series:
     lds = summary.get("lds_median", pd.Series(np.nan, index=summary.index)).fillna(-np.inf)
     complete = summary["sham_cells"].fillna(0) >= summary["sham_cells"].max()
     clean = complete & (sham <= 1 / 12 + 1e-12)
-    key = pd.DataFrame(dict(complete=complete, clean=clean, sham=-sham.where(~clean, 0.0), lds=lds,
-                            rank1=summary["rank1"].fillna(-1)))
+    key = pd.DataFrame(
+        dict(complete=complete, clean=clean, sham=-sham.where(~clean, 0.0), lds=lds, rank1=summary["rank1"].fillna(-1))
+    )
     best = key.sort_values(["complete", "clean", "sham", "lds", "rank1"], ascending=False, kind="stable").index[0]
     return pd.Series(summary.index == best, index=summary.index)

@@ -23,7 +23,7 @@ from .validation_effects import NOISE
 from .validation_tables import BAR, PLAN, SUMMARY
 
 NAME = "known_answers"
-METHOD = "trackstar"     # the estimator every record's scores come from (stage 02)
+METHOD = "trackstar"  # the estimator every record's scores come from (stage 02)
 
 
 def write(folder: Path, results_dir: Path, command: str, reading: str, wall_s: float) -> Path:
@@ -34,9 +34,19 @@ def write(folder: Path, results_dir: Path, command: str, reading: str, wall_s: f
     records = [record(row, reading) for row in summary.to_dict("records")]
     noise = folder / "tables" / NOISE
     matches = pd.read_csv(noise)["full_matches_world"].dropna() if noise.is_file() else pd.Series(dtype=bool)
-    document = dict(name=NAME, command=command, **git_state(), params=plan["params"], machine=machine(),
-                    generated_at=now(), wall_s=round(wall_s, 1), cost=cost(folder, plan), bar=BAR,
-                    retrain_reproduces_world=bool(matches.all()) if len(matches) else None, records=records)
+    document = dict(
+        name=NAME,
+        command=command,
+        **git_state(),
+        params=plan["params"],
+        machine=machine(),
+        generated_at=now(),
+        wall_s=round(wall_s, 1),
+        cost=cost(folder, plan),
+        bar=BAR,
+        retrain_reproduces_world=bool(matches.all()) if len(matches) else None,
+        records=records,
+    )
     write_json(results_dir / f"{NAME}.json", document)
     write_text(results_dir / f"{NAME}.md", markdown(document))
     return results_dir / f"{NAME}.json"
@@ -48,22 +58,38 @@ def record(row: dict, reading: str) -> dict:
         return None if v is None or (isinstance(v, float) and not np.isfinite(v)) else v
 
     return dict(
-        setting=row["setting"], overrides=json.loads(row["overrides"]), reading=row["variant"], method=METHOD,
-        planted_first=value("rank1"), cells=value("planted_cells"), carrier_auc_median=value("median_auc"),
-        sham_false_first=value("sham_first"), sham_cells=value("sham_cells"),
-        specificity_auc_median=value("median_specificity_auc"), fdr=value("fdr"),
-        planted_bin_z_median=value("planted_bin_z_median"), sham_bin_z_median=value("sham_bin_z_median"),
-        lds_median=value("lds_median"), lds_ci=[value("lds_ci_low"), value("lds_ci_high")],
-        lds_cells=value("lds_cells"), lobo_spearman_median=value("lobo_spearman_median"),
-        noise_ceiling=value("noise_ceiling"), meets_bar=bool(row["meets_bar"]),
+        setting=row["setting"],
+        overrides=json.loads(row["overrides"]),
+        reading=row["variant"],
+        method=METHOD,
+        planted_first=value("rank1"),
+        cells=value("planted_cells"),
+        carrier_auc_median=value("median_auc"),
+        sham_false_first=value("sham_first"),
+        sham_cells=value("sham_cells"),
+        specificity_auc_median=value("median_specificity_auc"),
+        fdr=value("fdr"),
+        planted_bin_z_median=value("planted_bin_z_median"),
+        sham_bin_z_median=value("sham_bin_z_median"),
+        lds_median=value("lds_median"),
+        lds_ci=[value("lds_ci_low"), value("lds_ci_high")],
+        lds_cells=value("lds_cells"),
+        lobo_spearman_median=value("lobo_spearman_median"),
+        noise_ceiling=value("noise_ceiling"),
+        meets_bar=bool(row["meets_bar"]),
         paper_recipe=row["variant"] == "paper" and row["setting"] == "default",
-        default=row["variant"] == reading and row["setting"] == "default", chosen_by_rule=bool(row.get("chosen")),
+        default=row["variant"] == reading and row["setting"] == "default",
+        chosen_by_rule=bool(row.get("chosen")),
     )
 
 
 def machine() -> dict:
-    return dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
-                cpus=os.cpu_count(), load_average=[round(x, 2) for x in os.getloadavg()])
+    return dict(
+        platform=platform.platform(),
+        processor=platform.processor() or platform.machine(),
+        cpus=os.cpu_count(),
+        load_average=[round(x, 2) for x in os.getloadavg()],
+    )
 
 
 def cost(folder: Path, plan: dict) -> dict:
@@ -74,35 +100,55 @@ def cost(folder: Path, plan: dict) -> dict:
         for stage, entry in (read_json(run).get("stages", {}) if run.is_file() else {}).items():
             stages[stage] = stages.get(stage, 0.0) + float(entry.get("duration_s") or 0.0)
     retrains = [read_json(p)["result"]["seconds"] for p in sorted((folder / "retrains").glob("*/*.json"))]
-    return dict(stage_seconds={k: round(v, 1) for k, v in stages.items()}, retrains=len(retrains),
-                retrain_seconds=round(float(np.sum(retrains)), 1),
-                retrain_seconds_median=round(float(np.median(retrains)), 1) if retrains else None,
-                total_seconds=round(sum(stages.values()) + float(np.sum(retrains)), 1))
+    return dict(
+        stage_seconds={k: round(v, 1) for k, v in stages.items()},
+        retrains=len(retrains),
+        retrain_seconds=round(float(np.sum(retrains)), 1),
+        retrain_seconds_median=round(float(np.median(retrains)), 1) if retrains else None,
+        total_seconds=round(sum(stages.values()) + float(np.sum(retrains)), 1),
+    )
 
 
 def markdown(document: dict) -> str:
     def number(v, digits=2):
         return "–" if v is None else f"{v:.{digits}f}"
 
-    head = ("| setting | reading | planted bin 1st | sham bin 1st | specificity AUC | carrier AUC | FDR | "
-            "LDS median [95% CI] | noise ceiling | |")
+    head = (
+        "| setting | reading | planted bin 1st | sham bin 1st | specificity AUC | carrier AUC | FDR | "
+        "LDS median [95% CI] | noise ceiling | |"
+    )
     lines = [head, "|" + "---|" * 10]
     for r in document["records"]:
-        marks = ", ".join(m for m, on in (("paper's recipe", r["paper_recipe"]), ("package default", r["default"]),
-                                          ("chosen by the rule", r["chosen_by_rule"])) if on)
-        lds = "–" if r["lds_median"] is None else \
-            f"{r['lds_median']:.2f} [{number(r['lds_ci'][0])}, {number(r['lds_ci'][1])}]"
-        lines.append(f"| {r['setting']} | `{r['reading']}` | {r['planted_first']} of {r['cells']} | "
-                     f"{r['sham_false_first']} of {r['sham_cells']} | {number(r['specificity_auc_median'])} | "
-                     f"{number(r['carrier_auc_median'])} | {number(r['fdr'])} | {lds} | "
-                     f"{number(r['noise_ceiling'])} | {marks} |")
+        marks = ", ".join(
+            m
+            for m, on in (
+                ("paper's recipe", r["paper_recipe"]),
+                ("package default", r["default"]),
+                ("chosen by the rule", r["chosen_by_rule"]),
+            )
+            if on
+        )
+        lds = (
+            "–"
+            if r["lds_median"] is None
+            else f"{r['lds_median']:.2f} [{number(r['lds_ci'][0])}, {number(r['lds_ci'][1])}]"
+        )
+        lines.append(
+            f"| {r['setting']} | `{r['reading']}` | {r['planted_first']} of {r['cells']} | "
+            f"{r['sham_false_first']} of {r['sham_cells']} | {number(r['specificity_auc_median'])} | "
+            f"{number(r['carrier_auc_median'])} | {number(r['fdr'])} | {lds} | "
+            f"{number(r['noise_ceiling'])} | {marks} |"
+        )
     c = document["cost"]
-    lines += ["", f"Measured at commit `{(document['commit'] or 'unknown')[:7]}`"
-              f"{' (uncommitted changes)' if document['dirty'] else ''} by `{document['command']}` on "
-              f"{document['machine']['cpus']} CPUs (load average {document['machine']['load_average'][0]}), "
-              f"{document['generated_at'][:10]}. Stages took {c['total_seconds'] - c['retrain_seconds']:.0f} s and "
-              f"{c['retrains']} retrains {c['retrain_seconds']:.0f} s (median {number(c['retrain_seconds_median'], 0)}"
-              f" s each) when they ran; this invocation {document['wall_s']:.0f} s."]
+    lines += [
+        "",
+        f"Measured at commit `{(document['commit'] or 'unknown')[:7]}`"
+        f"{' (uncommitted changes)' if document['dirty'] else ''} by `{document['command']}` on "
+        f"{document['machine']['cpus']} CPUs (load average {document['machine']['load_average'][0]}), "
+        f"{document['generated_at'][:10]}. Stages took {c['total_seconds'] - c['retrain_seconds']:.0f} s and "
+        f"{c['retrains']} retrains {c['retrain_seconds']:.0f} s (median {number(c['retrain_seconds_median'], 0)}"
+        f" s each) when they ran; this invocation {document['wall_s']:.0f} s.",
+    ]
     return "\n".join(lines + ["", *verdict(document)]) + "\n"
 
 
@@ -119,24 +165,34 @@ def verdict(document: dict) -> list[str]:
     full = max((r["sham_cells"] or 0 for r in records), default=0)
     sham = [r["sham_false_first"] for r in records if r["setting"] == "default" and r["sham_cells"] == full]
     lds = [r for r in records if r["lds_median"] is not None and r["noise_ceiling"] is not None]
-    lines = [f"- The bar (planted bin 1st in ≥ {bar['rank1_share'] * 12:.0f} of 12 cells, carrier AUC ≥ "
-             f"{bar['median_auc']}, a sham bin 1st in ≤ {bar['sham_first_share'] * 12:.0f} of 12, LDS ≥ {bar['lds']}) "
-             f"is met by {', '.join(meets) if meets else 'no record'}."]
+    lines = [
+        f"- The bar (planted bin 1st in ≥ {bar['rank1_share'] * 12:.0f} of 12 cells, carrier AUC ≥ "
+        f"{bar['median_auc']}, a sham bin 1st in ≤ {bar['sham_first_share'] * 12:.0f} of 12, LDS ≥ {bar['lds']}) "
+        f"is met by {', '.join(meets) if meets else 'no record'}."
+    ]
     if rule is not None:
         study = "not in the table" if default is None else name(default)
-        lines.append(f"- The rule chooses {name(rule)}; the package default (`binning.reading` under the study's own "
-                     f"settings) is {'that record' if default is rule else study + ': they differ'}.")
+        lines.append(
+            f"- The rule chooses {name(rule)}; the package default (`binning.reading` under the study's own "
+            f"settings) is {'that record' if default is rule else study + ': they differ'}."
+        )
     if sham:
-        lines.append(f"- Under the study's own stage 02 settings a sham bin is ranked first in at most {max(sham)} of "
-                     f"{full} sham cells, whatever the reading.")
+        lines.append(
+            f"- Under the study's own stage 02 settings a sham bin is ranked first in at most {max(sham)} of "
+            f"{full} sham cells, whatever the reading."
+        )
     if lds:
         below = sum(r["lds_median"] < r["noise_ceiling"] for r in lds)
-        lines.append(f"- The bin-level LDS median lies below the retraining noise ceiling for {below} of {len(lds)} "
-                     f"records (best {max(r['lds_median'] for r in lds):.2f}, ceiling "
-                     f"{max(r['noise_ceiling'] for r in lds):.2f}).")
+        lines.append(
+            f"- The bin-level LDS median lies below the retraining noise ceiling for {below} of {len(lds)} "
+            f"records (best {max(r['lds_median'] for r in lds):.2f}, ceiling "
+            f"{max(r['noise_ceiling'] for r in lds):.2f})."
+        )
     if document.get("retrain_reproduces_world") is not None:
-        lines.append("- Retraining with nothing removed reproduces the world's attributed model: "
-                     f"{'yes' if document['retrain_reproduces_world'] else 'no'}.")
+        lines.append(
+            "- Retraining with nothing removed reproduces the world's attributed model: "
+            f"{'yes' if document['retrain_reproduces_world'] else 'no'}."
+        )
     return lines
 
 

@@ -49,14 +49,15 @@ from .stages.binning import VARIANTS, load_scores
 from .stages.binning import load_result as load_binning
 from .stages.sampling import MANIFEST
 from .stats import pair_auc, separation
+from .validation_figures import dose_figure, sham_figure
 from .worlds.testbed import GROUND_TRUTH
 
 PLAN = "validation.json"
 ROWS, SUMMARY, DOSES, FIGURE = "known_answers.parquet", "summary.csv", "dose_response.csv", "dose_response.png"
 SHAM_FIGURE = "sham_vs_planted.png"
 BAR = dict(rank1_share=11 / 12, median_auc=0.9, sham_first_share=1 / 12, lds=0.6)
-CONTROLS = ("sham", "null")                     # worlds where no bin is any benchmark's source
-SIZE_CLASSES = (0, 10, 20, 40)                  # working-set documents: [min_docs, 10), [10, 20), [20, 40), >= 40
+CONTROLS = ("sham", "null")  # worlds where no bin is any benchmark's source
+SIZE_CLASSES = (0, 10, 20, 40)  # working-set documents: [min_docs, 10), [10, 20), [20, 40), >= 40
 
 
 @dataclass
@@ -65,20 +66,20 @@ class KnownAnswers:
     rows: pd.DataFrame
     summary: pd.DataFrame
     dose: pd.DataFrame
-    planted_z: pd.DataFrame = field(default_factory=pd.DataFrame)   # every planted / sham bin's z (the figure)
+    planted_z: pd.DataFrame = field(default_factory=pd.DataFrame)  # every planted / sham bin's z (the figure)
     effects: dict[str, pd.DataFrame] = field(default_factory=dict)  # lobo, lds, noise (validation_effects)
 
     def worlds(self) -> pd.DataFrame:
         """The worlds: kind, seed, nominal dose and the planted token share measured per benchmark (mean)."""
-        return (self.rows.groupby(["world", "kind", "seed", "dose"], sort=False)["planted_token_share"].mean()
-                .reset_index())
+        return (
+            self.rows.groupby(["world", "kind", "seed", "dose"], sort=False)["planted_token_share"].mean().reset_index()
+        )
 
     def ranks(self, value: str = "best_rank", kinds: tuple[str, ...] | None = None) -> pd.DataFrame:
         """``value`` per stage 02 setting, world and benchmark (rows) and variant (columns), the paper's recipe
         first; ``kinds``: only worlds of these kinds."""
         rows = self.rows if kinds is None else self.rows[self.rows["kind"].isin(kinds)]
-        table = rows.pivot_table(index=["setting", "world", "benchmark"], columns="variant", values=value,
-                                 sort=False)
+        table = rows.pivot_table(index=["setting", "world", "benchmark"], columns="variant", values=value, sort=False)
         return table[[v for v in dict.fromkeys(self.summary["variant"]) if v in table.columns]]
 
     def by_setting(self, values=("rank1", "sham_first", "median_specificity_auc", "median_auc", "fdr")):
@@ -101,8 +102,10 @@ def variant_verdict(s: dict) -> str:
     checks = [
         (s["rank1_share"] >= BAR["rank1_share"], f"planted bin 1st in {s['rank1']} of {s['planted_cells']}"),
         (s["median_auc"] >= BAR["median_auc"], f"median AUC {s['median_auc']:.2f}"),
-        (not s["sham_first_share"] > BAR["sham_first_share"],
-         f"a sham bin 1st in {s['sham_first']} of {s['sham_cells']}"),
+        (
+            not s["sham_first_share"] > BAR["sham_first_share"],
+            f"a sham bin 1st in {s['sham_first']} of {s['sham_cells']}",
+        ),
     ]
     if "lds_median" in s and pd.notna(s["lds_median"]):
         checks.append((s["lds_median"] >= BAR["lds"], f"LDS median {s['lds_median']:.2f}"))
@@ -110,8 +113,9 @@ def variant_verdict(s: dict) -> str:
     return f"- **{s['variant']}**: " + ("meets the bar" if not misses else "misses it: " + ", ".join(misses))
 
 
-def run_or_load(run_dir: str | Path | None = None, out_dir: str | Path | None = None,
-                recompute: bool = False) -> KnownAnswers:
+def run_or_load(
+    run_dir: str | Path | None = None, out_dir: str | Path | None = None, recompute: bool = False
+) -> KnownAnswers:
     """The validation notebook's entry. Executed by ``validate`` (``out_dir`` given) it computes the tables; opened
     by hand it shows the recorded ones (``run_dir`` None: runs/validation), or with ``recompute`` computes them
     again into ``<run_dir>/interactive/tables`` (the recorded ones stay as they are)."""
@@ -127,13 +131,22 @@ def load_result(out_dir: str | Path) -> KnownAnswers:
     out_dir = Path(out_dir)
     missing = [name for name in (ROWS, SUMMARY, DOSES) if not (out_dir / name).is_file()]
     if missing:
-        raise ProvenanceError(f"{out_dir} lacks the validation tables {missing}",
-                              "run python -m provenance_lib validate params/validation.yaml")
-    effects = {key: pd.read_csv(out_dir / name) for key, name in
-               (("lobo", effects_mod.LOBO), ("lds", effects_mod.LDS), ("noise", effects_mod.NOISE))
-               if (out_dir / name).is_file()}
-    return KnownAnswers(out_dir, pd.read_parquet(out_dir / ROWS), pd.read_csv(out_dir / SUMMARY),
-                        pd.read_csv(out_dir / DOSES), effects=effects)
+        raise ProvenanceError(
+            f"{out_dir} lacks the validation tables {missing}",
+            "run python -m provenance_lib validate params/validation.yaml",
+        )
+    effects = {
+        key: pd.read_csv(out_dir / name)
+        for key, name in (("lobo", effects_mod.LOBO), ("lds", effects_mod.LDS), ("noise", effects_mod.NOISE))
+        if (out_dir / name).is_file()
+    }
+    return KnownAnswers(
+        out_dir,
+        pd.read_parquet(out_dir / ROWS),
+        pd.read_csv(out_dir / SUMMARY),
+        pd.read_csv(out_dir / DOSES),
+        effects=effects,
+    )
 
 
 def plan_runs(validation_dir: Path) -> tuple[dict, list[dict]]:
@@ -156,18 +169,34 @@ def compute(validation_dir: str | Path, out_dir: str | Path) -> KnownAnswers:
         controls = {r["run"]: (bins[r["run"]][0], truths[r["run"]], r["kind"]) for r in control_pool(runs, run)}
         frames.append(world_rows(run, table, fdr, truths[run["run"]], controls, plan["params"].get("recall_k")))
     rows = pd.concat(frames, ignore_index=True)
-    planted_z = pd.concat([planted_bin_z(run, bins[run["run"]][0], truths[run["run"]]) for run in runs
-                           if run["kind"] in ("planted", "sham")] or [pd.DataFrame()], ignore_index=True)
+    planted_z = pd.concat(
+        [
+            planted_bin_z(run, bins[run["run"]][0], truths[run["run"]])
+            for run in runs
+            if run["kind"] in ("planted", "sham")
+        ]
+        or [pd.DataFrame()],
+        ignore_index=True,
+    )
     overrides = {name: s["overrides"] for name, s in plan.get("settings", {}).items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     retraining = plan["params"].get("retraining", {})
-    effects = effects_mod.compute(validation_dir, out_dir, runs, {name: b[0] for name, b in bins.items()}, truths,
-                                  retraining.get("bootstrap", 1000), retraining.get("seed", 0))
-    summary = summarize(rows, planted_z, overrides).merge(effects_mod.summarize(effects), how="left",
-                                                          on=["setting", "variant"])
+    effects = effects_mod.compute(
+        validation_dir,
+        out_dir,
+        runs,
+        {name: b[0] for name, b in bins.items()},
+        truths,
+        retraining.get("bootstrap", 1000),
+        retraining.get("seed", 0),
+    )
+    summary = summarize(rows, planted_z, overrides).merge(
+        effects_mod.summarize(effects), how="left", on=["setting", "variant"]
+    )
     summary["chosen"] = effects_mod.chosen(summary)
-    result = KnownAnswers(out_dir, rows, summary, dose_response(rows), planted_z,
-                          {k: v for k, v in effects.items() if k != "replicates"})
+    result = KnownAnswers(
+        out_dir, rows, summary, dose_response(rows), planted_z, {k: v for k, v in effects.items() if k != "replicates"}
+    )
     write_parquet(out_dir / ROWS, rows)
     write_text(out_dir / SUMMARY, result.summary.to_csv(index=False))
     write_text(out_dir / DOSES, result.dose.to_csv(index=False))
@@ -189,8 +218,10 @@ def bin_table(run_dir: Path) -> tuple[pd.DataFrame, float]:
     result = load_binning(run_dir / "03_binning")
     t = result.table
     t = t[(t["split"] == "all") & ~t["masked"] & t["z"].notna()]
-    return (t[["variant", "benchmark", "bin", "z", "q_value", "n_docs"]].reset_index(drop=True),
-            float(result.summary["fdr"]))
+    return (
+        t[["variant", "benchmark", "bin", "z", "q_value", "n_docs"]].reset_index(drop=True),
+        float(result.summary["fdr"]),
+    )
 
 
 def size_class(n_docs) -> np.ndarray:
@@ -202,8 +233,14 @@ def planted_on(truth: dict) -> set[int]:
     return {b for t in truth.values() for b in t["bins"]}
 
 
-def world_rows(world: dict, table: pd.DataFrame, fdr: float, truth: dict,
-               controls: dict[str, tuple[pd.DataFrame, dict, str]], recall_k: int | None) -> pd.DataFrame:
+def world_rows(
+    world: dict,
+    table: pd.DataFrame,
+    fdr: float,
+    truth: dict,
+    controls: dict[str, tuple[pd.DataFrame, dict, str]],
+    recall_k: int | None,
+) -> pd.DataFrame:
     """One run's rows (a world under a stage 02 setting): per benchmark and variant, the planted bins' ranks and z,
     specificity, p against the control worlds, discoveries, and the document-level separation of the carriers."""
     run_dir = Path(world["run_dir"])
@@ -220,26 +257,40 @@ def world_rows(world: dict, table: pd.DataFrame, fdr: float, truth: dict,
         best = z[own].max() if own.any() else np.nan
         false = found & ~own if world["kind"] == "planted" else found
         score_set = VARIANTS[variant].scores
-        rows.append(dict(
-            world=world["name"], setting=world["setting"], kind=world["kind"], seed=world["seed"], dose=world["dose"],
-            planted_token_share=truth[benchmark]["planted_token_share"], benchmark=benchmark, variant=variant,
-            score_set=score_set, scored_bins=len(block), planted_bins=int(own.sum()),
-            best_rank=ranks[own].min() if own.any() else np.nan,
-            median_rank=float(np.median(ranks[own])) if own.any() else np.nan,
-            z=best, top_planted_on=bool(block["bin"].iloc[int(np.argmax(z))] in every_planted),
-            specificity_auc=pair_auc(z[own], z[others]),
-            p_sham=null_p(best, sham_pool, int(own.sum())),
-            p_null=null_p(best, null_pool[size_class(block["n_docs"])[own][np.argmax(z[own])]], 1)
-            if own.any() and world["kind"] not in CONTROLS else np.nan,
-            discoveries=int(found.sum()), false_discoveries=int(false.sum()),
-            fdp=float(false.sum() / found.sum()) if found.any() else 0.0,
-            **documents.get((score_set, benchmark), {}),
-        ))
+        rows.append(
+            dict(
+                world=world["name"],
+                setting=world["setting"],
+                kind=world["kind"],
+                seed=world["seed"],
+                dose=world["dose"],
+                planted_token_share=truth[benchmark]["planted_token_share"],
+                benchmark=benchmark,
+                variant=variant,
+                score_set=score_set,
+                scored_bins=len(block),
+                planted_bins=int(own.sum()),
+                best_rank=ranks[own].min() if own.any() else np.nan,
+                median_rank=float(np.median(ranks[own])) if own.any() else np.nan,
+                z=best,
+                top_planted_on=bool(block["bin"].iloc[int(np.argmax(z))] in every_planted),
+                specificity_auc=pair_auc(z[own], z[others]),
+                p_sham=null_p(best, sham_pool, int(own.sum())),
+                p_null=null_p(best, null_pool[size_class(block["n_docs"])[own][np.argmax(z[own])]], 1)
+                if own.any() and world["kind"] not in CONTROLS
+                else np.nan,
+                discoveries=int(found.sum()),
+                false_discoveries=int(false.sum()),
+                fdp=float(false.sum() / found.sum()) if found.any() else 0.0,
+                **documents.get((score_set, benchmark), {}),
+            )
+        )
     return pd.DataFrame(rows)
 
 
-def control_z(controls: dict[str, tuple[pd.DataFrame, dict, str]], variant: str,
-              benchmark: str) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+def control_z(
+    controls: dict[str, tuple[pd.DataFrame, dict, str]], variant: str, benchmark: str
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """The control worlds' z under this variant: of their sham bins for every benchmark (each z is within its
     benchmark, and no sham bin is any benchmark's source: 16 bins x 4 benchmarks a sham world, so a Sidak-adjusted
     p of the best of 4 planted bins can go below 0.05), and of their other bins for this benchmark per size class."""
@@ -296,31 +347,47 @@ def summarize(rows: pd.DataFrame, planted_z: pd.DataFrame, overrides: dict[str, 
     out = []
     for (setting, variant), block in rows.groupby(["setting", "variant"], sort=False):
         p, sham, n = (block[block["kind"] == kind] for kind in ("planted", "sham", "null"))
-        z = planted_z[(planted_z["setting"] == setting) & (planted_z["variant"] == variant)] if len(planted_z) \
+        z = (
+            planted_z[(planted_z["setting"] == setting) & (planted_z["variant"] == variant)]
+            if len(planted_z)
             else pd.DataFrame(columns=["kind", "z"])
-        out.append(dict(
-            setting=setting, overrides=json.dumps((overrides or {}).get(setting, [])), variant=variant,
-            planted_cells=len(p), rank1=int((p["best_rank"] == 1).sum()),
-            rank1_share=float((p["best_rank"] == 1).mean()) if len(p) else np.nan,
-            median_best_rank=p["best_rank"].median(), median_z=p["z"].median(),
-            median_specificity_auc=p["specificity_auc"].median(),
-            own_first_among_planted=int((p["specificity_auc"] == 1).sum()),
-            p_sham_below_05=int((p["p_sham"] <= 0.05).sum()), p_null_below_05=int((p["p_null"] <= 0.05).sum()),
-            median_auc=p["auc"].median(), median_recall=p["recall_at_k"].median(),
-            fdr=p["fdp"].mean(), planted_discoveries=p["discoveries"].mean(),
-            sham_cells=len(sham), sham_first=int(sham["top_planted_on"].sum()),
-            sham_first_share=float(sham["top_planted_on"].mean()) if len(sham) else np.nan,
-            sham_best_rank_median=sham["best_rank"].median(),
-            sham_any_discovery=int((sham["discoveries"] > 0).sum()),
-            planted_bin_z_median=z.loc[z["kind"] == "planted", "z"].median(),
-            sham_bin_z_median=z.loc[z["kind"] == "sham", "z"].median(),
-            null_cells=len(n), null_any_discovery=int((n["discoveries"] > 0).sum()),
-            null_rank1=int((n["best_rank"] == 1).sum()),
-        ))
+        )
+        out.append(
+            dict(
+                setting=setting,
+                overrides=json.dumps((overrides or {}).get(setting, [])),
+                variant=variant,
+                planted_cells=len(p),
+                rank1=int((p["best_rank"] == 1).sum()),
+                rank1_share=float((p["best_rank"] == 1).mean()) if len(p) else np.nan,
+                median_best_rank=p["best_rank"].median(),
+                median_z=p["z"].median(),
+                median_specificity_auc=p["specificity_auc"].median(),
+                own_first_among_planted=int((p["specificity_auc"] == 1).sum()),
+                p_sham_below_05=int((p["p_sham"] <= 0.05).sum()),
+                p_null_below_05=int((p["p_null"] <= 0.05).sum()),
+                median_auc=p["auc"].median(),
+                median_recall=p["recall_at_k"].median(),
+                fdr=p["fdp"].mean(),
+                planted_discoveries=p["discoveries"].mean(),
+                sham_cells=len(sham),
+                sham_first=int(sham["top_planted_on"].sum()),
+                sham_first_share=float(sham["top_planted_on"].mean()) if len(sham) else np.nan,
+                sham_best_rank_median=sham["best_rank"].median(),
+                sham_any_discovery=int((sham["discoveries"] > 0).sum()),
+                planted_bin_z_median=z.loc[z["kind"] == "planted", "z"].median(),
+                sham_bin_z_median=z.loc[z["kind"] == "sham", "z"].median(),
+                null_cells=len(n),
+                null_any_discovery=int((n["discoveries"] > 0).sum()),
+                null_rank1=int((n["best_rank"] == 1).sum()),
+            )
+        )
     summary = pd.DataFrame(out)
-    summary["meets_bar"] = ((summary["rank1_share"] >= BAR["rank1_share"])
-                            & (summary["median_auc"] >= BAR["median_auc"])
-                            & ~(summary["sham_first_share"] > BAR["sham_first_share"]))
+    summary["meets_bar"] = (
+        (summary["rank1_share"] >= BAR["rank1_share"])
+        & (summary["median_auc"] >= BAR["median_auc"])
+        & ~(summary["sham_first_share"] > BAR["sham_first_share"])
+    )
     return summary
 
 
@@ -330,55 +397,15 @@ def dose_response(rows: pd.DataFrame) -> pd.DataFrame:
     AUC (the null worlds are dose 0). Settings stay in the order they ran."""
     order = {setting: i for i, setting in enumerate(dict.fromkeys(rows["setting"]))}
     rows = rows[rows["kind"] != "sham"]
-    table = (rows.groupby(["setting", "dose", "variant", "score_set"], sort=True)
-             .agg(planted_token_share=("planted_token_share", "mean"), cells=("benchmark", "size"),
-                  rank1_share=("best_rank", lambda r: float((r == 1).mean())),
-                  median_best_rank=("best_rank", "median"), median_auc=("auc", "median"))
-             .reset_index())
+    table = (
+        rows.groupby(["setting", "dose", "variant", "score_set"], sort=True)
+        .agg(
+            planted_token_share=("planted_token_share", "mean"),
+            cells=("benchmark", "size"),
+            rank1_share=("best_rank", lambda r: float((r == 1).mean())),
+            median_best_rank=("best_rank", "median"),
+            median_auc=("auc", "median"),
+        )
+        .reset_index()
+    )
     return table.sort_values("setting", key=lambda s: s.map(order), kind="stable", ignore_index=True)
-
-
-def dose_figure(dose: pd.DataFrame):
-    """One row of panels per stage 02 setting: the planted bin's rank-1 share per variant, and the carriers' AUC."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    settings = list(dict.fromkeys(dose["setting"]))
-    fig, grid = plt.subplots(len(settings), 2, figsize=(11, 4 * len(settings)), squeeze=False,
-                             constrained_layout=True)
-    order = [v for v in VARIANTS if v in set(dose["variant"])]      # the paper's recipe first, as in stage 03
-    for setting, axes in zip(settings, grid):
-        data = dose[dose["setting"] == setting].assign(dose=lambda t: t["dose"].map(lambda d: f"{d:g}"))
-        sns.pointplot(data=data, x="dose", y="rank1_share", hue="variant", hue_order=order, ax=axes[0], dodge=0.3)
-        axes[0].set(xlabel="planted token share per benchmark", ylabel="planted bin ranks 1st (share of cells)",
-                    ylim=(-0.05, 1.05), title=f"stage 02 setting: {setting}")
-        auc = data.drop_duplicates(["dose", "score_set"]).dropna(subset=["median_auc"])  # the same for every variant
-        sns.pointplot(data=auc, x="dose", y="median_auc", hue="score_set", ax=axes[1])     # of a score set
-        axes[1].legend(title="stage 02 scores")
-        axes[1].axhline(0.5, color="grey", lw=0.8, ls="--")
-        axes[1].set(xlabel="planted token share per benchmark", ylabel="planted-document AUC (median)",
-                    ylim=(0.3, 1.02))
-    fig.suptitle("Known answers: recovery against the planted dose (testbed; dose 0 = null worlds)")
-    return fig
-
-
-def sham_figure(planted_z: pd.DataFrame):
-    """Per stage 02 setting, every planted bin's z for its own benchmark beside every sham bin's, per variant: a
-    reading that finds provenance separates them; one that finds planting does not."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    settings = list(dict.fromkeys(planted_z["setting"]))
-    fig, axes = plt.subplots(len(settings), 1, figsize=(12, 4 * len(settings)), squeeze=False,
-                             constrained_layout=True)
-    order = [v for v in VARIANTS if v in set(planted_z["variant"])]
-    for setting, (ax,) in zip(settings, axes):
-        data = planted_z[planted_z["setting"] == setting]
-        sns.boxplot(data=data, x="variant", y="z", hue="kind", order=order, hue_order=["planted", "sham"], ax=ax,
-                    fliersize=0)
-        sns.stripplot(data=data, x="variant", y="z", hue="kind", order=order, hue_order=["planted", "sham"], ax=ax,
-                      dodge=True, size=3, palette="dark:black", legend=False)
-        ax.axhline(0, color="grey", lw=0.8, ls="--")
-        ax.set(title=f"stage 02 setting: {setting}", ylabel="z of the bin for its slot's benchmark", xlabel="")
-    fig.suptitle("Planted bins (a benchmark's content) beside sham bins (never-evaluated content, same planting)")
-    return fig

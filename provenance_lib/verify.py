@@ -22,8 +22,18 @@ from .codebase import notebook_sha256, stage_code_sha256
 from .context import project_root, runner_working
 from .params import StudyParams
 from .plans import artifact_changes
-from .record import (ABANDONED_NOTE, RUNNING, WORLD_STAGE, Attempt, RunRecord, StageRecord, params_sha256,
-                     stage_fingerprint, stage_sections, world_stage_fingerprint)
+from .record import (
+    ABANDONED_NOTE,
+    RUNNING,
+    WORLD_STAGE,
+    Attempt,
+    RunRecord,
+    StageRecord,
+    params_sha256,
+    stage_fingerprint,
+    stage_sections,
+    world_stage_fingerprint,
+)
 from .runs import PARAMS_FILE
 from .worlds import builder_code_sha256, fingerprint as world_fingerprint
 from .worlds.contract import WORLD_SECTIONS
@@ -62,22 +72,34 @@ def _recorded_params(entry: StageRecord) -> StudyParams | None:
 def _params_yaml_differs(run_params: StudyParams | None, params: StudyParams, sections: tuple[str, ...]) -> list[str]:
     if run_params is None:
         return []
-    differ = [name for name in sections  # in what decides the artifacts: a changed executor is not stale
-              if run_params.section(name, fingerprint=True) != params.section(name, fingerprint=True)]
+    differ = [
+        name
+        for name in sections  # in what decides the artifacts: a changed executor is not stale
+        if run_params.section(name, fingerprint=True) != params.section(name, fingerprint=True)
+    ]
     return [f"stale: {PARAMS_FILE} differs from the params it ran with in {', '.join(differ)}"] if differ else []
 
 
-def _stage_staleness(record: RunRecord, stage_id: str, entry: StageRecord, run_params: StudyParams | None,
-                     notebooks_dir: Path, trust_code: bool) -> list[str]:
+def _stage_staleness(
+    record: RunRecord,
+    stage_id: str,
+    entry: StageRecord,
+    run_params: StudyParams | None,
+    notebooks_dir: Path,
+    trust_code: bool,
+) -> list[str]:
     params = _recorded_params(entry)
     if params is None or entry.code_sha256 is None:
         return ["its record predates code and params fingerprints: run it again"]
     sections = stage_sections(stage_id)
     params_sha = params_sha256(params, sections)
-    if params_sha != entry.params_sha256 or stage_fingerprint(
-            params_sha, entry.inputs, entry.code_sha256, entry.notebook_sha256) != entry.fingerprint:
-        return ["its record does not add up: the fingerprint does not follow from the params, inputs and code it "
-                "records"]
+    if (
+        params_sha != entry.params_sha256
+        or stage_fingerprint(params_sha, entry.inputs, entry.code_sha256, entry.notebook_sha256) != entry.fingerprint
+    ):
+        return [
+            "its record does not add up: the fingerprint does not follow from the params, inputs and code it records"
+        ]
     found = _params_yaml_differs(run_params, params, sections)
     now = record.outputs_before(stage_id)
     changed = sorted(rel for rel in set(now) | set(entry.inputs) if now.get(rel) != entry.inputs.get(rel))
@@ -101,13 +123,17 @@ def _world_staleness(entry: StageRecord, run_params: StudyParams | None, trust_c
     params = _recorded_params(entry)
     if params is None or entry.world_fingerprint is None:
         return ["its record predates code and params fingerprints: run it again"]
-    if params_sha256(params, WORLD_SECTIONS) != entry.params_sha256 or world_stage_fingerprint(
-            entry.world_fingerprint, entry.code_sha256) != entry.fingerprint:
+    if (
+        params_sha256(params, WORLD_SECTIONS) != entry.params_sha256
+        or world_stage_fingerprint(entry.world_fingerprint, entry.code_sha256) != entry.fingerprint
+    ):
         return ["its record does not add up: the fingerprint does not follow from the params and code it records"]
     found = _params_yaml_differs(run_params, params, WORLD_SECTIONS)
     if world_fingerprint(params) != entry.world_fingerprint:
-        found.append("stale: its params no longer give its fingerprint here (its inputs outside the params changed: "
-                     "world.json lists them)")
+        found.append(
+            "stale: its params no longer give its fingerprint here (its inputs outside the params changed: "
+            "world.json lists them)"
+        )
     if not trust_code and builder_code_sha256() != entry.code_sha256:
         found.append("stale: the library code that builds it changed since it was built")
     return found

@@ -9,16 +9,27 @@ from provenance_lib.stages.gradients.scores import GradientScores, doc_score_col
 from provenance_lib.taxonomy import load as load_taxonomy
 
 
-def score_matrix(seed: int = 0, bins=range(0, 576, 7), docs_per_bin: int = 12, queries: int = 20,
-                 planted: dict[str, int] | None = None, lift: float = 1.0):
+def score_matrix(
+    seed: int = 0,
+    bins=range(0, 576, 7),
+    docs_per_bin: int = 12,
+    queries: int = 20,
+    planted: dict[str, int] | None = None,
+    lift: float = 1.0,
+):
     """(documents table, queries table, documents x queries scores): noise, plus ``lift`` on the documents of
     ``planted[benchmark]`` for that benchmark's queries. Every other query is answered correctly."""
     rng = np.random.default_rng(seed)
     docs = pd.DataFrame({"bin": np.repeat(np.asarray(list(bins)), docs_per_bin)})
     docs.insert(0, "id", [f"doc-{i:05d}" for i in range(len(docs))])
     docs["tokens"] = rng.integers(20, 400, len(docs))
-    rows = [dict(id=f"{b.slug}-{i}", benchmark=name, subject=name, correct=bool(i % 2 == 0),
-                 gold_loglik=float(-rng.random())) for name, b in BY_NAME.items() for i in range(queries)]
+    rows = [
+        dict(
+            id=f"{b.slug}-{i}", benchmark=name, subject=name, correct=bool(i % 2 == 0), gold_loglik=float(-rng.random())
+        )
+        for name, b in BY_NAME.items()
+        for i in range(queries)
+    ]
     queries_table = pd.DataFrame(rows)
     queries_table.insert(0, "query_index", np.arange(len(queries_table)))
     scores = rng.normal(size=(len(docs), len(queries_table)))
@@ -27,8 +38,9 @@ def score_matrix(seed: int = 0, bins=range(0, 576, 7), docs_per_bin: int = 12, q
     return docs, queries_table, scores
 
 
-def scores_from_matrix(docs: pd.DataFrame, queries: pd.DataFrame, scores: np.ndarray,
-                       manifest_sha256: str = "0" * 64) -> GradientScores:
+def scores_from_matrix(
+    docs: pd.DataFrame, queries: pd.DataFrame, scores: np.ndarray, manifest_sha256: str = "0" * 64
+) -> GradientScores:
     n_bins = load_taxonomy().n_bins
     bins = docs["bin"].to_numpy()
     counts = np.bincount(bins, minlength=n_bins)

@@ -12,8 +12,16 @@ from provenance_lib.artifacts import hash_tree, recover_dir, replace_dir, sha256
 
 
 def test_write_json_writes_numpy_numbers_as_numbers_and_refuses_what_it_cannot_write(tmp_path):
-    path = write_json(tmp_path / "a.json", {"n": np.int64(3), "x": np.float32(0.5), "flag": np.bool_(True),
-                                            "row": np.arange(3, dtype=np.int16), "where": Path("a/b")})
+    path = write_json(
+        tmp_path / "a.json",
+        {
+            "n": np.int64(3),
+            "x": np.float32(0.5),
+            "flag": np.bool_(True),
+            "row": np.arange(3, dtype=np.int16),
+            "where": Path("a/b"),
+        },
+    )
     assert json.loads(path.read_text()) == {"n": 3, "x": 0.5, "flag": True, "row": [0, 1, 2], "where": "a/b"}
     assert sha256_json({"n": np.int64(3)}) == sha256_json({"n": 3})
     with pytest.raises(TypeError, match="builtins.set is not JSON"):

@@ -53,10 +53,10 @@ def test_paper_variant_is_the_bin_mean_of_document_means_and_its_z_over_bins():
             mine = (queries["benchmark"] == benchmark).to_numpy()
             if keep is not None:
                 mine = mine & (queries["correct"].to_numpy() == keep)
-            doc_means = matrix[:, mine].mean(axis=1)        # a document's score: its mean over the queries
+            doc_means = matrix[:, mine].mean(axis=1)  # a document's score: its mean over the queries
             expected = np.full(576, np.nan)
             for b in np.unique(bins):
-                expected[b] = doc_means[bins == b].mean()    # a bin's score: the mean over its documents
+                expected[b] = doc_means[bins == b].mean()  # a bin's score: the mean over its documents
             got = rows(table, "paper", split, benchmark)
             np.testing.assert_allclose(got["mean_score"], expected, rtol=1e-12, atol=1e-14)
             np.testing.assert_allclose(got["z"], plain_z(expected), rtol=1e-12, atol=1e-12)
@@ -65,7 +65,7 @@ def test_paper_variant_is_the_bin_mean_of_document_means_and_its_z_over_bins():
 
 def test_masked_bins_keep_their_mean_but_leave_the_z_and_its_reference():
     docs, queries, matrix = score_matrix(docs_per_bin=6)
-    sparse = docs["bin"].isin([7, 14]) & (docs.groupby("bin").cumcount() >= 2)   # bins 7 and 14 keep 2 documents
+    sparse = docs["bin"].isin([7, 14]) & (docs.groupby("bin").cumcount() >= 2)  # bins 7 and 14 keep 2 documents
     docs, matrix = docs[~sparse].reset_index(drop=True), matrix[~sparse.to_numpy()]
     table, _, _ = compute(scores_from_matrix(docs, queries, matrix), min_docs=3)
     got = rows(table)
@@ -82,8 +82,9 @@ def planted_table():
     docs, queries, matrix = score_matrix(planted=PLANTED, lift=0.8, docs_per_bin=10)
     final = scores_from_matrix(docs, queries, matrix)
     later = scores_from_matrix(docs, queries, score_matrix(seed=1, planted=PLANTED, lift=0.8, docs_per_bin=10)[2])
-    summed = scores_from_matrix(docs, queries, matrix + score_matrix(seed=1, planted=PLANTED, lift=0.8,
-                                                                     docs_per_bin=10)[2])
+    summed = scores_from_matrix(
+        docs, queries, matrix + score_matrix(seed=1, planted=PLANTED, lift=0.8, docs_per_bin=10)[2]
+    )
     assert later.benchmarks == final.benchmarks
     table, replicates, skipped = compute({"final": final, "summed": summed}, bootstrap=40)
     return table, replicates, skipped
@@ -142,30 +143,37 @@ def test_the_reading_falls_back_to_the_paper_variant_with_its_reason_when_not_co
 # ----------------------------------------------------------------------------------------------- variant properties
 def test_centered_ignores_a_direction_every_benchmark_shares():
     docs, queries, matrix = score_matrix(planted=PLANTED, lift=0.8)
-    shared = np.random.default_rng(5).normal(size=(len(docs), 1)) * 3   # a document effect common to all queries
+    shared = np.random.default_rng(5).normal(size=(len(docs), 1)) * 3  # a document effect common to all queries
     plain, _, _ = compute(scores_from_matrix(docs, queries, matrix))
     shifted, _, _ = compute(scores_from_matrix(docs, queries, matrix + shared))
     for benchmark in BENCHMARKS:
-        np.testing.assert_allclose(rows(shifted, "centered", benchmark=benchmark)["z"],
-                                   rows(plain, "centered", benchmark=benchmark)["z"], atol=1e-9)
-        assert not np.allclose(rows(shifted, "paper", benchmark=benchmark)["z"],
-                               rows(plain, "paper", benchmark=benchmark)["z"], equal_nan=True)
+        np.testing.assert_allclose(
+            rows(shifted, "centered", benchmark=benchmark)["z"],
+            rows(plain, "centered", benchmark=benchmark)["z"],
+            atol=1e-9,
+        )
+        assert not np.allclose(
+            rows(shifted, "paper", benchmark=benchmark)["z"],
+            rows(plain, "paper", benchmark=benchmark)["z"],
+            equal_nan=True,
+        )
 
 
 def test_format_residualized_ignores_a_format_wide_effect():
     docs, queries, matrix = score_matrix(planted=PLANTED, lift=0.8)
-    per_format = (docs["bin"].to_numpy() % 24 == 17)[:, None] * 2.0        # every Q&A Forum bin lifted
+    per_format = (docs["bin"].to_numpy() % 24 == 17)[:, None] * 2.0  # every Q&A Forum bin lifted
     plain, _, _ = compute(scores_from_matrix(docs, queries, matrix))
     lifted, _, _ = compute(scores_from_matrix(docs, queries, matrix + per_format))
-    np.testing.assert_allclose(rows(lifted, "format_residualized")["z"], rows(plain, "format_residualized")["z"],
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        rows(lifted, "format_residualized")["z"], rows(plain, "format_residualized")["z"], atol=1e-9
+    )
 
 
 def test_top_share_mean_takes_the_top_share_of_each_bin():
     bins = np.array([0, 0, 0, 0, 0, 2, 2])
     values = np.array([1.0, 5.0, 3.0, 4.0, 2.0, -1.0, 7.0])
     got = variants.top_share_mean(bins, values, 0.4, 3)
-    np.testing.assert_allclose(got, [4.5, np.nan, 7.0])   # top 2 of 5 (ceil 0.4*5), top 1 of 2, empty bin NaN
+    np.testing.assert_allclose(got, [4.5, np.nan, 7.0])  # top 2 of 5 (ceil 0.4*5), top 1 of 2, empty bin NaN
 
 
 def test_topk_reads_doc_scores_per_split():

@@ -83,11 +83,22 @@ def _differential(lift_correct: float):
     bins, right = docs["bin"].to_numpy(), queries["correct"].to_numpy()
     siqa = (queries["benchmark"] == "SocialIQA").to_numpy()
     matrix[np.ix_(bins == 70, siqa & right)] += lift_correct
-    table, replicates, _ = binning.compute({"final": scores_from_matrix(docs, queries, matrix)},
-                                           Binning(bootstrap=60, variants=["paper"]), seed=0)
-    result = binning.BinningResult(None, table, dict(benchmarks=BENCHMARKS, n_queries={
-        f"{b} / {s}": int(n) for (b, s), n in table.drop_duplicates(["benchmark", "split"])
-        .set_index(["benchmark", "split"])["n_queries"].items()}))
+    table, replicates, _ = binning.compute(
+        {"final": scores_from_matrix(docs, queries, matrix)}, Binning(bootstrap=60, variants=["paper"]), seed=0
+    )
+    result = binning.BinningResult(
+        None,
+        table,
+        dict(
+            benchmarks=BENCHMARKS,
+            n_queries={
+                f"{b} / {s}": int(n)
+                for (b, s), n in table.drop_duplicates(["benchmark", "split"])
+                .set_index(["benchmark", "split"])["n_queries"]
+                .items()
+            },
+        ),
+    )
     scored = sorted(table.loc[~table["masked"], "bin"].unique())
     full = np.full((*replicates.shape[:3], 576), np.nan)
     full[..., scored] = replicates
@@ -112,8 +123,8 @@ def test_lexical_counts_follow_the_word_lists():
     text = 'Customer: I think you know what we want?\nAgent: "Thanks!" She felt sure they forgot it.'
     counts = lexical.count_text(text)
     assert counts["first_person"] == 2 and counts["second_person"] == 1 and counts["third_person"] == 2
-    assert counts["mental_state"] == 6            # think know want felt sure forgot
-    assert counts["dialogue"] == 2 + 1 + 1 + 1    # two speaker turns, one quote, one '?', 'thanks'
+    assert counts["mental_state"] == 6  # think know want felt sure forgot
+    assert counts["dialogue"] == 2 + 1 + 1 + 1  # two speaker turns, one quote, one '?', 'thanks'
     assert counts["words"] == 16
 
 
@@ -139,8 +150,15 @@ def planted_run(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setattr(binning, "save_figures", lambda result: [])
     patch.setattr(contrast, "save_figures", lambda result, b: None)
-    run_dir = plant_run(tmp_path_factory.mktemp("project"), "mini", kind="real-mini", bins=range(0, 576, 5),
-                        overrides=("binning.bootstrap=30", "contrast.bin_bootstrap=30"), lift=1.0, checkpoints=2)
+    run_dir = plant_run(
+        tmp_path_factory.mktemp("project"),
+        "mini",
+        kind="real-mini",
+        bins=range(0, 576, 5),
+        overrides=("binning.bootstrap=30", "contrast.bin_bootstrap=30"),
+        lift=1.0,
+        checkpoints=2,
+    )
     result3 = binning.run(open_stage("03_binning", run_dir=run_dir, out_dir=run_dir / "03_binning"))
     _complete(RunRecord(run_dir), "03_binning", run_dir / "03_binning")
     result4 = contrast.run(open_stage("04_contrast", run_dir=run_dir, out_dir=run_dir / "04_contrast"))
@@ -151,11 +169,11 @@ def planted_run(tmp_path_factory):
 def test_stage_03_finds_every_planted_bin_and_writes_the_released_layout(planted_run):
     run_dir, result, _ = planted_run
     assert result.reading == "topk"
-    for variant in ("topk", "paper"):   # the reading, and the paper's definition beside it
+    for variant in ("topk", "paper"):  # the reading, and the paper's definition beside it
         tops = result.top_bins(1, variant)
         assert dict(zip(tops["benchmark"], tops["bin_name"])) == PLANTED, variant
     assert (run_dir / "03_binning" / "zscored_mmlu_social_science.csv").is_file()
-    asked = RunRecord(run_dir).run.params["binning"]["variants"]   # every variant the params ask for, none skipped
+    asked = RunRecord(run_dir).run.params["binning"]["variants"]  # every variant the params ask for, none skipped
     assert set(result.summary["variants"]) == set(asked) and result.summary["skipped"] == {}
     loaded = binning.load_result(run_dir / "03_binning")
     assert loaded.replicates().shape[0] == 30 and loaded.table.equals(result.table)
@@ -178,8 +196,10 @@ def test_stage_04_reads_its_tables_back_and_profiles_the_top_bins(planted_run):
     profiles_ = result.tables["lexical_profiles"].set_index("group")
     # the planted SocialIQA bin is Literature x Customer Support, written as dialogue by the planted working set
     assert profiles_.loc["SocialIQA: top bins", "bins"] == 20
-    assert profiles_.loc["SocialIQA: top bins", "dialogue_per_1k"] > profiles_.loc["working set (all bins)",
-                                                                                   "dialogue_per_1k"]
+    assert (
+        profiles_.loc["SocialIQA: top bins", "dialogue_per_1k"]
+        > profiles_.loc["working set (all bins)", "dialogue_per_1k"]
+    )
     survival = result.tables["findings"]
     top = survival[(survival["finding"] == "top bin") & (survival["variant"] == "checkpoint_summed")]
     assert top["holds"].all()
@@ -196,8 +216,13 @@ def test_notebooks_03_and_04_run_through_the_runner_on_a_planted_testbed_run(tmp
     root = Path(__file__).resolve().parents[1]
     overrides = ["binning.bootstrap=50", "contrast.bin_bootstrap=50"]
     run_dir = plant_run(tmp_path, "tb", overrides=tuple(overrides), lift=1.0)
-    run = dict(overrides=overrides, name="tb", stages=["03", "04"], runs_dir=tmp_path / "runs",
-               notebooks_dir=root / "notebooks")
+    run = dict(
+        overrides=overrides,
+        name="tb",
+        stages=["03", "04"],
+        runs_dir=tmp_path / "runs",
+        notebooks_dir=root / "notebooks",
+    )
     runs.run_study(root / "params" / "testbed.yaml", **run)
     for name in ("heatmaps_2x2.png", "heatmap_social_iqa.png", "heatmaps_2x2_paper.png", "bin_influence.parquet"):
         assert (run_dir / "03_binning" / name).is_file(), name

@@ -17,14 +17,32 @@ from collect import collect  # noqa: E402
 def site(tmp_path_factory) -> Path:
     """The site of a copy of docs/ and bench/results/, with the paper-released study's executed notebooks."""
     work = tmp_path_factory.mktemp("docs")
-    done = subprocess.run([sys.executable, "-m", "provenance_lib", "run", "params/paper-released.yaml",
-                           "--runs-dir", str(work / "runs")], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "provenance_lib", "run", "params/paper-released.yaml", "--runs-dir", str(work / "runs")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     shutil.copytree(ROOT / "docs", work / "docs", ignore=shutil.ignore_patterns("_build", "executed"))
     shutil.copytree(ROOT / "bench" / "results", work / "bench" / "results")
     collect(["paper-released"], runs_dir=work / "runs", docs_dir=work / "docs")
-    built = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-                            str(work / "docs"), str(work / "html")], capture_output=True, text=True)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            str(work / "docs"),
+            str(work / "html"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert built.returncode == 0, built.stderr[-5000:]
     return work / "html"
 
@@ -38,8 +56,19 @@ def test_the_site_builds_without_warnings_with_every_page_and_notebook(site):
 
 
 def test_a_run_without_executed_notebooks_is_refused_with_the_command(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "docs" / "collect.py"), "testbed", "--runs-dir",
-                           str(tmp_path), "--docs-dir", str(tmp_path / "docs")], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "docs" / "collect.py"),
+            "testbed",
+            "--runs-dir",
+            str(tmp_path),
+            "--docs-dir",
+            str(tmp_path / "docs"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1 and "provenance_lib run params/testbed.yaml" in done.stderr
 
 

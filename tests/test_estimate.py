@@ -29,14 +29,16 @@ def test_doubling_the_documents_doubles_stage_02s_document_cost():
     assert docs == pytest.approx(2, rel=0.01)
     # stage 02 is linear in the documents, plus fixed query and curvature passes (< 1% at paper scale)
     assert double["02_gradients"].gpu_hours / base["02_gradients"].gpu_hours == pytest.approx(docs, rel=0.01)
-    assert double["05_unlearning"].gpu_hours == base["05_unlearning"].gpu_hours   # forget sets do not grow
+    assert double["05_unlearning"].gpu_hours == base["05_unlearning"].gpu_hours  # forget sets do not grow
     assert double["03_binning"].cpu_hours > base["03_binning"].cpu_hours
 
 
 def test_a_measured_collection_ratio_scales_stage_02():
     p = params.load(PAPER)
-    ratio = {stage: {**MEASURED, **from_bench({"models": {"smollm2-135m": {"ratio_to_plain": {"stage": stage}}}})}
-             for stage in (1.0, 3.0)}
+    ratio = {
+        stage: {**MEASURED, **from_bench({"models": {"smollm2-135m": {"ratio_to_plain": {"stage": stage}}}})}
+        for stage in (1.0, 3.0)
+    }
     one = {c.stage: c for c in estimate(p, ratio[1.0])}
     three = {c.stage: c for c in estimate(p, ratio[3.0])}
     assert three["02_gradients"].gpu_hours / one["02_gradients"].gpu_hours == pytest.approx(3, rel=0.02)
@@ -49,8 +51,12 @@ def test_longer_context_costs_more_per_token():
 
 
 def test_estimate_command_prints_totals_beside_the_paper_and_launch_commands():
-    done = subprocess.run([sys.executable, "-m", "provenance_lib", "estimate", str(PAPER)], capture_output=True,
-                          text=True, cwd=PAPER.parents[1])
+    done = subprocess.run(
+        [sys.executable, "-m", "provenance_lib", "estimate", str(PAPER)],
+        capture_output=True,
+        text=True,
+        cwd=PAPER.parents[1],
+    )
     assert done.returncode == 0, done.stderr
     assert "37,000 H200-hours" in done.stdout and "total" in done.stdout
     assert "--stages 02" in done.stdout and "05_unlearning" in done.stdout
@@ -66,8 +72,12 @@ def test_every_flag_the_estimate_documents_is_one_its_command_takes():
 
     from provenance_lib import estimate as module
 
-    done = subprocess.run([sys.executable, "-m", "provenance_lib", "estimate", "--help"], capture_output=True,
-                          text=True, cwd=PAPER.parents[1])
+    done = subprocess.run(
+        [sys.executable, "-m", "provenance_lib", "estimate", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=PAPER.parents[1],
+    )
     assert done.returncode == 0, done.stderr
     assert all(flag in done.stdout for flag in re.findall(r"--[a-z][a-z-]+", module.__doc__))
 

@@ -28,16 +28,16 @@ def test_code_hash_follows_the_modules_a_stage_runs(tmp_path, monkeypatch):
             f.write(text)
         return codebase.stage_code_sha256(STAGE_01)
 
-    assert edit("stages/gradients/scores.py") == before     # a later stage's code: not what 01 runs
-    assert edit("runs.py") == before                         # the runner: not what the notebook runs
-    changed = edit("corpus.py")                              # imported on the way: ground under the stage
+    assert edit("stages/gradients/scores.py") == before  # a later stage's code: not what 01 runs
+    assert edit("runs.py") == before  # the runner: not what the notebook runs
+    changed = edit("corpus.py")  # imported on the way: ground under the stage
     assert changed != before
-    (copy / "helper.py").write_text("X = 1\n")               # a module imported inside a function only
+    (copy / "helper.py").write_text("X = 1\n")  # a module imported inside a function only
     assert edit("stages/sampling/select.py", "\ndef f():\n    from ...helper import X\n") != changed
     with_helper = codebase.stage_code_sha256(STAGE_01)
     assert edit("helper.py") != with_helper
     data = edit("reference/paper_reported.yaml")
-    (copy / "stages/sampling/extra.py").write_text("")       # a new module of the stage's own package
+    (copy / "stages/sampling/extra.py").write_text("")  # a new module of the stage's own package
     assert codebase.stage_code_sha256(STAGE_01) != data
 
 
@@ -82,7 +82,8 @@ def test_planted_bins_in_any_yaml_order_make_one_world_with_one_fingerprint(tmp_
         "SocialIQA": ["Literature x Customer Support"],
         "MMLU Social Sciences": ["Politics x Knowledge Article"],
         "ARC-Challenge": ["Science, Math & Technology x Tutorial / How-To Guide"],
-        "MMLU STEM": ["Science, Math & Technology x Academic Writing"]}
+        "MMLU STEM": ["Science, Math & Technology x Academic Writing"],
+    }
     raw["world"]["planted_token_share"] = 0.003  # what one named bin per benchmark holds
     forward = params.validate(raw)
     raw["world"]["planted"] = dict(reversed(list(raw["world"]["planted"].items())))

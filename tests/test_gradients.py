@@ -20,15 +20,32 @@ from provenance_lib.worlds import build_world, load_world
 
 TESTBED = Path(__file__).resolve().parents[1] / "params" / "testbed.yaml"
 SMALL = [
-    "world.corpus.documents=300", "world.corpus.empty_bin_share=0.9", "world.planted_bins=1",
-    "world.planted_ranks=[1,8]", "world.planted_token_share=0.02", "world.checkpoints=2", "world.attribute_at=final",
-    "world.items.eval_items=6", "world.items.train_items=4", "world.items.values=4",
-    "world.model.layers=1", "world.model.hidden=32", "world.model.heads=2", "world.model.mlp=64",
-    "world.model.context=32", "world.pretraining.epochs=1", "world.finetuning.epochs=1",
+    "world.corpus.documents=300",
+    "world.corpus.empty_bin_share=0.9",
+    "world.planted_bins=1",
+    "world.planted_ranks=[1,8]",
+    "world.planted_token_share=0.02",
+    "world.checkpoints=2",
+    "world.attribute_at=final",
+    "world.items.eval_items=6",
+    "world.items.train_items=4",
+    "world.items.values=4",
+    "world.model.layers=1",
+    "world.model.hidden=32",
+    "world.model.heads=2",
+    "world.model.mlp=64",
+    "world.model.context=32",
+    "world.pretraining.epochs=1",
+    "world.finetuning.epochs=1",
     "sampling.target_per_bin=3",
-    "gradients.max_length=24", "gradients.token_batch_size=512", "gradients.checkpoint_every=16",
-    "gradients.v.calibration_documents=8", "gradients.curvature.train_documents=24",
-    "gradients.exactness.dims=[4]", "gradients.exactness.seeds=[0,1]", "gradients.exactness.documents=24",
+    "gradients.max_length=24",
+    "gradients.token_batch_size=512",
+    "gradients.checkpoint_every=16",
+    "gradients.v.calibration_documents=8",
+    "gradients.curvature.train_documents=24",
+    "gradients.exactness.dims=[4]",
+    "gradients.exactness.seeds=[0,1]",
+    "gradients.exactness.documents=24",
     "gradients.exactness.queries_per_benchmark=2",
 ]
 QUICK = ("gradients.exactness.enabled=false", "gradients.query.variants=false")
@@ -102,8 +119,9 @@ def test_streamed_sums_equal_the_sums_of_per_document_gradients(study):
         column, right, wrong = doc_score_columns(name)
         np.testing.assert_allclose(scores.doc_scores[column], per_doc[:, scores.rows(name)].mean(axis=1), atol=1e-5)
         if len(scores.rows(name, correct=True)):
-            np.testing.assert_allclose(scores.doc_scores[right], per_doc[:, scores.rows(name, True)].mean(axis=1),
-                                       atol=1e-5)
+            np.testing.assert_allclose(
+                scores.doc_scores[right], per_doc[:, scores.rows(name, True)].mean(axis=1), atol=1e-5
+            )
 
 
 def test_exactness_and_variant_tables_are_recorded(study):
@@ -148,15 +166,23 @@ def test_a_killed_run_resumes_to_the_same_artifacts(study, judged, tmp_path, mon
     for name in CONTRACT:
         assert sha256_file(out / name) == sha256_file(result.out_dir / name), name
     for name in (outputs.BIN_SUMS, outputs.QUERY_STORE, outputs.DOCUMENT_GRADIENTS):
-        assert sha256_file(out / outputs.STORE / "final" / name) == \
-            sha256_file(result.out_dir / outputs.STORE / "final" / name), name
+        assert sha256_file(out / outputs.STORE / "final" / name) == sha256_file(
+            result.out_dir / outputs.STORE / "final" / name
+        ), name
 
 
 @pytest.mark.slow
 def test_two_ranks_give_the_same_scores_as_one(study, judged, tmp_path):
     run_dir, result = study
-    two = gradients.run(stage02(run_dir, tmp_path / "02", "gradients.workers=2", "gradients.exactness.enabled=false",
-                                "gradients.query.variants=false"))
+    two = gradients.run(
+        stage02(
+            run_dir,
+            tmp_path / "02",
+            "gradients.workers=2",
+            "gradients.exactness.enabled=false",
+            "gradients.query.variants=false",
+        )
+    )
     pd.testing.assert_frame_equal(two.scores.doc_scores, result.scores.doc_scores, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(two.scores.query_bin_scores, result.scores.query_bin_scores, rtol=1e-4, atol=1e-7)
     assert np.array_equal(two.scores.bin_counts, result.scores.bin_counts)
@@ -173,8 +199,9 @@ def test_all_checkpoints_are_scored_each_with_its_own_query_model_and_summed(stu
     labels = list(world.checkpoints)
     assert len(labels) == 2 and GradientScores.checkpoints(summed.out_dir) == sorted(labels)
     parts = {label: GradientScores.load(summed.out_dir, label) for label in labels}
-    np.testing.assert_allclose(summed.scores.query_bin_scores, sum(p.query_bin_scores for p in parts.values()),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        summed.scores.query_bin_scores, sum(p.query_bin_scores for p in parts.values()), atol=1e-6
+    )
     np.testing.assert_allclose(parts[labels[-1]].query_bin_scores, result.scores.query_bin_scores, atol=1e-6)
     models = summed.scores.info["recipe"]["per_checkpoint"]
     assert models[labels[0]]["models"]["query"] == world.extra["checkpoint_models"][labels[0]]["query"]
@@ -277,8 +304,9 @@ def test_benchmark_without_queries_is_refused(study, tmp_path):
         gradients.run(stage02(run_dir, tmp_path / "02", *QUICK, world=world))
 
 
-def test_a_stage_that_leaves_out_more_than_its_share_of_documents_refuses_to_complete(study, judged, tmp_path,
-                                                                                       monkeypatch):
+def test_a_stage_that_leaves_out_more_than_its_share_of_documents_refuses_to_complete(
+    study, judged, tmp_path, monkeypatch
+):
     """A NaN weight makes every document's gradient non-finite: skipping them all is not a result."""
     run_dir, _ = study
     real = engine.gradients
@@ -290,9 +318,12 @@ def test_a_stage_that_leaves_out_more_than_its_share_of_documents_refuses_to_com
 
     monkeypatch.setattr(engine, "gradients", poisoned)
     out = tmp_path / "02"
-    with pytest.raises(ProvenanceError, match=r"stage 02 left out (\d+) of \1 working-set documents at checkpoint "
-                                              r"final \(100.0%\): \1 non-finite gradient or loss .*more than "
-                                              r"gradients.max_skipped_share \(1.0%\)"):
+    with pytest.raises(
+        ProvenanceError,
+        match=r"stage 02 left out (\d+) of \1 working-set documents at checkpoint "
+        r"final \(100.0%\): \1 non-finite gradient or loss .*more than "
+        r"gradients.max_skipped_share \(1.0%\)",
+    ):
         gradients.run(stage02(run_dir, out, *QUICK, "gradients.on_nonfinite=skip"))
     assert not any((out / name).exists() for name in CONTRACT) and (out / RESUMABLE).is_dir()
 
@@ -333,8 +364,11 @@ def test_nan_in_the_optimizer_state_is_blamed_on_that_file_not_on_a_query(base_c
         param["exp_avg_sq"][...] = float("nan")
     torch.save(state, base_copy / "optimizer.pt")
     model = collect.load_model(collect.ModelRef(str(base_copy)), "cpu")[0]
-    with pytest.raises(ProvenanceError, match=rf"{base_copy / 'optimizer.pt'} holds non-finite \(NaN/inf\) second "
-                                              r"moments for \d+ tracked modules"):
+    with pytest.raises(
+        ProvenanceError,
+        match=rf"{base_copy / 'optimizer.pt'} holds non-finite \(NaN/inf\) second "
+        r"moments for \d+ tracked modules",
+    ):
         second_moment.from_optimizer(model, base_copy / "optimizer.pt", list(collect.tracked_shapes(model)))
 
 
@@ -354,8 +388,9 @@ def test_the_estimated_second_moment_agrees_with_the_optimizers_per_module(study
     model, tokenizer = collect.load_model(collect.ModelRef(str(model_dir)), "cpu")
     names = list(collect.tracked_shapes(model))
     optimizer = second_moment.from_optimizer(model, model_dir / "optimizer.pt", names)
-    documents = [tokenize(doc, tokenizer, 24, None).examples()
-                 for doc in calibration_sample(run_dir / "01_sampling", 24, seed=0)]
+    documents = [
+        tokenize(doc, tokenizer, 24, None).examples() for doc in calibration_sample(run_dir / "01_sampling", 24, seed=0)
+    ]
     estimated = second_moment.estimate(model, documents, names)
 
     def entries(normalizer):

@@ -28,13 +28,20 @@ def test_windows_cap_and_single_token():
 
 
 # ----------------------------------------------------------------------------------------------- query texts
-TESTBED = ("Question : How does Saplas feel after Saplas kiplied ? Answer : Saplas kiplied and feels",
-           ["ashamed", "sad", "happy"])
-SIQA = ("Q: Tracy didn't go home that evening. What does Tracy need to do before this?\nA:",
-        ["make a new plan", "go home", "find somewhere to go"])
+TESTBED = (
+    "Question : How does Saplas feel after Saplas kiplied ? Answer : Saplas kiplied and feels",
+    ["ashamed", "sad", "happy"],
+)
+SIQA = (
+    "Q: Tracy didn't go home that evening. What does Tracy need to do before this?\nA:",
+    ["make a new plan", "go home", "find somewhere to go"],
+)
 ARC = ("Question: Which gas do plants take in?\nAnswer:", ["oxygen", "carbon dioxide", "helium", "neon"])
-MMLU_DEFAULT = ("The following are multiple choice questions (with answers) about anatomy.\n\nWhich bone is longest?\n"
-                "A. femur\nB. tibia\nC. ulna\nD. radius\nAnswer:", ["A", "B", "C", "D"])
+MMLU_DEFAULT = (
+    "The following are multiple choice questions (with answers) about anatomy.\n\nWhich bone is longest?\n"
+    "A. femur\nB. tibia\nC. ulna\nD. radius\nAnswer:",
+    ["A", "B", "C", "D"],
+)
 
 
 def test_bare_is_the_prompt_lm_eval_scores_with_the_gold_text():
@@ -52,8 +59,11 @@ def test_bare_takes_the_answer_text_from_lettered_lines():
 
 def test_lettered_lists_choices_and_asks_for_the_letter():
     text = queries.query_text(*ARC, 1, "lettered")
-    assert text.prompt == ("Question: Which gas do plants take in?\nA. oxygen\nB. carbon dioxide\nC. helium\nD. neon\n"
-                           "Answer:") and text.completion == " B"
+    assert (
+        text.prompt
+        == ("Question: Which gas do plants take in?\nA. oxygen\nB. carbon dioxide\nC. helium\nD. neon\nAnswer:")
+        and text.completion == " B"
+    )
     siqa = queries.query_text(*SIQA, 2, "lettered")
     assert siqa.prompt.startswith("Question: Tracy didn't go home") and siqa.completion == " C"
     spaced = queries.query_text(*TESTBED, 2, "lettered")
@@ -66,8 +76,21 @@ def test_prompt_without_answer_cue_is_refused():
 
 
 def test_benchmark_without_queries_is_refused(tmp_path):
-    rows = pd.DataFrame([dict(id="a", benchmark="SocialIQA", split="eval", question=ARC[0], choices=ARC[1],
-                              answer=0, domain="social", capability="reasoning", subject="x")])
+    rows = pd.DataFrame(
+        [
+            dict(
+                id="a",
+                benchmark="SocialIQA",
+                split="eval",
+                question=ARC[0],
+                choices=ARC[1],
+                answer=0,
+                domain="social",
+                capability="reasoning",
+                subject="x",
+            )
+        ]
+    )
     rows.to_parquet(tmp_path / "q.parquet")
     with pytest.raises(ProvenanceError, match=r"\['ARC-Challenge'\] have no eval items"):
         queries.eval_items(tmp_path / "q.parquet", {"SocialIQA": "t1", "ARC-Challenge": "t2"})
@@ -200,8 +223,9 @@ def test_output_tensor_hooks_and_labelled_logits_give_bergsons_gradients(tmp_pat
 
     def bergsons(folded):
         cls = ours_class(folded)
-        cls.__enter__ = HookCollectorBase.__enter__   # bergson's register_full_backward_hook
+        cls.__enter__ = HookCollectorBase.__enter__  # bergson's register_full_backward_hook
         return cls
+
     for proc in (collect.processor({}, 4, 0), collect.processor(normalizers, 4, 0), collect.processor({}, 0, 0)):
         ours = collect.gradients(model, proc, examples, 24, tmp_path / "s")
         with monkeypatch.context() as patch:
@@ -235,14 +259,23 @@ def test_token_batch_is_the_configured_one_or_the_largest_that_fits_the_memory_b
     g = torch.Generator().manual_seed(0)
     windows = [collect.Example([int(t) for t in torch.randint(3, 40, (32,), generator=g)]) for _ in range(80)]
     proc = collect.processor({}, 4, 0)
-    configured = budget.choose_token_batch(model, proc, windows, Gradients(max_length=32, token_batch_size=256),
-                                           tmp_path / "s")
-    assert configured.record() == {"token_batch_size": 256, "rule": "configured", "memory_gb": None,
-                                   "bytes_per_token": None, "resident_gb": None, "predicted_peak_gb": None}
-    roomy = budget.choose_token_batch(model, proc, windows, Gradients(max_length=32, token_batch_size=256,
-                                                                       memory_gb=1000.0), tmp_path / "s")
+    configured = budget.choose_token_batch(
+        model, proc, windows, Gradients(max_length=32, token_batch_size=256), tmp_path / "s"
+    )
+    assert configured.record() == {
+        "token_batch_size": 256,
+        "rule": "configured",
+        "memory_gb": None,
+        "bytes_per_token": None,
+        "resident_gb": None,
+        "predicted_peak_gb": None,
+    }
+    roomy = budget.choose_token_batch(
+        model, proc, windows, Gradients(max_length=32, token_batch_size=256, memory_gb=1000.0), tmp_path / "s"
+    )
     assert roomy.rule == "memory budget" and roomy.token_batch_size == 256
     assert roomy.bytes_per_token >= 0 and 0 < roomy.resident_gb < 1000
     with pytest.raises(ProvenanceError, match="gradients.memory_gb"):
-        budget.choose_token_batch(model, proc, windows, Gradients(max_length=32, token_batch_size=256,
-                                                                  memory_gb=0.01), tmp_path / "s")
+        budget.choose_token_batch(
+            model, proc, windows, Gradients(max_length=32, token_batch_size=256, memory_gb=0.01), tmp_path / "s"
+        )

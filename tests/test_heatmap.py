@@ -20,7 +20,7 @@ def images(fig):
 def test_a_diverging_scale_is_symmetric_shared_and_labels_the_bins_beyond_it():
     rng = np.random.default_rng(0)
     small, large = rng.normal(size=576), rng.normal(size=576) * 3
-    large[7] = 40.0                                       # one extreme bin must not wash out the rest
+    large[7] = 40.0  # one extreme bin must not wash out the rest
     scale = diverging([small, large], "z", "test panel")
     assert scale.vmin == -scale.vmax and scale.vmax < 40 and f"±{scale.vmax:.2g}" in scale.label
     fig, axes = plt.subplots(1, 2)
@@ -38,15 +38,16 @@ def test_a_count_scale_is_logarithmic_over_both_panels_and_leaves_empty_bins_bla
     assert scale.log and scale.vmin == 1 and scale.vmax == population.max()
     fig, ax = plt.subplots()
     draw_bins(ax, population, "population", scale)
-    assert images(fig)[0].get_array().mask[0, 0]        # bin 0 holds no document: grey, not the lowest colour
+    assert images(fig)[0].get_array().mask[0, 0]  # bin 0 holds no document: grey, not the lowest colour
     plt.close(fig)
 
 
 def test_the_correctness_differential_figure_is_not_drawn_without_a_split():
     empty = pd.DataFrame(columns=["benchmark", "bin", "delta_z", "significant"])
     assert figures.plot_differential(empty, ["SocialIQA"], None) is None
-    table = pd.DataFrame({"benchmark": "SocialIQA", "bin": range(576), "delta_z": np.linspace(-2, 2, 576),
-                          "significant": False})
+    table = pd.DataFrame(
+        {"benchmark": "SocialIQA", "bin": range(576), "delta_z": np.linspace(-2, 2, 576), "significant": False}
+    )
     fig = figures.plot_differential(table, ["SocialIQA", "ARC-Challenge"], None)
     assert len(images(fig)) == 1
     plt.close(fig)

@@ -18,10 +18,32 @@ FIXTURES = Path(__file__).parent / "fixtures"
 OLMO3 = "allenai/Olmo-3-1025-7B"
 
 # The label names of the WebOrganizer model cards (the real configs' id2label may abbreviate like this).
-CARD_TOPICS = ["Adult", "Art & Design", "Software Dev.", "Crime & Law", "Education & Jobs", "Hardware",
-               "Entertainment", "Social Life", "Fashion & Beauty", "Finance & Business", "Food & Dining", "Games",
-               "Health", "History", "Home & Hobbies", "Industrial", "Literature", "Politics", "Religion",
-               "Science & Tech.", "Software", "Sports & Fitness", "Transportation", "Travel"]
+CARD_TOPICS = [
+    "Adult",
+    "Art & Design",
+    "Software Dev.",
+    "Crime & Law",
+    "Education & Jobs",
+    "Hardware",
+    "Entertainment",
+    "Social Life",
+    "Fashion & Beauty",
+    "Finance & Business",
+    "Food & Dining",
+    "Games",
+    "Health",
+    "History",
+    "Home & Hobbies",
+    "Industrial",
+    "Literature",
+    "Politics",
+    "Religion",
+    "Science & Tech.",
+    "Software",
+    "Sports & Fitness",
+    "Transportation",
+    "Travel",
+]
 
 
 def write_zst(path: Path, lines: list[str]) -> Path:
@@ -76,12 +98,21 @@ def save_standin(folder: Path, id2label: list[str]) -> Path:
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "bike", "council", "budget", "oven", "https", "example"]
     backend = Tokenizer(tok_models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]",
-                                        cls_token="[CLS]", sep_token="[SEP]")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64, num_labels=len(id2label),
-                        id2label=dict(enumerate(id2label)), label2id={n: i for i, n in enumerate(id2label)})
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=len(id2label),
+        id2label=dict(enumerate(id2label)),
+        label2id={n: i for i, n in enumerate(id2label)},
+    )
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -93,8 +124,7 @@ def standin_topic(tmp_path_factory) -> Path:
 
 
 def spec(path: Path, **options) -> dict:
-    return {"kind": "sequence_classifier", "model": {"source": "local", "path": str(path)}, "device": "cpu",
-            **options}
+    return {"kind": "sequence_classifier", "model": {"source": "local", "path": str(path)}, "device": "cpu", **options}
 
 
 def test_wrapper_gives_probabilities_in_taxonomy_order(standin_topic):
@@ -115,8 +145,10 @@ def test_wrapper_refuses_a_classifier_out_of_taxonomy_order(tmp_path, standin_to
     swapped = list(CARD_TOPICS)
     swapped[2], swapped[20] = swapped[20], swapped[2]
     save_standin(tmp_path, swapped)
-    with pytest.raises(ProvenanceError, match="id2label is not the WebOrganizer topic or format taxonomy in id "
-                                              "order \\(as topics: 2: 'Software'"):
+    with pytest.raises(
+        ProvenanceError,
+        match="id2label is not the WebOrganizer topic or format taxonomy in id order \\(as topics: 2: 'Software'",
+    ):
         labels.load_classifier(spec(tmp_path))
     with pytest.raises(ProvenanceError, match="not the WebOrganizer format taxonomy"):
         labels.load_classifier(spec(standin_topic), axis="format")
@@ -128,8 +160,10 @@ def test_label_probabilities_are_dolma3_metadata():
     ((key, dolma),) = labels.label_probabilities("format", probs)
     assert key == "knowledge_article"
     assert dolma == {"__label__knowledge_article": 0.75, "__label__news_article": 0.25}
-    assert corpus.format_label({"metadata": corpus.label_metadata(None, key, format_probs=dolma)}) == \
-        "__label__knowledge_article"
+    assert (
+        corpus.format_label({"metadata": corpus.label_metadata(None, key, format_probs=dolma)})
+        == "__label__knowledge_article"
+    )
 
 
 # ----------------------------------------------------------------------------------------------- hub models
@@ -143,15 +177,21 @@ def test_hub_model_offline_names_what_to_do():
     with pytest.raises(ProvenanceError, match=f"{OLMO3}@main is not in the local Hugging Face cache"):
         models.load_causal_lm(models.ModelRef(OLMO3, "main"))
     with pytest.raises(ProvenanceError, match="WebOrganizer/FormatClassifier@main is not in the local"):
-        labels.load_classifier({"kind": "sequence_classifier",
-                                "model": {"source": "hub", "id": "WebOrganizer/FormatClassifier"}})
+        labels.load_classifier(
+            {"kind": "sequence_classifier", "model": {"source": "hub", "id": "WebOrganizer/FormatClassifier"}}
+        )
 
 
 def test_hub_id_must_be_owner_slash_name():
     with pytest.raises(ProvenanceError, match="model.base.id"):
-        params.validate({"world": {"kind": "paper", "corpus": ["x"]}, "model": {
-            "base": {"source": "hub", "id": "Olmo-3"}, "query": {"source": "hub", "id": OLMO3}},
-            "benchmarks": {"source": "lm_eval"}, "sampling": {"target_per_bin": 1}})
+        params.validate(
+            {
+                "world": {"kind": "paper", "corpus": ["x"]},
+                "model": {"base": {"source": "hub", "id": "Olmo-3"}, "query": {"source": "hub", "id": OLMO3}},
+                "benchmarks": {"source": "lm_eval"},
+                "sampling": {"target_per_bin": 1},
+            }
+        )
 
 
 def test_paper_world_offline_fails_on_the_hub_model(tmp_path):
@@ -168,8 +208,15 @@ def save_tiny_llama(folder: Path, tokenizer_words: int) -> Path:
 
     vocab = {f"w{i}": i for i in range(tokenizer_words)}
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(tok_models.WordLevel(vocab, unk_token="w0")))
-    config = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32)
+    config = LlamaConfig(
+        vocab_size=32,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -211,22 +258,52 @@ def test_real_task_configs_render_fixture_items(tmp_path):
     from lm_eval.tasks import TaskManager
 
     root = lm_eval_task_root()
-    siqa = {"context": "Robin lent Sam an umbrella.", "question": "How would Sam feel?", "answerA": "grateful",
-            "answerB": "angry", "answerC": "bored", "label": "1"}
-    mmlu = [{"question": f"Which bone is number {i}?", "subject": "anatomy", "choices": ["femur", "tibia", "ulna",
-             "radius"], "answer": i % 4} for i in range(3)]
+    siqa = {
+        "context": "Robin lent Sam an umbrella.",
+        "question": "How would Sam feel?",
+        "answerA": "grateful",
+        "answerB": "angry",
+        "answerC": "bored",
+        "label": "1",
+    }
+    mmlu = [
+        {
+            "question": f"Which bone is number {i}?",
+            "subject": "anatomy",
+            "choices": ["femur", "tibia", "ulna", "radius"],
+            "answer": i % 4,
+        }
+        for i in range(3)
+    ]
     files = {"siqa.jsonl": [siqa], "mmlu_test.jsonl": mmlu[:2], "mmlu_dev.jsonl": mmlu[2:]}
     for name, rows in files.items():
         (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
     tasks = tmp_path / "tasks"
     tasks.mkdir()
-    (tasks / "siqa.yaml").write_text(json.dumps({
-        "include": str(root / "siqa/siqa.yaml"), "task": "social_iqa", "dataset_path": "json", "training_split": None,
-        "dataset_kwargs": {"data_files": {"validation": str(tmp_path / "siqa.jsonl")}}}))
-    (tasks / "mmlu.yaml").write_text(json.dumps({
-        "include": str(root / "mmlu/default/mmlu_anatomy.yaml"), "task": "mmlu_anatomy", "dataset_path": "json",
-        "dataset_name": None, "dataset_kwargs": {"data_files": {"test": str(tmp_path / "mmlu_test.jsonl"),
-                                                                "dev": str(tmp_path / "mmlu_dev.jsonl")}}}))
+    (tasks / "siqa.yaml").write_text(
+        json.dumps(
+            {
+                "include": str(root / "siqa/siqa.yaml"),
+                "task": "social_iqa",
+                "dataset_path": "json",
+                "training_split": None,
+                "dataset_kwargs": {"data_files": {"validation": str(tmp_path / "siqa.jsonl")}},
+            }
+        )
+    )
+    (tasks / "mmlu.yaml").write_text(
+        json.dumps(
+            {
+                "include": str(root / "mmlu/default/mmlu_anatomy.yaml"),
+                "task": "mmlu_anatomy",
+                "dataset_path": "json",
+                "dataset_name": None,
+                "dataset_kwargs": {
+                    "data_files": {"test": str(tmp_path / "mmlu_test.jsonl"), "dev": str(tmp_path / "mmlu_dev.jsonl")}
+                },
+            }
+        )
+    )
     manager = TaskManager(include_path=str(tasks), include_defaults=False)
 
     tasks = lm_eval_tasks.load_lm_eval_tasks(manager, ["social_iqa"])
@@ -237,15 +314,18 @@ def test_real_task_configs_render_fixture_items(tmp_path):
     tasks = lm_eval_tasks.load_lm_eval_tasks(manager, ["mmlu_anatomy"])
     rows = lm_eval_tasks.items_from_tasks(tasks, BY_NAME["MMLU STEM"])
     assert [r["split"] for r in rows] == ["eval", "eval", "train"]  # test split = eval, dev (few-shot) = train
-    assert rows[1]["question"] == ("The following are multiple choice questions (with answers) about anatomy.\n\n"
-                                   "Which bone is number 1?\nA. femur\nB. tibia\nC. ulna\nD. radius\nAnswer:")
+    assert rows[1]["question"] == (
+        "The following are multiple choice questions (with answers) about anatomy.\n\n"
+        "Which bone is number 1?\nA. femur\nB. tibia\nC. ulna\nD. radius\nAnswer:"
+    )
     assert (rows[1]["choices"], rows[1]["answer"], rows[1]["subject"]) == (["A", "B", "C", "D"], 1, "anatomy")
     assert len({r["id"] for r in rows}) == 3
 
 
 def test_subsample_is_seeded_per_benchmark_and_split():
-    rows = [{"benchmark": b, "split": s, "id": f"{b}{s}{i}"} for b in "ab" for s in ("eval", "train")
-            for i in range(10)]
+    rows = [
+        {"benchmark": b, "split": s, "id": f"{b}{s}{i}"} for b in "ab" for s in ("eval", "train") for i in range(10)
+    ]
     picked = lm_eval_tasks.subsample(rows, 3, seed=1)
     assert len(picked) == 12 and picked == lm_eval_tasks.subsample(rows, 3, seed=1)
     assert picked != lm_eval_tasks.subsample(rows, 3, seed=2)

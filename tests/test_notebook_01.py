@@ -21,13 +21,28 @@ def tiny_world(run_dir: Path, study) -> None:
     docs = []
     for b, name in enumerate(("Literature x Customer Support", "Politics x Documentation")):
         topic, fmt = TAX.bin_labels(TAX.parse_bin(name))
-        docs += [{"id": f"{b}-{i}", "text": f"document {b} {i} " * 5, "source": "tiny",
-                  "metadata": corpus.label_metadata(topic.key, fmt.key)} for i in range(2)]
+        docs += [
+            {
+                "id": f"{b}-{i}",
+                "text": f"document {b} {i} " * 5,
+                "source": "tiny",
+                "metadata": corpus.label_metadata(topic.key, fmt.key),
+            }
+            for i in range(2)
+        ]
     corpus.write_shard(world / "corpus" / "a.jsonl.zst", docs[:3])
     corpus.write_shard(world / "corpus" / "b.jsonl.zst", docs[3:])
-    info = WorldInfo(kind="testbed", fingerprint=fingerprint(study), corpus=["corpus"], queries="q.parquet",
-                     tasks={}, task_dir="tasks", base_model="models/base", query_model="models/query",
-                     code_sha256=builder_code_sha256())
+    info = WorldInfo(
+        kind="testbed",
+        fingerprint=fingerprint(study),
+        corpus=["corpus"],
+        queries="q.parquet",
+        tasks={},
+        task_dir="tasks",
+        base_model="models/base",
+        query_model="models/query",
+        code_sha256=builder_code_sha256(),
+    )
     write_json(world / "world.json", asdict(info))
 
 
@@ -35,8 +50,9 @@ def test_notebook_01_with_no_underfilled_bin_then_opened_by_hand(tmp_path):
     overrides = ["sampling.target_per_bin=1", "stages=[01_sampling]"]
     study = params.load(ROOT / "params" / "testbed.yaml", overrides)
     tiny_world(tmp_path / "tiny", study)
-    run_dir = runs.run_study(ROOT / "params" / "testbed.yaml", overrides, name="tiny", runs_dir=tmp_path,
-                             notebooks_dir=ROOT / "notebooks")
+    run_dir = runs.run_study(
+        ROOT / "params" / "testbed.yaml", overrides, name="tiny", runs_dir=tmp_path, notebooks_dir=ROOT / "notebooks"
+    )
     summary = read_json(run_dir / "01_sampling" / "sampling_summary.json")
     assert summary["bins"]["underfilled"] == [] and summary["bins"]["full"] == 2
 

@@ -28,12 +28,18 @@ def test_each_stage_notebook_ends_with_what_its_run_found(name):
 
 
 def test_a_runner_kernel_writes_only_what_its_cells_print(tmp_path, capfd):
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("rows = 3", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import tqdm.auto\nfor _ in tqdm.auto.tqdm(range(rows), desc='bar'):\n    pass\n"
-                                  "print('done')")],
-        metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"},
-                  "language_info": {"name": "python"}})
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("rows = 3", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(
+                "import tqdm.auto\nfor _ in tqdm.auto.tqdm(range(rows), desc='bar'):\n    pass\nprint('done')"
+            ),
+        ],
+        metadata={
+            "kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"},
+            "language_info": {"name": "python"},
+        },
+    )
     nbformat.write(notebook, tmp_path / "in.ipynb")
     assert run_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb", {"rows": 5}) is None
     outputs = [o for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells for o in c.get("outputs", [])]
@@ -44,11 +50,18 @@ def test_a_runner_kernel_writes_only_what_its_cells_print(tmp_path, capfd):
 
 def test_code_and_notebooks_speak_of_the_package_not_of_issues_or_commits():
     cites = re.compile(r"\bissues? ?#?\d+\b|\bcommit [0-9a-f]{7,40}\b|\([0-9a-f]{7,12}\)", re.I)
-    paths = [p for folder in ("provenance_lib", "notebooks", "tests", "params") for p in (ROOT / folder).rglob("*")
-             if p.suffix in (".py", ".ipynb", ".yaml", ".md", ".j2") and "paper_bin_scores" not in p.parts]
+    paths = [
+        p
+        for folder in ("provenance_lib", "notebooks", "tests", "params")
+        for p in (ROOT / folder).rglob("*")
+        if p.suffix in (".py", ".ipynb", ".yaml", ".md", ".j2") and "paper_bin_scores" not in p.parts
+    ]
     found = []
     for path in paths + [ROOT / "Makefile"]:
         text = path.read_text()
-        found += [f"{path.relative_to(ROOT)}: {m.group(0)}" for m in cites.finditer(text)
-                  if "bergson issue" not in text[max(0, m.start() - 8):m.end()]]   # the upstream's own tracker
+        found += [
+            f"{path.relative_to(ROOT)}: {m.group(0)}"
+            for m in cites.finditer(text)
+            if "bergson issue" not in text[max(0, m.start() - 8) : m.end()]
+        ]  # the upstream's own tracker
     assert found == []

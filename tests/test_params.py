@@ -9,7 +9,7 @@ from provenance_lib.errors import ProvenanceError
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
 
 
-VALIDATION = PARAMS_DIR / "validation.yaml"   # not a study: the known-answers validation's worlds (validate)
+VALIDATION = PARAMS_DIR / "validation.yaml"  # not a study: the known-answers validation's worlds (validate)
 
 
 @pytest.mark.parametrize("path", sorted(set(PARAMS_DIR.glob("*.yaml")) - {VALIDATION}), ids=lambda p: p.name)
@@ -89,8 +89,10 @@ def test_dump_round_trips(tmp_path):
 
 def test_cross_field_error_blames_the_override_and_does_not_print_the_section():
     message = _error(PARAMS_DIR / "testbed.yaml", ["world.corpus.words_min=500"])
-    assert message.startswith(f"{PARAMS_DIR / 'testbed.yaml'} with -p world.corpus.words_min=500: world.corpus: "
-                              "Value error, need words_min <= words_median <= words_max")
+    assert message.startswith(
+        f"{PARAMS_DIR / 'testbed.yaml'} with -p world.corpus.words_min=500: world.corpus: "
+        "Value error, need words_min <= words_median <= words_max"
+    )
     assert "empty_bin_share" not in message and len(message.splitlines()) == 1
 
 
@@ -102,8 +104,9 @@ def test_cross_field_error_in_the_file_blames_the_file(tmp_path):
 
 
 def test_override_fills_a_null_section():
-    study = params.load(PARAMS_DIR / "real-mini.yaml", ["labels.topic.kind=centroid",
-                                                         "labels.topic.path=classifiers/topic.npz"])
+    study = params.load(
+        PARAMS_DIR / "real-mini.yaml", ["labels.topic.kind=centroid", "labels.topic.path=classifiers/topic.npz"]
+    )
     assert study.labels.topic.kind == "centroid" and study.labels.format is None
     message = _error(PARAMS_DIR / "real-mini.yaml", ["labels.topic.kind=centroid"])
     assert "with -p labels.topic.kind=centroid: labels.topic.path: Field required" in message
@@ -113,20 +116,27 @@ def test_override_into_a_value_is_explained():
     assert "seed is a value, not a section" in _error(PARAMS_DIR / "testbed.yaml", ["seed.x=1"])
 
 
-@pytest.mark.parametrize("override, key", [("sampling.target_per_bin=true", "sampling.target_per_bin"),
-                                           ("gradients.curvature.damping=true", "gradients.curvature.damping"),
-                                           ("seed=false", "seed")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("sampling.target_per_bin=true", "sampling.target_per_bin"),
+        ("gradients.curvature.damping=true", "gradients.curvature.damping"),
+        ("seed=false", "seed"),
+    ],
+)
 def test_a_boolean_is_not_a_number(override, key):
     assert _error(PARAMS_DIR / "testbed.yaml", [override]) == (
         f"params/testbed.yaml with -p {override}: {key}: a boolean (true/false) is not a number (got "
-        f"{override.endswith('true')}) (fix: write the number)").replace("params/", f"{PARAMS_DIR}/")
+        f"{override.endswith('true')}) (fix: write the number)"
+    ).replace("params/", f"{PARAMS_DIR}/")
     assert params.load(PARAMS_DIR / "testbed.yaml", ["gradients.keep_document_gradients=false"])  # a real boolean
 
 
 def test_an_override_that_is_not_yaml_is_one_line_naming_it():
     assert _error(PARAMS_DIR / "testbed.yaml", ["x=[1"]) == (
         "override 'x=[1': the value is not valid YAML (expected ',' or ']', but got '<stream end>') (fix: quote it "
-        "for the shell and close every bracket and quote, e.g. -p 'x=[1, 2]')")
+        "for the shell and close every bracket and quote, e.g. -p 'x=[1, 2]')"
+    )
 
 
 def test_a_mistyped_params_path_gets_the_close_match(tmp_path):

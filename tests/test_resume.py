@@ -16,21 +16,50 @@ from provenance_lib.artifacts import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
-    "world.corpus.documents=300", "world.corpus.empty_bin_share=0.9", "world.planted_bins=1",
-    "world.planted_ranks=[1,8]", "world.planted_token_share=0.02", "world.checkpoints=2", "world.attribute_at=final",
-    "world.items.eval_items=6", "world.items.train_items=4", "world.items.values=4",
-    "world.model.layers=1", "world.model.hidden=32", "world.model.heads=2", "world.model.mlp=64",
-    "world.model.context=32", "world.pretraining.epochs=1", "world.finetuning.epochs=1",
-    "sampling.target_per_bin=3", "gradients.max_length=24", "gradients.token_batch_size=512",
-    "gradients.checkpoint_every=16", "gradients.v.calibration_documents=8", "gradients.curvature.train_documents=24",
-    "gradients.exactness.enabled=false", "gradients.query.variants=false",
+    "world.corpus.documents=300",
+    "world.corpus.empty_bin_share=0.9",
+    "world.planted_bins=1",
+    "world.planted_ranks=[1,8]",
+    "world.planted_token_share=0.02",
+    "world.checkpoints=2",
+    "world.attribute_at=final",
+    "world.items.eval_items=6",
+    "world.items.train_items=4",
+    "world.items.values=4",
+    "world.model.layers=1",
+    "world.model.hidden=32",
+    "world.model.heads=2",
+    "world.model.mlp=64",
+    "world.model.context=32",
+    "world.pretraining.epochs=1",
+    "world.finetuning.epochs=1",
+    "sampling.target_per_bin=3",
+    "gradients.max_length=24",
+    "gradients.token_batch_size=512",
+    "gradients.checkpoint_every=16",
+    "gradients.v.calibration_documents=8",
+    "gradients.curvature.train_documents=24",
+    "gradients.exactness.enabled=false",
+    "gradients.query.variants=false",
 ]
 TIMINGS = {"02_gradients/collection.json"}  # wall-clock timings of the attempt: the one artifact that may differ
 
 
 def runner(tmp_path: Path, *args: str) -> list[str]:
-    command = [sys.executable, "-m", "provenance_lib", "run", str(ROOT / "params" / "testbed.yaml"), "--name", "r",
-               "--runs-dir", str(tmp_path / "runs"), "--notebooks-dir", str(ROOT / "notebooks"), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "provenance_lib",
+        "run",
+        str(ROOT / "params" / "testbed.yaml"),
+        "--name",
+        "r",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--notebooks-dir",
+        str(ROOT / "notebooks"),
+        *args,
+    ]
     for override in SMALL:
         command += ["-p", override]
     return command
@@ -49,9 +78,14 @@ def stop_after(tmp_path: Path, chunks: int, how: signal.Signals) -> subprocess.C
     """Run stage 02 again (--force) and stop the runner with ``how`` once ``chunks`` chunks are checkpointed;
     SIGKILL takes the kernel with it, as the out-of-memory killer or a machine going down would."""
     run_dir = tmp_path / "runs" / "r"
-    proc = subprocess.Popen(runner(tmp_path, "--stages", "02", "--force"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        runner(tmp_path, "--stages", "02", "--force"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 600
     while progress(run_dir) < chunks:
         if proc.poll() is not None or time.time() > deadline:
@@ -92,6 +126,7 @@ def test_stage_02_stopped_any_way_resumes_through_the_runner_to_the_same_bytes(t
     assert "resuming the work of invocation 4" in done.stdout
     entry = read_json(run_dir / "run.json")["stages"]["02_gradients"]
     assert entry["resumes"] == 4 and "attempt" not in entry
-    assert {k: v for k, v in entry["outputs"].items() if k not in TIMINGS} == \
-        {k: v for k, v in reference.items() if k not in TIMINGS}
+    assert {k: v for k, v in entry["outputs"].items() if k not in TIMINGS} == {
+        k: v for k, v in reference.items() if k not in TIMINGS
+    }
     assert not (run_dir / ".staging" / "02_gradients").exists() and not (run_dir / "02_gradients" / ".work").exists()

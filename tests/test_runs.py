@@ -39,7 +39,7 @@ if os.environ.get('SLEEP_' + stage.stage_id):  # tests stop a stage while it sle
 STAGE_CELLS = {
     # no params section of its own: depends only on the shared sections
     "01_first": "(stage.out_dir / 'first.json').write_text(json.dumps({'seed': stage.params.seed, "
-                "'python': sys.executable}))",
+    "'python': sys.executable}))",
     # its own section is `sampling`: changing sampling.* must re-run it and what follows, not 01
     "02_sampling": """first = json.loads((stage.input_dir('01_first') / 'first.json').read_text())
 (stage.out_dir / 'second.json').write_text(json.dumps({'seed': first['seed'],
@@ -54,8 +54,12 @@ def make_notebook(path: Path, stage_id: str, body: str) -> None:
     nb = nbformat.v4.new_notebook()
     parameters = nbformat.v4.new_code_cell("run_dir = None\nout_dir = None\nrecompute = False")
     parameters.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {stage_id}"), parameters,
-                nbformat.v4.new_code_cell(HEADER.format(stage=stage_id)), nbformat.v4.new_code_cell(body)]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(f"# {stage_id}"),
+        parameters,
+        nbformat.v4.new_code_cell(HEADER.format(stage=stage_id)),
+        nbformat.v4.new_code_cell(body),
+    ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
 
@@ -70,8 +74,14 @@ def project(tmp_path, monkeypatch):
         make_notebook(tmp_path / "notebooks" / f"{stage_id}.ipynb", stage_id, body)
     spec = tmp_path / "jupyter" / "kernels" / "python3"
     spec.mkdir(parents=True)
-    write_json(spec / "kernel.json", {"argv": ["/nonexistent/python3", "-m", "ipykernel_launcher", "-f",
-                                               "{connection_file}"], "display_name": "other", "language": "python"})
+    write_json(
+        spec / "kernel.json",
+        {
+            "argv": ["/nonexistent/python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "other",
+            "language": "python",
+        },
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -84,9 +94,18 @@ def plant_world(project: Path, name: str, overrides=()) -> None:
     (world / "corpus" / "shard.txt").write_text("planted")
     (world / "models" / "base").mkdir(parents=True, exist_ok=True)
     (world / "models" / "base" / "model.safetensors").write_bytes(bytes(range(256)))
-    info = WorldInfo(kind="testbed", fingerprint=fingerprint(study), corpus=["corpus"], queries="q.parquet",
-                     tasks={}, task_dir="tasks", base_model="models/base", query_model="models/query",
-                     code_sha256=builder_code_sha256(), inputs=worlds.world_inputs(study))
+    info = WorldInfo(
+        kind="testbed",
+        fingerprint=fingerprint(study),
+        corpus=["corpus"],
+        queries="q.parquet",
+        tasks={},
+        task_dir="tasks",
+        base_model="models/base",
+        query_model="models/query",
+        code_sha256=builder_code_sha256(),
+        inputs=worlds.world_inputs(study),
+    )
     write_json(world / "world.json", asdict(info))
 
 
@@ -165,7 +184,8 @@ def test_changed_stage_param_reruns_that_stage_and_later_and_verify_finds_stale_
         "02_sampling: stale: params.yaml differs from the params it ran with in seed",
         "02_sampling: stale: inputs changed since it ran: 01_first/first.json, world/world.json",
         "03_third: stale: params.yaml differs from the params it ran with in seed",
-        "03_third: stale: inputs changed since it ran: 01_first/first.json, world/world.json"]
+        "03_third: stale: inputs changed since it ran: 01_first/first.json, world/world.json",
+    ]
     (run_dir / "03_third" / "sub" / "third.json").write_text('{"total": 999}')
     (run_dir / "01_first" / "first.json").unlink()
     problems = verify(run_dir)
@@ -178,8 +198,10 @@ def test_changed_stage_param_reruns_that_stage_and_later_and_verify_finds_stale_
     record = read_json(run_dir / "run.json")  # a record edited by hand no longer adds up
     record["stages"]["02_sampling"]["params"]["sampling"]["target_per_bin"] = 99
     write_json(run_dir / "run.json", record)
-    assert "02_sampling: its record does not add up: the fingerprint does not follow from the params, inputs and " \
-           "code it records" in verify(run_dir)
+    assert (
+        "02_sampling: its record does not add up: the fingerprint does not follow from the params, inputs and "
+        "code it records" in verify(run_dir)
+    )
 
 
 def test_library_or_notebook_change_reruns_the_stage_unless_code_is_trusted(project, capsys, monkeypatch):
@@ -208,8 +230,10 @@ def test_library_or_notebook_change_reruns_the_stage_unless_code_is_trusted(proj
     for module in (plans, verify_mod):  # the library the stage runs has changed
         monkeypatch.setattr(module, "stage_code_sha256", lambda notebook: "0" * 64)
     assert reasons() == ["library code changed"]
-    assert verify(run_dir) == [f"01_first: stale: the library code it runs changed since it ran (made by commit "
-                               f"{str(read_json(run_dir / 'run.json')['stages']['01_first']['git']['commit'])[:12]})"]
+    assert verify(run_dir) == [
+        f"01_first: stale: the library code it runs changed since it ran (made by commit "
+        f"{str(read_json(run_dir / 'run.json')['stages']['01_first']['git']['commit'])[:12]})"
+    ]
     assert verify(run_dir, trust_code=True) == []
     ran(capsys)
     run(project, overrides=only_01, trust_code=True)
@@ -240,6 +264,7 @@ def test_stage_needing_an_incomplete_stage_is_refused(project):
 # ----------------------------------------------------------------------------------------------- how stages end
 def kill_kernel_when_asleep(run_dir: Path, stage_id: str) -> threading.Thread:
     """kill -9 the stage's kernel once it sleeps in its HEADER cell (its pid is in run.json)."""
+
     def kill():
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -318,7 +343,8 @@ if os.environ.get('FAIL_02_sampling'):
 
 
 def test_rerun_keeps_the_work_of_a_failed_attempt_of_the_same_fingerprint_which_leaves_out_the_executor(
-        project, monkeypatch, capsys):
+    project, monkeypatch, capsys
+):
     plant_world(project, "w")
     make_notebook(project / "notebooks" / "02_sampling.ipynb", "02_sampling", RESUMING)
     monkeypatch.setenv("FAIL_02_sampling", "1")
@@ -357,24 +383,48 @@ if os.environ.get('STOP_AFTER_CHUNK'):
 (stage.out_dir / 'first.json').write_text(json.dumps({'found': found}))"""
 
 
-STOPS = {"runner and kernel killed": "abandoned", "Ctrl-C": "interrupted", "SIGTERM": "interrupted",
-         "kernel killed": "killed", "timed out": "timed out"}  # how an attempt is stopped -> how run.json says it ended
+STOPS = {
+    "runner and kernel killed": "abandoned",
+    "Ctrl-C": "interrupted",
+    "SIGTERM": "interrupted",
+    "kernel killed": "killed",
+    "timed out": "timed out",
+}  # how an attempt is stopped -> how run.json says it ended
 
 
-@pytest.mark.parametrize("stops", [pytest.param(list(STOPS)[:2], id="kill-and-ctrl-c"),
-                                   pytest.param(list(STOPS), id="every-stop", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "stops",
+    [
+        pytest.param(list(STOPS)[:2], id="kill-and-ctrl-c"),
+        pytest.param(list(STOPS), id="every-stop", marks=pytest.mark.slow),
+    ],
+)
 def test_a_stage_keeps_its_work_however_it_is_stopped_and_loses_it_once_it_completed(project, stops):
     plant_world(project, "s")
     make_notebook(project / "notebooks" / "01_first.ipynb", "01_first", WORKING)
-    command = [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", "s",
-               "-p", "stages=[01_first]"]
+    command = [
+        sys.executable,
+        "-m",
+        "provenance_lib",
+        "run",
+        "params/study.yaml",
+        "--name",
+        "s",
+        "-p",
+        "stages=[01_first]",
+    ]
     run_dir = project / "runs" / "s"
     for attempt, how in enumerate(stops):
         (run_dir / ".staging" / "01_first" / "chunk-written").unlink(missing_ok=True)  # the last attempt's
-        proc = subprocess.Popen(command + (["--timeout", "30"] if how == "timed out" else []), cwd=project,
-                                env={**os.environ, "STOP_AFTER_CHUNK": "1"}, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        proc = subprocess.Popen(
+            command + (["--timeout", "30"] if how == "timed out" else []),
+            cwd=project,
+            env={**os.environ, "STOP_AFTER_CHUNK": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         deadline = time.time() + 120
         while not (run_dir / ".staging" / "01_first" / "chunk-written").exists():
             assert time.time() < deadline and proc.poll() is None, proc.communicate()
@@ -388,8 +438,9 @@ def test_a_stage_keeps_its_work_however_it_is_stopped_and_loses_it_once_it_compl
         elif how != "timed out":
             proc.send_signal(signal.SIGINT if how == "Ctrl-C" else signal.SIGTERM)
         proc.communicate(timeout=120)
-        assert sorted(p.name for p in (run_dir / ".staging" / "01_first" / context.RESUMABLE).iterdir()) == \
-            [f"chunk-{i}" for i in range(attempt + 1)], how
+        assert sorted(p.name for p in (run_dir / ".staging" / "01_first" / context.RESUMABLE).iterdir()) == [
+            f"chunk-{i}" for i in range(attempt + 1)
+        ], how
     done = subprocess.run(command, cwd=project, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert read_json(run_dir / "01_first" / "first.json") == {"found": [f"chunk-{i}" for i in range(len(stops))]}
@@ -401,13 +452,29 @@ def test_a_stage_keeps_its_work_however_it_is_stopped_and_loses_it_once_it_compl
 
 def start_runner(project: Path, name: str, sleep_stage: str, **popen) -> subprocess.Popen:
     """The CLI runner on stage 01 alone, sleeping in ``sleep_stage``; returns once that stage sleeps."""
-    command = [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", name,
-               "-p", "stages=[01_first]"]
+    command = [
+        sys.executable,
+        "-m",
+        "provenance_lib",
+        "run",
+        "params/study.yaml",
+        "--name",
+        name,
+        "-p",
+        "stages=[01_first]",
+    ]
     # as from a terminal: a shell starts background jobs (make test &) with SIGINT ignored, and Python then keeps
     # ignoring it, so Ctrl-C would never reach the runner
-    proc = subprocess.Popen(command, cwd=project, env={**os.environ, f"SLEEP_{sleep_stage}": "60"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
+    proc = subprocess.Popen(
+        command,
+        cwd=project,
+        env={**os.environ, f"SLEEP_{sleep_stage}": "60"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **popen,
+    )
     marker = project / "runs" / name / ".staging" / sleep_stage / "sleeping"
     deadline = time.time() + 120
     while not marker.exists():
@@ -443,8 +510,12 @@ def test_killed_runner_is_found_out_by_the_next_one_which_completes(project):
     run_dir = project / "runs" / "k"
     assert not (run_dir / "01_first").exists()  # nothing half-written looks complete
     assert verify(run_dir)[0].startswith("01_first: not complete (abandoned: the runner stopped without recording")
-    done = subprocess.run([sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", "k",
-                           "-p", "stages=[01_first]"], cwd=project, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", "k", "-p", "stages=[01_first]"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     record = read_json(run_dir / "run.json")
     assert [i["status"] for i in record["invocations"]] == ["abandoned", "complete"]
@@ -459,11 +530,18 @@ def test_one_runner_at_a_time(project):
 
 
 def test_cli_reports_bad_params_in_one_line(project):
-    done = subprocess.run([sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "-p", "sampling.x=1"],
-                          cwd=project, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "-p", "sampling.x=1"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[0].startswith(
-        "error: params/study.yaml with -p sampling.x=1: sampling.x: unknown key")
+    assert (
+        done.stderr.strip()
+        .splitlines()[0]
+        .startswith("error: params/study.yaml with -p sampling.x=1: sampling.x: unknown key")
+    )
     assert not (project / "runs").exists()
 
 
@@ -481,8 +559,9 @@ def test_notebook_opened_by_hand_shows_the_recorded_artifacts_or_recomputes_besi
     stage = context.open_stage("02_sampling")
     new = (project / "runs" / "new").resolve()
     assert stage.run_dir == new and stage.params.sampling.target_per_bin == 9  # the params it ran with
-    loaded = stage.run_or_load(lambda s: pytest.fail("opened by hand, nothing is recomputed"),
-                               lambda folder: read_json(folder / "second.json"))
+    loaded = stage.run_or_load(
+        lambda s: pytest.fail("opened by hand, nothing is recomputed"), lambda folder: read_json(folder / "second.json")
+    )
     assert loaded == {"seed": 0, "target": 9}
     entry = read_json(new / "run.json")["stages"]["02_sampling"]
     shown = capsys.readouterr().out
@@ -512,8 +591,11 @@ def test_a_changed_world_file_stops_the_run_naming_it_and_verify_finds_what_the_
     run_dir = run(project, name="w", overrides=["stages=[01_first]"])
     model = run_dir / "world" / "models" / "base" / "model.safetensors"
     flip_a_byte(model)  # same size, new mtime
-    with pytest.raises(ProvenanceError, match=r"the world changed since it was built \(modified: world/models/base/"
-                                              r"model.safetensors\).*remove .*world and run again"):
+    with pytest.raises(
+        ProvenanceError,
+        match=r"the world changed since it was built \(modified: world/models/base/"
+        r"model.safetensors\).*remove .*world and run again",
+    ):
         run(project, name="w", overrides=["stages=[01_first]"])
     record = read_json(run_dir / "run.json")
     assert record["invocations"][-1]["status"] == "error"
@@ -541,9 +623,12 @@ def test_a_world_whose_inputs_outside_its_params_changed_stops_the_run_naming_th
     plant_world(project, "i")
     run(project, name="i", overrides=["stages=[01_first]"])
     listing["corpus"] = {"shards": 3, "listing_sha256": "b"}  # a shard outside the world folder is gone
-    with pytest.raises(ProvenanceError, match=r"the world's inputs outside its params changed since it was built "
-                                              r"\(corpus: world.json's inputs against what is there now\).*remove "
-                                              r".*/runs/i/world and run again"):
+    with pytest.raises(
+        ProvenanceError,
+        match=r"the world's inputs outside its params changed since it was built "
+        r"\(corpus: world.json's inputs against what is there now\).*remove "
+        r".*/runs/i/world and run again",
+    ):
         run(project, name="i", overrides=["stages=[01_first]"])
     assert read_json(project / "runs/i/world/world.json")["inputs"] == {"corpus": {"shards": 4, "listing_sha256": "a"}}
 
@@ -556,20 +641,27 @@ def test_a_stage_records_the_inputs_it_read_and_a_changed_input_stops_it_before_
     before = read_json(run_dir / "run.json")["stages"]["03_third"]
     assert before["inputs"]["02_sampling/second.json"] == sha256_file(second)
     second.write_text('{"seed": 0, "target": 1000}')
-    with pytest.raises(ProvenanceError, match=r"03_third reads what 02_sampling wrote, which changed since that "
-                                              r"stage completed \(modified: 02_sampling/second.json\).*--from 02"):
+    with pytest.raises(
+        ProvenanceError,
+        match=r"03_third reads what 02_sampling wrote, which changed since that "
+        r"stage completed \(modified: 02_sampling/second.json\).*--from 02",
+    ):
         run(project, name="c", stages=["03"], force=True)
     assert read_json(run_dir / "run.json")["stages"]["03_third"] == before  # it never ran on what it did not record
     assert read_json(run_dir / "03_third" / "sub" / "third.json") == {"total": 40}
 
     second.write_text(written)  # the same bytes again: a new mtime, hashed again, unchanged
-    make_notebook(project / "notebooks" / "03_third.ipynb", "03_third",
-                  "(stage.input_dir('02_sampling') / 'second.json').write_text('{}')")
+    make_notebook(
+        project / "notebooks" / "03_third.ipynb",
+        "03_third",
+        "(stage.input_dir('02_sampling') / 'second.json').write_text('{}')",
+    )
     with pytest.raises(ProvenanceError, match=r"03_third error: 03_third reads what 02_sampling wrote while it ran"):
         run(project, name="c", stages=["03"])
     entry = read_json(run_dir / "run.json")["stages"]["03_third"]
-    assert entry["attempt"]["status"] == "error" and read_json(run_dir / "03_third" / "sub" / "third.json") == \
-        {"total": 40}
+    assert entry["attempt"]["status"] == "error" and read_json(run_dir / "03_third" / "sub" / "third.json") == {
+        "total": 40
+    }
 
 
 RUN_OR_LOAD = """def compute(stage):
@@ -597,8 +689,12 @@ def test_an_executed_notebook_run_again_by_hand_shows_the_recorded_artifacts(pro
 
 def test_a_refused_selection_on_a_new_run_leaves_no_folder(project, capsys):
     plant_world(project, "x")
-    done = subprocess.run([sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", "new",
-                           "--stages", "03"], cwd=project, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "provenance_lib", "run", "params/study.yaml", "--name", "new", "--stages", "03"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "stage 03_third needs 01_first, 02_sampling" in done.stderr
     assert not (project / "runs" / "new").exists()
 
@@ -624,6 +720,10 @@ def test_a_symlinked_venv_is_ignored_so_runs_do_not_record_uncommitted_changes(t
     (tmp_path / "env").mkdir()
     (repo / ".venv").symlink_to(tmp_path / "env")
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all"],
-                            capture_output=True, text=True, check=True).stdout
+    status = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert status.split() == ["??", ".gitignore"]

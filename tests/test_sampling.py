@@ -20,10 +20,10 @@ from provenance_lib.errors import ProvenanceError
 from provenance_lib.params import LocalExecutor
 
 TAX = taxonomy.load()
-BIG = TAX.parse_bin("Literature x Customer Support")      # 30 documents: more than the target
-MEDIUM = TAX.parse_bin("Politics x Documentation")        # 6: underfilled
-SMALL = TAX.parse_bin("Social Life x Q&A Forum")          # 2: the smallest non-empty bin
-KEPT = TAX.parse_bin("Literature x FAQ")                   # adversarial corpora: one document
+BIG = TAX.parse_bin("Literature x Customer Support")  # 30 documents: more than the target
+MEDIUM = TAX.parse_bin("Politics x Documentation")  # 6: underfilled
+SMALL = TAX.parse_bin("Social Life x Q&A Forum")  # 2: the smallest non-empty bin
+KEPT = TAX.parse_bin("Literature x FAQ")  # adversarial corpora: one document
 TARGET = 10
 
 
@@ -50,12 +50,18 @@ def corpus_dir(tmp_path) -> Path:
     a[8]["text"] = "Un café au lait, s'il vous plaît " + words(8)
     b = [doc(f"b-{i}", words(100 + i), BIG) for i in range(10)]
     b += [doc(f"m-{i}", words(200 + i), MEDIUM) for i in range(6)]
-    b += [doc("a-3", "a different text under a repeated id", MEDIUM),
-          doc("b-dup7", "  " + a[7]["text"].upper().replace(" ", " \n\t "), BIG),
-          doc("b-dup8", a[8]["text"].replace("é", "e\u0301"), BIG)]
+    b += [
+        doc("a-3", "a different text under a repeated id", MEDIUM),
+        doc("b-dup7", "  " + a[7]["text"].upper().replace(" ", " \n\t "), BIG),
+        doc("b-dup8", a[8]["text"].replace("é", "e\u0301"), BIG),
+    ]
     c = [doc(f"s-{i}", words(300 + i), SMALL) for i in range(2)]
-    c += [dict(a[5]), doc("u-0", "no format here", topic="literature"), doc("u-1", "nor here", topic="politics"),
-          doc("u-2", "no topic here", fmt="faq")]
+    c += [
+        dict(a[5]),
+        doc("u-0", "no format here", topic="literature"),
+        doc("u-1", "nor here", topic="politics"),
+        doc("u-2", "no topic here", fmt="faq"),
+    ]
     corpus.write_shard(root / "a.jsonl.zst", a)
     corpus.write_shard(root / "b.jsonl.zst", b)
     corpus.write_shard(root / "sub" / "c.jsonl.zst", c)
@@ -63,8 +69,12 @@ def corpus_dir(tmp_path) -> Path:
 
 
 def job_for(corpus_dir: Path, out_dir: Path, tasks: int = 1, workers: int = 1, **overrides) -> sampling.SamplingJob:
-    settings = dict(shards=tuple(sampling.corpus_shards([corpus_dir])), seed=0, target_per_bin=TARGET,
-                    executor=LocalExecutor(kind="local", tasks=tasks, workers=workers))
+    settings = dict(
+        shards=tuple(sampling.corpus_shards([corpus_dir])),
+        seed=0,
+        target_per_bin=TARGET,
+        executor=LocalExecutor(kind="local", tasks=tasks, workers=workers),
+    )
     settings.update(overrides)
     return sampling.SamplingJob(out_dir=out_dir, **settings)
 
@@ -102,11 +112,22 @@ def reference_manifest(corpus_dir: Path, seed: int, target: int, path: Path) -> 
     """The manifest of the plain draw, written as the stage writes it; its sha256."""
     rows = sorted(r for entries in reference_draw(corpus_dir, seed, target).values() for r in entries)
     labels = [TAX.bin_labels(r[0]) for r in rows]
-    write_parquet(path, pa.table({
-        "id": [r[3] for r in rows], "source_shard": [r[1] for r in rows], "row": [r[2] for r in rows],
-        "bin": pa.array([r[0] for r in rows], pa.int16()), "topic": [t.short for t, _ in labels],
-        "format": [f.short for _, f in labels], "tokens": [r[4] for r in rows],
-        "text_hash": [f"{r[5]:016x}" for r in rows]}, schema=sampling.job.MANIFEST_SCHEMA))
+    write_parquet(
+        path,
+        pa.table(
+            {
+                "id": [r[3] for r in rows],
+                "source_shard": [r[1] for r in rows],
+                "row": [r[2] for r in rows],
+                "bin": pa.array([r[0] for r in rows], pa.int16()),
+                "topic": [t.short for t, _ in labels],
+                "format": [f.short for _, f in labels],
+                "tokens": [r[4] for r in rows],
+                "text_hash": [f"{r[5]:016x}" for r in rows],
+            },
+            schema=sampling.job.MANIFEST_SCHEMA,
+        ),
+    )
     return sha256_file(path)
 
 
@@ -170,8 +191,9 @@ def test_same_seed_is_byte_identical_across_shard_orders_and_workers(corpus_dir,
             twin = tmp_path / name / path.relative_to(tmp_path / "one")
             assert sha256_file(path) == sha256_file(twin)
         assert first.summary == second.summary
-        assert sorted(p.name for p in (tmp_path / name).iterdir()) == \
-            sorted(p.name for p in (tmp_path / "one").iterdir())
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == sorted(
+            p.name for p in (tmp_path / "one").iterdir()
+        )
 
 
 def adversarial_corpus(root: Path, seed: int) -> Path:
@@ -191,8 +213,11 @@ def adversarial_corpus(root: Path, seed: int) -> Path:
             elif rng.random() < 0.2:
                 text = "  " + text.replace(" ", "\n ")
             labelled = rng.random() > 0.1
-            docs.append(doc(f"id-{rng.randrange(60)}", text, rng.choice(bins)) if labelled else
-                        doc(f"u-{s}-{r}", text, topic="health"))
+            docs.append(
+                doc(f"id-{rng.randrange(60)}", text, rng.choice(bins))
+                if labelled
+                else doc(f"u-{s}-{r}", text, topic="health")
+            )
         shards.append(docs)
     shards[0].append(doc("blocker", "the first text of this id", BIG))
     shards[2].append(doc("blocker", "a new text under an id seen before", BIG))
@@ -215,8 +240,9 @@ def test_partitioned_draw_writes_the_reference_manifest(tmp_path, seed, tasks, b
 
 def test_fast_normalization_equals_normalize_text_and_keeps_the_words():
     every_whitespace = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
-    assert sampling.index._NON_ASCII_WHITESPACE.findall(every_whitespace) == [c for c in every_whitespace
-                                                                             if not c.isascii()]
+    assert sampling.index._NON_ASCII_WHITESPACE.findall(every_whitespace) == [
+        c for c in every_whitespace if not c.isascii()
+    ]
     rng = random.Random(0)
     letters = "aZ.\x00\u00e9E\u0301\u00df\u0130\u03c2\ufb01\u1e9e\u212b"  # composed, combining, folding
     for alphabet in (letters[:4] + " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f", letters + " \n", letters + every_whitespace):
@@ -271,8 +297,9 @@ def test_classifier_labels_what_metadata_lacks(tmp_path):
     docs.append(doc("d-copy", docs[2]["text"], topic="health"))  # a duplicate is never classified
     corpus.write_shard(tmp_path / "c" / "x.jsonl.zst", docs)
     KeywordFormatClassifier.batches = []
-    result = sampling.sample(job_for(tmp_path / "c", tmp_path / "out", batch_size=3,
-                                     format_classifier=KeywordFormatClassifier()))
+    result = sampling.sample(
+        job_for(tmp_path / "c", tmp_path / "out", batch_size=3, format_classifier=KeywordFormatClassifier())
+    )
     assert KeywordFormatClassifier.batches == [3, 3, 1]
     labels = result.summary["documents"]["labels"]
     assert (labels["format_from_classifier"], labels["format_from_metadata"], labels["format_missing"]) == (7, 1, 1)
@@ -337,8 +364,9 @@ def test_skew_statistics():
     assert stats.gini(uniform) == pytest.approx(0) and stats.gini(single) == pytest.approx(575 / 576)
     assert stats.effective_bins(uniform) == pytest.approx(576) and stats.effective_bins(single) == 1
     assert stats.top_share(np.arange(1, 577), 10) == pytest.approx(sum(range(567, 577)) / sum(range(1, 577)))
-    table = sampling.skew_table({"population": stats.skew_statistics(uniform, uniform),
-                                 "working_set": stats.skew_statistics(uniform, uniform)})
+    table = sampling.skew_table(
+        {"population": stats.skew_statistics(uniform, uniform), "working_set": stats.skew_statistics(uniform, uniform)}
+    )
     assert table.loc["gini_documents", "paper_population"] == pytest.approx(0.6837)
 
 
@@ -360,13 +388,27 @@ def test_stage_run_reads_the_world_corpus_and_writes_every_artifact(corpus_dir, 
     from provenance_lib.worlds import WorldInfo
 
     study = params.load(Path(__file__).parents[1] / "params" / "testbed.yaml", [f"sampling.target_per_bin={TARGET}"])
-    world = WorldInfo(kind="testbed", fingerprint="", corpus=["corpus"], queries="", tasks={}, task_dir="",
-                      base_model="models/base", query_model="models/query")
+    world = WorldInfo(
+        kind="testbed",
+        fingerprint="",
+        corpus=["corpus"],
+        queries="",
+        tasks={},
+        task_dir="",
+        base_model="models/base",
+        query_model="models/query",
+    )
     stage = Stage("01_sampling", tmp_path, tmp_path / "01_sampling", study, world)
     result = sampling.run(stage)
     written = {p.name for p in result.out_dir.iterdir()}
-    assert written == {sampling.MANIFEST, sampling.SUMMARY, sampling.SKEW, sampling.HEATMAP, sampling.WORKING_SET,
-                       RESUMABLE}  # the work it resumes: the runner removes it once the notebook completed
+    assert written == {
+        sampling.MANIFEST,
+        sampling.SUMMARY,
+        sampling.SKEW,
+        sampling.HEATMAP,
+        sampling.WORKING_SET,
+        RESUMABLE,
+    }  # the work it resumes: the runner removes it once the notebook completed
     assert sampling.load_result(result.out_dir).summary == result.summary
     assert result.totals_table().loc["documents: read", "value"] == 45
 
@@ -378,13 +420,22 @@ def test_documents_left_out_are_counted_and_named_in_the_summary_and_on_the_cons
     assert (docs["read"], docs["removed_empty_text"], docs["conflicting_duplicate_id"]) == (47, 1, 1)
     left = result.summary["left_out"]
     assert left["empty_text"] == {"documents": 1, "first": [{"shard": "corpus/d.jsonl.zst", "row": 0, "id": "e-0"}]}
-    assert left["conflicting_duplicate_id"] == {"documents": 1, "first": [{
-        "id": "a-3", "kept": {"shard": "corpus/a.jsonl.zst", "row": 3, "id": "a-3"},
-        "dropped": {"shard": "corpus/b.jsonl.zst", "row": 16, "id": "a-3"}}]}
+    assert left["conflicting_duplicate_id"] == {
+        "documents": 1,
+        "first": [
+            {
+                "id": "a-3",
+                "kept": {"shard": "corpus/a.jsonl.zst", "row": 3, "id": "a-3"},
+                "dropped": {"shard": "corpus/b.jsonl.zst", "row": 16, "id": "a-3"},
+            }
+        ],
+    }
     said = capsys.readouterr().out
     assert "stage 01: 1 documents have no text: left out (first: 'e-0'" in said
-    assert "stage 01: 1 documents reuse the id of an earlier document with another text: the first kept (first: " \
-           "'a-3'" in said
+    assert (
+        "stage 01: 1 documents reuse the id of an earlier document with another text: the first kept (first: "
+        "'a-3'" in said
+    )
     assert "e-0" not in set(pq.read_table(tmp_path / "out" / sampling.MANIFEST)["id"].to_pylist())
 
 
@@ -393,12 +444,24 @@ def test_a_shard_missing_added_or_rewritten_since_the_world_was_built_stops_stag
     from provenance_lib.worlds import WorldInfo
 
     study = params.load(Path(__file__).parents[1] / "params" / "testbed.yaml", [f"sampling.target_per_bin={TARGET}"])
-    world = WorldInfo(kind="testbed", fingerprint="", corpus=["corpus"], queries="", tasks={}, task_dir="",
-                      base_model="models/base", query_model="models/query", shards=corpus.shard_listing([corpus_dir]))
+    world = WorldInfo(
+        kind="testbed",
+        fingerprint="",
+        corpus=["corpus"],
+        queries="",
+        tasks={},
+        task_dir="",
+        base_model="models/base",
+        query_model="models/query",
+        shards=corpus.shard_listing([corpus_dir]),
+    )
     stage = Stage("01_sampling", tmp_path, tmp_path / "01_sampling", study, world)
     (corpus_dir / "sub" / "c.jsonl.zst").rename(tmp_path / "c.jsonl.zst")
-    with pytest.raises(ProvenanceError, match=r"stage 01: the corpus is not the one the world recorded \(3 shards\): "
-                                              r"corpus/sub/c.jsonl.zst is missing.*rebuild the world"):
+    with pytest.raises(
+        ProvenanceError,
+        match=r"stage 01: the corpus is not the one the world recorded \(3 shards\): "
+        r"corpus/sub/c.jsonl.zst is missing.*rebuild the world",
+    ):
         sampling.run(stage)
     (tmp_path / "c.jsonl.zst").rename(corpus_dir / "extra.jsonl.zst")
     with pytest.raises(ProvenanceError, match="corpus/extra.jsonl.zst is not one the world recorded"):

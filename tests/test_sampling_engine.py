@@ -32,8 +32,13 @@ def corpus_and_draw(study) -> str:
     """What that manifest depends on: the world section (less train_threads: it changes the weights, not the
     corpus), the seed and the sampling section's draw."""
     world = {k: v for k, v in study.section("world").items() if k != "train_threads"}
-    return sha256_json({"world": world, "seed": study.seed,
-                        "draw": {k: study.sampling.model_dump(mode="json")[k] for k in ("target_per_bin", "tokens")}})
+    return sha256_json(
+        {
+            "world": world,
+            "seed": study.seed,
+            "draw": {k: study.sampling.model_dump(mode="json")[k] for k in ("target_per_bin", "tokens")},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +52,15 @@ def testbed_corpus(tmp_path_factory):
 
 
 def job_for_testbed(study, corpus_dir: Path, out_dir: Path, tasks: int = 1, buckets: int | None = None):
-    return sampling.SamplingJob(shards=tuple(sampling.corpus_shards([corpus_dir])), out_dir=out_dir, seed=study.seed,
-                                target_per_bin=study.sampling.target_per_bin, tokens=study.sampling.tokens,
-                                executor=LocalExecutor(kind="local", tasks=tasks), buckets=buckets)
+    return sampling.SamplingJob(
+        shards=tuple(sampling.corpus_shards([corpus_dir])),
+        out_dir=out_dir,
+        seed=study.seed,
+        target_per_bin=study.sampling.target_per_bin,
+        tokens=study.sampling.tokens,
+        executor=LocalExecutor(kind="local", tasks=tasks),
+        buckets=buckets,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- today's manifest
@@ -86,7 +97,7 @@ def test_a_run_killed_mid_map_resumes_without_redoing_completed_tasks(tmp_path, 
     monkeypatch.setattr(steps, "FLUSH_ROWS", 1)  # map tasks append to their bucket files shard by shard
     shard = corpus_dir / "shard-2.jsonl.zst"
     good = shard.read_bytes()
-    shard.write_bytes(good[:len(good) // 2])  # task 2 dies mid-shard; tasks 0 and 1 completed before it
+    shard.write_bytes(good[: len(good) // 2])  # task 2 dies mid-shard; tasks 0 and 1 completed before it
     out = tmp_path / "out"
     with pytest.raises(ProvenanceError) as failure:
         sampling.sample(job_for(corpus_dir, out, tasks=4, buckets=3))
@@ -101,8 +112,9 @@ def test_a_run_killed_mid_map_resumes_without_redoing_completed_tasks(tmp_path, 
     shard.write_bytes(good)
     mapped = []
     process = steps.MapStep.process
-    monkeypatch.setattr(steps.MapStep, "process",
-                        lambda self, rank, size: mapped.append(rank) or process(self, rank, size))
+    monkeypatch.setattr(
+        steps.MapStep, "process", lambda self, rank, size: mapped.append(rank) or process(self, rank, size)
+    )
     sampling.sample(job_for(corpus_dir, out, tasks=4, buckets=3))
     assert mapped == [2, 3]  # tasks 0 and 1 completed before the crash: not run again
     for name in (sampling.MANIFEST, sampling.SUMMARY, sampling.SKEW):
@@ -125,8 +137,11 @@ def test_a_failing_task_is_reported_with_its_log_and_writes_no_manifest(tmp_path
     bad = doc("odd", "text", BIG)
     bad["metadata"]["weborganizer_max"] = "__label__astrology"
     corpus.write_shard(corpus_dir / "shard-3.jsonl.zst", [doc("fine", "fine text", BIG), bad])
-    with pytest.raises(ProvenanceError, match=r"step 'map' failed in task 1 of 2 \(log: .*task_00001\.log\): "
-                                              r"corpus/shard-3\.jsonl\.zst, document 1 \(id 'odd'\)"):
+    with pytest.raises(
+        ProvenanceError,
+        match=r"step 'map' failed in task 1 of 2 \(log: .*task_00001\.log\): "
+        r"corpus/shard-3\.jsonl\.zst, document 1 \(id 'odd'\)",
+    ):
         sampling.sample(job_for(corpus_dir, tmp_path / "out", tasks=2))
     assert not (tmp_path / "out" / sampling.MANIFEST).exists()
 
@@ -150,8 +165,10 @@ class FlakyFormatClassifier:
 
 def test_annotations_are_cached_per_shard_so_a_rerun_does_not_classify_again(tmp_path):
     for s in range(3):
-        corpus.write_shard(tmp_path / "c" / f"x{s}.jsonl.zst",
-                           [doc(f"d{s}-{i}", f"shard {s} {words(i)}", topic="health") for i in range(4)])
+        corpus.write_shard(
+            tmp_path / "c" / f"x{s}.jsonl.zst",
+            [doc(f"d{s}-{i}", f"shard {s} {words(i)}", topic="health") for i in range(4)],
+        )
     FlakyFormatClassifier.labelled, FlakyFormatClassifier.fail_on = [], "shard 2"
     job = job_for(tmp_path / "c", tmp_path / "out", batch_size=2, buckets=3, format_classifier=FlakyFormatClassifier())
     with pytest.raises(ProvenanceError, match=r"step 'annotate' failed in task 0 of 1 .*: planted classifier failure"):
@@ -162,22 +179,27 @@ def test_annotations_are_cached_per_shard_so_a_rerun_does_not_classify_again(tmp
 
     FlakyFormatClassifier.labelled, FlakyFormatClassifier.fail_on = [], None
     # a shard changed since: every shard is mapped again (the map's rows are gone), it alone is labelled again
-    corpus.write_shard(tmp_path / "c" / "x1.jsonl.zst",
-                       [doc(f"d1-{i}", f"shard 1 {words(i)}", topic="health") for i in range(5)])
+    corpus.write_shard(
+        tmp_path / "c" / "x1.jsonl.zst", [doc(f"d1-{i}", f"shard 1 {words(i)}", topic="health") for i in range(5)]
+    )
     result = sampling.sample(job)
     assert sorted(t.split(" w")[0] for t in FlakyFormatClassifier.labelled) == ["shard 1"] * 5 + ["shard 2"] * 4
     assert result.summary["documents"]["labels"]["format_from_classifier"] == 13
-    assert {r["bin_name"]: r["population_docs"] for r in result.summary["per_bin"] if r["population_docs"]} == \
-        {"Health x FAQ": 13}
+    assert {r["bin_name"]: r["population_docs"] for r in result.summary["per_bin"] if r["population_docs"]} == {
+        "Health x FAQ": 13
+    }
 
 
-@pytest.mark.parametrize("requested, rank, environ, gpus, device", [
-    ("cpu", 3, {}, 8, "cpu"),
-    ("auto", 3, {}, 0, "cpu"),                        # no GPU: the classifier runs on the CPU
-    ("auto", 5, {}, 4, "cuda:1"),                     # local tasks spread over the node's GPUs by task rank
-    ("cuda", 5, {"LOCAL_RANK": "2"}, 4, "cuda:2"),    # a launcher's local rank wins
-    ("cuda", 17, {}, 1, "cuda:0"),                    # a Slurm array task sees only its own GPU
-])
+@pytest.mark.parametrize(
+    "requested, rank, environ, gpus, device",
+    [
+        ("cpu", 3, {}, 8, "cpu"),
+        ("auto", 3, {}, 0, "cpu"),  # no GPU: the classifier runs on the CPU
+        ("auto", 5, {}, 4, "cuda:1"),  # local tasks spread over the node's GPUs by task rank
+        ("cuda", 5, {"LOCAL_RANK": "2"}, 4, "cuda:2"),  # a launcher's local rank wins
+        ("cuda", 17, {}, 1, "cuda:0"),  # a Slurm array task sees only its own GPU
+    ],
+)
 def test_each_task_classifies_on_its_own_device(requested, rank, environ, gpus, device):
     assert annotate.classifier_device(requested, rank, environ, gpus) == device
 
@@ -190,8 +212,9 @@ def test_a_classifier_spec_is_loaded_on_its_task_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     monkeypatch.setattr(annotate, "load_classifier", lambda spec, axis: loaded.append(spec.device))
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    spec = SequenceClassifierSpec(kind="sequence_classifier",
-                                  model={"source": "hub", "id": "WebOrganizer/FormatClassifier"})
+    spec = SequenceClassifierSpec(
+        kind="sequence_classifier", model={"source": "hub", "id": "WebOrganizer/FormatClassifier"}
+    )
     annotate.load_on_device(spec, "format", task_rank=3)
     annotate.load_on_device(spec.model_copy(update={"device": "cpu"}), "format", task_rank=3)
     assert chosen == [1] and loaded == ["cuda", "cpu"]  # "cuda" is then the current device, cuda:1
@@ -214,14 +237,30 @@ def dolma3_layout(root: Path) -> Path:
 
 def test_slurm_scripts_for_a_paper_scale_run_are_generated_not_submitted(tmp_path):
     data = dolma3_layout(tmp_path / "dolma3")
-    formats = SequenceClassifierSpec(kind="sequence_classifier",
-                                     model={"source": "hub", "id": "WebOrganizer/FormatClassifier"})
-    executor = SlurmExecutor(kind="slurm", tasks=4, partition="cpu", gpu_partition="h100", time="04:00:00",
-                             workers=64, sbatch_args={"account": "dolma"}, submit=False,
-                             env_command="source /shared/provenance/.venv/bin/activate")
-    job = sampling.SamplingJob(shards=tuple(sampling.corpus_shards([data])), out_dir=tmp_path / "out", seed=0,
-                               target_per_bin=10_000, tokens="whitespace", executor=executor, buckets=8,
-                               format_classifier=formats)
+    formats = SequenceClassifierSpec(
+        kind="sequence_classifier", model={"source": "hub", "id": "WebOrganizer/FormatClassifier"}
+    )
+    executor = SlurmExecutor(
+        kind="slurm",
+        tasks=4,
+        partition="cpu",
+        gpu_partition="h100",
+        time="04:00:00",
+        workers=64,
+        sbatch_args={"account": "dolma"},
+        submit=False,
+        env_command="source /shared/provenance/.venv/bin/activate",
+    )
+    job = sampling.SamplingJob(
+        shards=tuple(sampling.corpus_shards([data])),
+        out_dir=tmp_path / "out",
+        seed=0,
+        target_per_bin=10_000,
+        tokens="whitespace",
+        executor=executor,
+        buckets=8,
+        format_classifier=formats,
+    )
     with pytest.raises(ProvenanceError, match="dry run: the Slurm scripts are written .*nothing was submitted"):
         sampling.sample(job)
     work = tmp_path / "out" / engine.WORK
@@ -280,12 +319,14 @@ def test_a_step_refuses_to_start_before_every_task_of_the_one_before_completed(t
 
 def test_a_rerun_waits_for_slurm_jobs_still_queued_instead_of_submitting_them_again(tmp_path, monkeypatch):
     corpus_dir = four_shards(tmp_path / "world")
-    job = job_for(corpus_dir, tmp_path / "out", executor=SlurmExecutor(kind="slurm", tasks=2, partition="cpu"),
-                  buckets=2)
+    job = job_for(
+        corpus_dir, tmp_path / "out", executor=SlurmExecutor(kind="slurm", tasks=2, partition="cpu"), buckets=2
+    )
     submitted, waited = iter(range(100, 200)), []
 
     def submit(self):
         self.job_id = str(next(submitted))
+
     monkeypatch.setattr(SlurmPipelineExecutor, "run", submit)
     monkeypatch.setattr(engine, "wait_slurm", lambda executors, *_: waited.append([e.job_id for e in executors]))
     monkeypatch.setattr(engine, "finish", lambda *_: None)
@@ -301,6 +342,7 @@ def test_ray_without_ray_installed_is_one_clear_error(tmp_path):
     pytest.importorskip("datatrove.executor")
     try:
         import ray  # noqa: F401
+
         pytest.skip("ray is installed here")
     except ImportError:
         pass
@@ -336,11 +378,23 @@ def test_a_process_killed_mid_map_resumes(tmp_path):
     shard.unlink()
     os.mkfifo(shard)
     out = tmp_path / "out"
-    child = subprocess.Popen([sys.executable, "-c", (
-        "import sys; sys.path.insert(0, sys.argv[3]); from pathlib import Path; from test_sampling import job_for; "
-        "from provenance_lib.stages import sampling; "
-        "sampling.sample(job_for(Path(sys.argv[1]), Path(sys.argv[2]), tasks=4))"),
-        str(corpus_dir), str(out), str(Path(__file__).parent)], stderr=subprocess.DEVNULL, start_new_session=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys; sys.path.insert(0, sys.argv[3]); from pathlib import Path; "
+                "from test_sampling import job_for; "
+                "from provenance_lib.stages import sampling; "
+                "sampling.sample(job_for(Path(sys.argv[1]), Path(sys.argv[2]), tasks=4))"
+            ),
+            str(corpus_dir),
+            str(out),
+            str(Path(__file__).parent),
+        ],
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     completions = out / engine.WORK / "map" / "completions"
     deadline = time.time() + 120
     while not (completions / "00001").exists() and time.time() < deadline:
@@ -366,14 +420,23 @@ def test_real_mini_manifest_is_the_reference(tmp_path):
         documents = realmini.select_documents(study.world.sources, study.world.min_words, study.seed)
         records, _ = realmini.label_documents(documents, study, tmp_path)
     realmini.write_corpus(records, tmp_path / "corpus", study.world.docs_per_shard)
-    expected = reference_manifest(tmp_path / "corpus", study.seed, study.sampling.target_per_bin,
-                                  tmp_path / "reference.parquet")
+    expected = reference_manifest(
+        tmp_path / "corpus", study.seed, study.sampling.target_per_bin, tmp_path / "reference.parquet"
+    )
     for tasks, buckets in ((1, None), (3, 4)):
         out = tmp_path / f"out-{tasks}"
-        sampling.sample(sampling.SamplingJob(
-            shards=tuple(sampling.corpus_shards([tmp_path / "corpus"])), out_dir=out, seed=study.seed,
-            target_per_bin=study.sampling.target_per_bin, tokens=study.sampling.tokens,
-            batch_size=study.sampling.batch_size, executor=LocalExecutor(kind="local", tasks=tasks), buckets=buckets))
+        sampling.sample(
+            sampling.SamplingJob(
+                shards=tuple(sampling.corpus_shards([tmp_path / "corpus"])),
+                out_dir=out,
+                seed=study.seed,
+                target_per_bin=study.sampling.target_per_bin,
+                tokens=study.sampling.tokens,
+                batch_size=study.sampling.batch_size,
+                executor=LocalExecutor(kind="local", tasks=tasks),
+                buckets=buckets,
+            )
+        )
         assert sha256_file(out / sampling.MANIFEST) == expected, tasks
 
 
@@ -384,10 +447,12 @@ def test_a_weborganizer_interface_classifier_labels_in_the_annotate_step(tmp_pat
     from test_loaders import save_standin
 
     model = save_standin(tmp_path / "format", [label.name for label in TAX.formats])
-    spec = SequenceClassifierSpec(kind="sequence_classifier", model={"source": "local", "path": str(model)},
-                                  batch_size=4)
-    corpus.write_shard(tmp_path / "c" / "x.jsonl.zst",
-                       [doc(f"d{i}", f"the bike {words(i)}", topic="health") for i in range(10)])
+    spec = SequenceClassifierSpec(
+        kind="sequence_classifier", model={"source": "local", "path": str(model)}, batch_size=4
+    )
+    corpus.write_shard(
+        tmp_path / "c" / "x.jsonl.zst", [doc(f"d{i}", f"the bike {words(i)}", topic="health") for i in range(10)]
+    )
     result = sampling.sample(job_for(tmp_path / "c", tmp_path / "out", tasks=2, format_classifier=spec))
     assert result.summary["documents"]["labels"]["format_from_classifier"] == 10
     assert result.summary["documents"]["population"] == 10
@@ -408,12 +473,26 @@ def test_notebook_01_runs_through_the_runner(tmp_path, capsys):
     study = params.load(TESTBED)
     world = tmp_path / "runs" / "nb" / "world"
     testbed.generate(study, world)
-    write_json(world / "world.json", asdict(WorldInfo(
-        kind="testbed", fingerprint=fingerprint(study), corpus=[testbed.CORPUS_DIR], queries=testbed.QUERIES,
-        tasks={}, task_dir=testbed.TASK_DIR, base_model=testbed.BASE_MODEL, query_model=testbed.QUERY_MODEL)))
-    run_dir = runs.run_study(TESTBED, name="nb", stages=["01"], runs_dir=tmp_path / "runs",
-                             notebooks_dir=TESTBED.parents[1] / "notebooks")
+    write_json(
+        world / "world.json",
+        asdict(
+            WorldInfo(
+                kind="testbed",
+                fingerprint=fingerprint(study),
+                corpus=[testbed.CORPUS_DIR],
+                queries=testbed.QUERIES,
+                tasks={},
+                task_dir=testbed.TASK_DIR,
+                base_model=testbed.BASE_MODEL,
+                query_model=testbed.QUERY_MODEL,
+            )
+        ),
+    )
+    run_dir = runs.run_study(
+        TESTBED, name="nb", stages=["01"], runs_dir=tmp_path / "runs", notebooks_dir=TESTBED.parents[1] / "notebooks"
+    )
     assert verify(run_dir) == []
     assert sha256_file(run_dir / "01_sampling" / sampling.MANIFEST) == reference_manifest(
-        world / testbed.CORPUS_DIR, study.seed, study.sampling.target_per_bin, tmp_path / "reference.parquet")
+        world / testbed.CORPUS_DIR, study.seed, study.sampling.target_per_bin, tmp_path / "reference.parquet"
+    )
     assert not (run_dir / "01_sampling" / engine.WORK).exists()

@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_testbed_study_runs_end_to_end_and_reruns_as_a_no_op(tmp_path, capsys):
-    run_dir = runs.run_study(ROOT / "params" / "testbed.yaml", name="e2e", runs_dir=tmp_path,
-                             notebooks_dir=ROOT / "notebooks")
+    run_dir = runs.run_study(
+        ROOT / "params" / "testbed.yaml", name="e2e", runs_dir=tmp_path, notebooks_dir=ROOT / "notebooks"
+    )
     assert verify(run_dir) == []
     record = read_json(run_dir / "run.json")
     assert all(entry["status"] == "complete" for entry in record["stages"].values())

@@ -76,8 +76,11 @@ def test_packaged_reference_is_what_the_package_reads_ships_and_agrees_with_itse
     paper = yaml.safe_load((packaged / "paper_reported.yaml").read_text())
     assert list(paper["benchmarks"]) == list(BY_NAME)
     assert paper["working_set"]["full_bins"] + paper["working_set"]["underfilled_bins"] == TAX.n_bins
-    bins = [*paper["bin_z_scores"], paper["working_set"]["smallest_bin"]["bin"],
-            *(row[key][0] for row in paper["correctness_differential"].values() for key in row)]
+    bins = [
+        *paper["bin_z_scores"],
+        paper["working_set"]["smallest_bin"]["bin"],
+        *(row[key][0] for row in paper["correctness_differential"].values() for key in row),
+    ]
     assert all(0 <= TAX.parse_bin(name) < TAX.n_bins for name in bins)
     for signs in paper["top_formats"].values():
         assert all(TAX.formats.get(name) for sign in signs.values() for name in sign)

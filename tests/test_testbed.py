@@ -21,8 +21,12 @@ from provenance_lib.errors import ProvenanceError
 from provenance_lib.taxonomy import load as load_taxonomy
 
 TESTBED = Path(__file__).resolve().parents[1] / "params" / "testbed.yaml"
-NAMED = {"SocialIQA": ["Literature x Customer Support"], "MMLU Social Sciences": ["Politics x Documentation"],
-         "ARC-Challenge": ["Science & Technology x Tutorial"], "MMLU STEM": ["Health x Knowledge Article"]}
+NAMED = {
+    "SocialIQA": ["Literature x Customer Support"],
+    "MMLU Social Sciences": ["Politics x Documentation"],
+    "ARC-Challenge": ["Science & Technology x Tutorial"],
+    "MMLU STEM": ["Health x Knowledge Article"],
+}
 
 
 def _params(*overrides):
@@ -84,9 +88,13 @@ def test_every_template_word_is_reserved_from_the_made_up_language():
     for module in (language, planting, documents):
         tree = ast.parse(inspect.getsource(module))
         docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
-        words |= {word.casefold() for node in ast.walk(tree) if isinstance(node, ast.Constant)
-                  and isinstance(node.value, str) and id(node) not in docstrings for word in node.value.split()
-                  if word.isalpha()}
+        words |= {
+            word.casefold()
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+            for word in node.value.split()
+            if word.isalpha()
+        }
     assert words - language.RESERVED_WORDS == set()
 
 
@@ -109,8 +117,10 @@ def test_shards_follow_the_dolma3_schema_with_format_labels(generated):
     for doc in docs:
         meta = doc["metadata"]
         assert set(meta) == {corpus.TOPIC_PROBS, corpus.TOPIC_MAX, corpus.FORMAT_PROBS, corpus.FORMAT_MAX}
-        for probs, label in ((meta[corpus.TOPIC_PROBS], corpus.topic_label(doc)),
-                             (meta[corpus.FORMAT_PROBS], corpus.format_label(doc))):
+        for probs, label in (
+            (meta[corpus.TOPIC_PROBS], corpus.topic_label(doc)),
+            (meta[corpus.FORMAT_PROBS], corpus.format_label(doc)),
+        ):
             assert max(probs, key=probs.get) == label and abs(sum(probs.values()) - 1) < 1e-3
         taxonomy.bin_id(corpus.topic_label(doc), corpus.format_label(doc))  # both labels are taxonomy labels
 
@@ -131,9 +141,9 @@ def test_corpus_is_skewed_covers_the_taxonomy_and_has_duplicates(generated):
     docs = _documents(world_dir)
     sizes = Counter((corpus.topic_label(d), corpus.format_label(d)) for d in docs)
     assert len({t for t, _ in sizes}) == 24 and len({f for _, f in sizes}) == 24
-    assert 100 < len(sizes) < 576                           # many bins, some empty
+    assert 100 < len(sizes) < 576  # many bins, some empty
     ordered = sorted(sizes.values(), reverse=True)
-    assert ordered[0] >= 20 * ordered[len(ordered) // 2]    # a few huge bins, many small
+    assert ordered[0] >= 20 * ordered[len(ordered) // 2]  # a few huge bins, many small
     lengths = [len(d["text"].split()) for d in docs]
     assert max(lengths) > 8 * min(lengths)
     texts = Counter(d["text"] for d in docs)
@@ -156,12 +166,18 @@ def test_planted_statements_occur_only_in_the_planted_documents_of_planted_bins(
     docs = {d["id"]: d for d in _documents(world_dir)}
     for name, planted in truth["benchmarks"].items():
         assert planted["bins"] == gen.planted_bins[name] and len(planted["bins"]) == _params().world.planted_bins
-        values = {}                                          # entity (fact) or key (rule) -> its answers
+        values = {}  # entity (fact) or key (rule) -> its answers
         for statement in planted["statements"]:
             values.setdefault(statement["entity"] or statement["key"], set()).add(statement["value"])
-        carriers = {doc_id for doc_id, doc in docs.items()
-                    if any(values[k] & words for words in map(set, map(str.split, _sentences(doc["text"])))
-                           for k in words & values.keys())}
+        carriers = {
+            doc_id
+            for doc_id, doc in docs.items()
+            if any(
+                values[k] & words
+                for words in map(set, map(str.split, _sentences(doc["text"])))
+                for k in words & values.keys()
+            )
+        }
         assert carriers == set(planted["documents"]) and carriers, name
         assert {_bin_of(docs[doc_id], taxonomy) for doc_id in carriers} == set(planted["bins"])
 
@@ -172,7 +188,7 @@ def test_each_benchmark_gets_its_dose_of_the_corpus_tokens(generated):
     docs = _documents(world_dir)
     tokens = sum(len(d["text"].split()) for d in docs)
     dose = _params().world.planted_token_share
-    assert 0.01 <= dose <= 0.05                             # the fair range of the known-answers issue
+    assert 0.01 <= dose <= 0.05  # the fair range of the known-answers issue
     assert truth["tokens"] == tokens
     for name, planted in truth["benchmarks"].items():
         carried = sum(len(d["text"].split()) for d in docs if d["id"] in set(planted["documents"]))
@@ -202,9 +218,10 @@ def test_planted_documents_are_as_long_as_their_bins_filler(generated):
     for name, planted in truth["benchmarks"].items():
         carriers = set(planted["documents"])
         lengths = [len(d["text"].split()) for d in docs if d["id"] in carriers]
-        filler = [len(d["text"].split()) for d in docs
-                  if _bin_of(d, taxonomy) in planted["bins"] and d["id"] not in carriers]
-        assert len(filler) >= 5, name                       # the bins keep ordinary documents too
+        filler = [
+            len(d["text"].split()) for d in docs if _bin_of(d, taxonomy) in planted["bins"] and d["id"] not in carriers
+        ]
+        assert len(filler) >= 5, name  # the bins keep ordinary documents too
         assert 0.7 <= statistics.median(lengths) / statistics.median(filler) <= 1.4, name
 
 
@@ -220,7 +237,7 @@ def test_named_planted_bins_are_moved_to_mid_sizes(tmp_path):
 def test_generation_does_not_depend_on_the_order_of_the_planted_keys(tmp_path):
     named = {**NAMED, "SocialIQA": ["Literature x Customer Support", "Home & Hobbies x Q&A Forum"]}
     reordered = {name: list(reversed(bins)) for name, bins in reversed(named.items())}
-    dose = "world.planted_token_share=0.003"          # what one or two named bins hold
+    dose = "world.planted_token_share=0.003"  # what one or two named bins hold
     testbed.generate(_params(f"world.planted={named}", dose), tmp_path / "a")
     testbed.generate(_params(f"world.planted={reordered}", dose), tmp_path / "b")
     assert hash_tree(tmp_path / "a" / "corpus") == hash_tree(tmp_path / "b" / "corpus")
@@ -233,7 +250,7 @@ def test_null_world_plants_nothing_and_keeps_every_ordinary_document(generated, 
     assert not any(d.planted or d.planted_tokens for d in null.documents)
     assert all(b["documents"] == [] and b["planted_token_share"] == 0 for b in truth["benchmarks"].values())
     ordinary = {d.text for d in gen.documents if not d.planted}
-    assert ordinary <= {d.text for d in null.documents}     # the same corpus, less the planted lines
+    assert ordinary <= {d.text for d in null.documents}  # the same corpus, less the planted lines
 
 
 def test_an_unreachable_dose_is_refused_with_the_fix(tmp_path):
@@ -267,7 +284,7 @@ def test_benchmarks_have_disjoint_splits_and_seen_choices(generated):
         assert (len(by_split["train"]), len(by_split["eval"])) == (items.train_items, items.eval_items)
         assert not {r["question"] for r in by_split["train"]} & {r["question"] for r in by_split["eval"]}
         assert all(len(r["choices"]) == b.n_choices and set(r["choices"]) <= words for r in rows)
-        assert len({r["answer"] for r in rows}) == b.n_choices    # the answer is not always in one place
+        assert len({r["answer"] for r in rows}) == b.n_choices  # the answer is not always in one place
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
@@ -276,17 +293,26 @@ def _checkpoints(*accuracies, all_right=()):
     every item of the checkpoints numbered in ``all_right``."""
     from provenance_lib.worlds.testbed.pretrain import Checkpoint
 
-    return [Checkpoint(f"step-{100 * (i + 1):05d}", 100 * (i + 1), "", "",
-                       {"base": dict(zip("abcd", accuracy)),
-                        "query_correct": {name: [32, 0] if i + 1 in all_right else [20, 12] for name in "abcd"}})
-            for i, accuracy in enumerate(accuracies)]
+    return [
+        Checkpoint(
+            f"step-{100 * (i + 1):05d}",
+            100 * (i + 1),
+            "",
+            "",
+            {
+                "base": dict(zip("abcd", accuracy)),
+                "query_correct": {name: [32, 0] if i + 1 in all_right else [20, 12] for name in "abcd"},
+            },
+        )
+        for i, accuracy in enumerate(accuracies)
+    ]
 
 
 def test_the_attributed_checkpoint_is_the_one_with_most_benchmarks_still_learning():
     from provenance_lib.worlds.testbed.pretrain import attributed
 
     history = _checkpoints((0.3, 0.25, 0.3, 0.25), (0.6, 0.3, 0.55, 0.7), (0.95, 0.6, 0.8, 1.0), (1, 1, 1, 0.9))
-    assert attributed(history, (0.5, 0.9)).label == "step-00200"      # three benchmarks in the band
+    assert attributed(history, (0.5, 0.9)).label == "step-00200"  # three benchmarks in the band
     assert attributed(history, (0.9, 1.0)).label == "step-00400"
     assert attributed(history, 3).label == "step-00300" and attributed(history, "final").label == "step-00400"
     assert attributed(history, "step-00100").label == "step-00100"
@@ -332,24 +358,30 @@ def test_packed_batches_refuse_a_corpus_shorter_than_one_batch():
     signal.alarm(20)
     try:
         with pytest.raises(ProvenanceError, match="fewer tokens than one batch of 6 rows"):
-            next(training.packed_batches([[5, 6, 7]] * 4, eos_id=0, context=8, batch_size=6,
-                                         generator=torch.Generator().manual_seed(0)))
+            next(
+                training.packed_batches(
+                    [[5, 6, 7]] * 4, eos_id=0, context=8, batch_size=6, generator=torch.Generator().manual_seed(0)
+                )
+            )
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
 
 
-@pytest.mark.parametrize("override, message", [
-    (f"world.planted={ {**NAMED, 'SocialIQA': ['Literature x Nowhere']} }", "unknown WebOrganizer format label"),
-    (f"world.planted={ {**NAMED, 'SocialIQA': ['Politics x Documentation']} }", "planted for both"),
-    (f"world.planted={ {**NAMED, 'SocialIQA': []} }", "at least one bin"),
-    ("world.planted=somewhere", "auto"),
-    ("world.planted_ranks=[20,11]", "first <= last"),
-    ("world.attribute_at=middle", "checkpoint label"),
-    ("world.attribute_at=[0.9,0.5]", "low <= high"),
-    ("world.model.heads=3", "multiple of heads"),
-    ("world.corpus.words_min=500", "words_min <= words_median"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (f"world.planted={ {**NAMED, 'SocialIQA': ['Literature x Nowhere']} }", "unknown WebOrganizer format label"),
+        (f"world.planted={ {**NAMED, 'SocialIQA': ['Politics x Documentation']} }", "planted for both"),
+        (f"world.planted={ {**NAMED, 'SocialIQA': []} }", "at least one bin"),
+        ("world.planted=somewhere", "auto"),
+        ("world.planted_ranks=[20,11]", "first <= last"),
+        ("world.attribute_at=middle", "checkpoint label"),
+        ("world.attribute_at=[0.9,0.5]", "low <= high"),
+        ("world.model.heads=3", "multiple of heads"),
+        ("world.corpus.words_min=500", "words_min <= words_median"),
+    ],
+)
 def test_bad_world_params_are_refused_with_the_key(override, message):
     with pytest.raises(ProvenanceError, match="world") as info:
         _params(override)
@@ -380,7 +412,7 @@ def test_build_saves_checkpoints_with_optimizer_state_and_attributes_one_still_l
     steps = [entry["step"] for entry in saved.values()]
     assert steps == sorted(steps) and steps[-1] == info.extra["pretrain_steps"]
     # WorldInfo.checkpoints: the training history up to the attributed base model, which is its last entry
-    assert list(info.checkpoints) == list(saved)[:len(info.checkpoints)]
+    assert list(info.checkpoints) == list(saved)[: len(info.checkpoints)]
     assert list(info.checkpoints.values())[-1] == info.base_model == saved[info.extra["attributed"]]["base"]
     for entry in saved.values():
         model = AutoModelForCausalLM.from_pretrained(world_dir / entry["base"])
@@ -394,7 +426,7 @@ def test_build_saves_checkpoints_with_optimizer_state_and_attributes_one_still_l
         assert all(names[e["param_name"]].shape == e["exp_avg_sq"].shape for e in state["state"].values())
         assert set(entry["accuracy"]["base"]) == set(entry["accuracy"]["query"]) == set(BY_NAME)
     assert AutoTokenizer.from_pretrained(world_dir / info.query_model).unk_token == "[UNK]"
-    low, high = _params().world.attribute_at                # attributed where it is still learning
+    low, high = _params().world.attribute_at  # attributed where it is still learning
     assert sum(low <= a <= high for a in info.extra["accuracy"]["base"].values()) >= 2
 
 
@@ -415,6 +447,9 @@ def test_planted_content_lifts_accuracy_and_its_absence_leaves_chance(built, tmp
     n = _params().world.items.eval_items
     for name in BY_NAME:
         assert final["base"][name] >= chance[name] + 0.25, (name, final)
-        for side in ("base", "query"):   # near chance: within three binomial standard deviations of guessing
+        for side in ("base", "query"):  # near chance: within three binomial standard deviations of guessing
             assert control_final[side][name] <= chance[name] + 3 * math.sqrt(chance[name] * (1 - chance[name]) / n), (
-                name, side, control_final)
+                name,
+                side,
+                control_final,
+            )

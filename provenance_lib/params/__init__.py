@@ -23,8 +23,19 @@ from .binning import Binning
 from .contrast import Contrast
 from .gradients import Gradients
 from .sampling import Executor, LocalExecutor, RayExecutor, Sampling, SlurmExecutor
-from .sources import (Benchmarks, CentroidClassifierSpec, ClassifierSpec, HubModel, Labels, LocalModel, Models,
-                      ModelSource, PackagedModel, SequenceClassifierSpec, WorldModel)
+from .sources import (
+    Benchmarks,
+    CentroidClassifierSpec,
+    ClassifierSpec,
+    HubModel,
+    Labels,
+    LocalModel,
+    Models,
+    ModelSource,
+    PackagedModel,
+    SequenceClassifierSpec,
+    WorldModel,
+)
 from .unlearning import Unlearning
 from .validation import Validation
 from .world import PaperWorld, RealMiniWorld, ReleasedWorld, StandinClassifier, TestbedWorld, World
@@ -35,13 +46,18 @@ class StudyParams(Section):
     seed: int = 0
     threads: int = Field(default=2, gt=0, description="torch intra-op threads (set deliberately on small CPUs)")
     world: World
-    model: Models | None = None            # required unless the world is the released matrix (see below)
+    model: Models | None = None  # required unless the world is the released matrix (see below)
     benchmarks: Benchmarks | None = None
     labels: Labels = Labels()
-    stages: list[str] | None = Field(default=None, min_length=1, description=(
-        "the stage notebooks this study runs (ids like 03_binning); null = all of them. A world that provides an "
-        "earlier stage's output itself (the paper's released bin matrix) lists only the stages after it"))
-    sampling: Sampling | None = None       # required when the study runs 01_sampling
+    stages: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "the stage notebooks this study runs (ids like 03_binning); null = all of them. A world that provides an "
+            "earlier stage's output itself (the paper's released bin matrix) lists only the stages after it"
+        ),
+    )
+    sampling: Sampling | None = None  # required when the study runs 01_sampling
     gradients: Gradients = Gradients()
     binning: Binning = Binning()
     contrast: Contrast = Contrast()
@@ -54,8 +70,9 @@ class StudyParams(Section):
         the stages it runs."""
         released = self.world.kind == "released"
         if released and (self.stages is None or any(s[:2] < "03" for s in self.stages)):
-            raise ValueError("a released world has no corpus or model: list the stages after it, "
-                             "stages: [03_binning, 04_contrast]")
+            raise ValueError(
+                "a released world has no corpus or model: list the stages after it, stages: [03_binning, 04_contrast]"
+            )
         missing = [] if released else [name for name in ("model", "benchmarks") if getattr(self, name) is None]
         runs = {s.split("_", 1)[-1] for s in self.stages} if self.stages else set(STAGE_SECTIONS_WITHOUT_DEFAULTS)
         missing += [name for name in STAGE_SECTIONS_WITHOUT_DEFAULTS if name in runs and getattr(self, name) is None]
@@ -67,8 +84,10 @@ class StudyParams(Section):
     def _one_evaluation(self):
         """Stage 02's correctness labels and stage 05's accuracies are one evaluation: the same shots."""
         if self.gradients.query.shots != self.unlearning.evaluation.shots:
-            raise ValueError(f"gradients.query.shots {self.gradients.query.shots} differ from "
-                             f"unlearning.evaluation.shots {self.unlearning.evaluation.shots}: give both the same")
+            raise ValueError(
+                f"gradients.query.shots {self.gradients.query.shots} differ from "
+                f"unlearning.evaluation.shots {self.unlearning.evaluation.shots}: give both the same"
+            )
         return self
 
     def section(self, name: str, fingerprint: bool = False) -> dict[str, Any]:
@@ -105,7 +124,7 @@ def _format_error(error: dict, source: str, overrides: list[str]) -> str:
 
 def _on_path(a: list[str], b: list[str]) -> bool:
     """One key path leads to the other (a section and a key inside it, or the same key)."""
-    return a[:len(b)] == b[:len(a)]
+    return a[: len(b)] == b[: len(a)]
 
 
 def _key_path(loc: tuple) -> list[str]:
@@ -116,8 +135,20 @@ def _key_path(loc: tuple) -> list[str]:
 
 
 UNION_KEYS = {"world", "base", "query", "model", "topic", "format", "executor"}
-UNION_TAGS = {"testbed", "real-mini", "paper", "released", "world", "hub", "local", "packaged", "sequence_classifier",
-              "centroid", "slurm", "ray"}
+UNION_TAGS = {
+    "testbed",
+    "real-mini",
+    "paper",
+    "released",
+    "world",
+    "hub",
+    "local",
+    "packaged",
+    "sequence_classifier",
+    "centroid",
+    "slurm",
+    "ray",
+}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -129,8 +160,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         return key.strip().split("."), yaml.safe_load(value)
     except yaml.YAMLError as exc:
         problem = str(getattr(exc, "problem", None) or exc).strip().splitlines()[0]
-        raise ProvenanceError(f"override {text!r}: the value is not valid YAML ({problem})",
-                              "quote it for the shell and close every bracket and quote, e.g. -p 'x=[1, 2]'") from None
+        raise ProvenanceError(
+            f"override {text!r}: the value is not valid YAML ({problem})",
+            "quote it for the shell and close every bracket and quote, e.g. -p 'x=[1, 2]'",
+        ) from None
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -143,8 +176,10 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
                 node[part] = {}
             node = node[part]
             if not isinstance(node, dict):
-                raise ProvenanceError(f"override {text!r}: {'.'.join(path[:depth + 1])} is a value, not a section",
-                                      f"set it whole: -p {'.'.join(path[:depth + 1])}=...")
+                raise ProvenanceError(
+                    f"override {text!r}: {'.'.join(path[: depth + 1])} is a value, not a section",
+                    f"set it whole: -p {'.'.join(path[: depth + 1])}=...",
+                )
         node[path[-1]] = value
     return raw
 
@@ -174,8 +209,14 @@ def boolean_numbers(section: Section, raw: dict, loc: tuple = ()) -> list[dict]:
         if isinstance(value, bool):
             accepted = _plain_types(field.annotation)
             if bool not in accepted and accepted & {int, float}:
-                errors.append({"loc": (*loc, name), "msg": "a boolean (true/false) is not a number",
-                               "input": value, "type": "bool_number"})
+                errors.append(
+                    {
+                        "loc": (*loc, name),
+                        "msg": "a boolean (true/false) is not a number",
+                        "input": value,
+                        "type": "bool_number",
+                    }
+                )
         elif isinstance(value, dict) and isinstance(getattr(section, name), Section):
             errors += boolean_numbers(getattr(section, name), value, (*loc, name))
     return errors

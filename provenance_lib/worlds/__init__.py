@@ -20,8 +20,7 @@ from ..params import StudyParams
 from . import contract, paper, realmini, released, testbed
 from .contract import WorldInfo, load_world
 
-BUILDERS = {"testbed": testbed.build, "real-mini": realmini.build, "paper": paper.build,
-            "released": released.build}
+BUILDERS = {"testbed": testbed.build, "real-mini": realmini.build, "paper": paper.build, "released": released.build}
 INPUTS = {"real-mini": realmini.input_digest, "paper": paper.input_digest, "released": released.input_digest}
 """World kinds that read inputs outside their params: a digest of them, part of the world's fingerprint."""
 
@@ -54,8 +53,9 @@ def build_world(params: StudyParams, out_dir: str | Path, inputs: dict | None = 
     return info
 
 
-def matching_world(params: StudyParams, out_dir: str | Path, trust_code: bool = False,
-                   inputs: dict | None = None) -> WorldInfo | None:
+def matching_world(
+    params: StudyParams, out_dir: str | Path, trust_code: bool = False, inputs: dict | None = None
+) -> WorldInfo | None:
     """The world in ``out_dir`` if it has the fingerprint the params give here and was built by the same code
     (``trust_code``: by any code); else None."""
     out_dir = Path(out_dir)
@@ -64,13 +64,15 @@ def matching_world(params: StudyParams, out_dir: str | Path, trust_code: bool = 
     info = load_world(out_dir)
     inputs = world_inputs(params) if inputs is None else inputs
     if info.fingerprint == contract.fingerprint(params, inputs) and (
-            trust_code or info.code_sha256 == builder_code_sha256()):
+        trust_code or info.code_sha256 == builder_code_sha256()
+    ):
         return info
     return None
 
 
-def ensure_world(params: StudyParams, out_dir: str | Path, force: bool = False,
-                 trust_code: bool = False) -> tuple[WorldInfo, bool]:
+def ensure_world(
+    params: StudyParams, out_dir: str | Path, force: bool = False, trust_code: bool = False
+) -> tuple[WorldInfo, bool]:
     """Reuse the world in ``out_dir`` if it matches the params (``matching_world``); otherwise build a new one
     beside it and swap it in, so a failed build leaves the previous world intact. Returns the world and whether it
     was built now."""

@@ -31,12 +31,12 @@ WORLD_SECTIONS = ("seed", "world", "model", "benchmarks")
 @dataclass
 class WorldInfo:
     kind: str
-    fingerprint: str                 # sha256 of the params sections and external inputs it was built from
-    corpus: list[str]                # shard folders or files (relative to the world folder, or absolute)
-    queries: str                     # path of queries.parquet
-    tasks: dict[str, str]            # benchmark name -> lm-eval task name
-    task_dir: str                    # folder holding the lm-eval task YAMLs (load with benchmarks.task_configs)
-    base_model: str                  # local folder or hub id
+    fingerprint: str  # sha256 of the params sections and external inputs it was built from
+    corpus: list[str]  # shard folders or files (relative to the world folder, or absolute)
+    queries: str  # path of queries.parquet
+    tasks: dict[str, str]  # benchmark name -> lm-eval task name
+    task_dir: str  # folder holding the lm-eval task YAMLs (load with benchmarks.task_configs)
+    base_model: str  # local folder or hub id
     query_model: str
     base_revision: str | None = None
     query_revision: str | None = None
@@ -44,7 +44,7 @@ class WorldInfo:
     #   checkpoint (HF format, optimizer.pt beside it when known), in training order; the last one is base_model
     extra: dict = field(default_factory=dict)  # world-specific facts worth keeping (sizes, accuracies, timings)
     inputs: dict = field(default_factory=dict)  # digests of what it read outside its params (in the fingerprint)
-    code_sha256: str | None = None   # the library code that built it (codebase.code_sha256 of provenance_lib.worlds)
+    code_sha256: str | None = None  # the library code that built it (codebase.code_sha256 of provenance_lib.worlds)
     shards: list[dict] | None = None  # its corpus shards when it was built: name and bytes (corpus.shard_listing)
 
     def resolve(self, root: Path, value: str) -> Path:
@@ -62,17 +62,19 @@ def fingerprint(params: StudyParams, inputs: dict | None = None) -> str:
 def load_world(world_dir: str | Path) -> WorldInfo:
     path = Path(world_dir) / "world.json"
     if not path.is_file():
-        raise ProvenanceError(f"no world at {world_dir} (world.json missing)",
-                              "run `python -m provenance_lib world PARAMS --out DIR` or the study runner")
+        raise ProvenanceError(
+            f"no world at {world_dir} (world.json missing)",
+            "run `python -m provenance_lib world PARAMS --out DIR` or the study runner",
+        )
     return WorldInfo(**read_json(path))
 
 
 # ----------------------------------------------------------------------------------------------- scale
 SCALE_NOTES = {
     "testbed": "Testbed world: a generated corpus with planted provenance and a tiny model. This is a known-answers "
-               "check of the pipeline, not a finding about real language models.",
+    "check of the pipeline, not a finding about real language models.",
     "real-mini": "Real-mini world: packaged text, not the model's pretraining data, covering {bins} of 576 bins. "
-                 "This matrix demonstrates the pipeline on a real model; it is not a provenance finding.",
+    "This matrix demonstrates the pipeline on a real model; it is not a provenance finding.",
     "released": "The paper's released matrix (Matlin et al., arXiv 2606.19625, CC BY 4.0), imported as published.",
 }
 

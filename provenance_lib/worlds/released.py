@@ -68,8 +68,10 @@ def check_checksums(folder: str | Path) -> dict[str, str]:
     for name in RELEASED_FILES.values():
         found = sha256_file(folder / name)
         if found != expected[name]:
-            raise ProvenanceError(f"{folder / name} has sha256 {found}, SOURCE.md records {expected[name]}",
-                                  "restore the byte-exact copy of the released file")
+            raise ProvenanceError(
+                f"{folder / name} has sha256 {found}, SOURCE.md records {expected[name]}",
+                "restore the byte-exact copy of the released file",
+            )
     return {name: expected[name] for name in RELEASED_FILES.values()}
 
 
@@ -80,8 +82,10 @@ def read_released(path: str | Path) -> pd.DataFrame:
     paper's definition. Returns it with a ``bin`` column, in bin order."""
     path = Path(path)
     if not path.is_file():
-        raise ProvenanceError(f"released bin scores {path} not found", "give a folder with the four "
-                              f"zscored_<benchmark>.csv files ({', '.join(RELEASED_FILES.values())})")
+        raise ProvenanceError(
+            f"released bin scores {path} not found",
+            f"give a folder with the four zscored_<benchmark>.csv files ({', '.join(RELEASED_FILES.values())})",
+        )
     table = pd.read_csv(path)
     if list(table.columns) != CSV_COLUMNS:
         raise ProvenanceError(f"{path}: columns {list(table.columns)}, expected {CSV_COLUMNS}")
@@ -90,23 +94,29 @@ def read_released(path: str | Path) -> pd.DataFrame:
     for column, known in keys.items():
         unknown = sorted(set(table[column].astype(str)) - known)
         if unknown:
-            raise ProvenanceError(f"{path}: unknown WebOrganizer {column.split('_')[0]} labels {unknown[:5]}",
-                                  "labels are the taxonomy's snake-case keys, e.g. 'customer_support'")
+            raise ProvenanceError(
+                f"{path}: unknown WebOrganizer {column.split('_')[0]} labels {unknown[:5]}",
+                "labels are the taxonomy's snake-case keys, e.g. 'customer_support'",
+            )
     table["bin"] = [tax.bin_id(t, f) for t, f in zip(table["topic_label"], table["format_label"])]
     duplicated = sorted(table.loc[table["bin"].duplicated(), "bin"].map(tax.bin_name).unique())
     if duplicated:
         raise ProvenanceError(f"{path}: bins listed twice: {duplicated[:5]}")
     missing = sorted(set(range(tax.n_bins)) - set(table["bin"]))
     if missing:
-        raise ProvenanceError(f"{path}: {len(missing)} of {tax.n_bins} bins missing, e.g. "
-                              f"{[tax.bin_name(b) for b in missing[:3]]}", "a released matrix has every bin")
+        raise ProvenanceError(
+            f"{path}: {len(missing)} of {tax.n_bins} bins missing, e.g. {[tax.bin_name(b) for b in missing[:3]]}",
+            "a released matrix has every bin",
+        )
     numbers = table[["mean_score", "zscore", "doc_count"]].apply(pd.to_numeric, errors="coerce")
     if not np.isfinite(numbers.to_numpy(float)).all() or (numbers["doc_count"] <= 0).any():
         raise ProvenanceError(f"{path}: mean_score, zscore and doc_count must be finite numbers, doc_count > 0")
     drift = np.abs(zscore(table["mean_score"].to_numpy(float)) - table["zscore"].to_numpy(float)).max()
     if drift > Z_TOLERANCE:
-        raise ProvenanceError(f"{path}: zscore differs from (mean_score - mean) / std (ddof 1) by up to {drift:.3g}",
-                              "the file is not in the paper's definition; recompute its zscore column")
+        raise ProvenanceError(
+            f"{path}: zscore differs from (mean_score - mean) / std (ddof 1) by up to {drift:.3g}",
+            "the file is not in the paper's definition; recompute its zscore column",
+        )
     return table.sort_values("bin").reset_index(drop=True)
 
 
@@ -122,8 +132,10 @@ def input_digest(params: StudyParams) -> dict:
     if params.world.folder is None:
         return {}
     folder = Path(params.world.folder)
-    return {name: sha256_file(folder / name) if (folder / name).is_file() else None
-            for name in [SOURCE, *RELEASED_FILES.values()]}
+    return {
+        name: sha256_file(folder / name) if (folder / name).is_file() else None
+        for name in [SOURCE, *RELEASED_FILES.values()]
+    }
 
 
 def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
@@ -141,11 +153,23 @@ def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
     checksums = checksums or {name: sha256_file(target / name) for name in RELEASED_FILES.values()}
     setting = paper_reported()["setting"]
     return WorldInfo(
-        kind="released", fingerprint="", corpus=[], queries="", tasks={}, task_dir="",
-        base_model=setting["base_model"], query_model=setting["query_model"],   # what made the matrix; never loaded
-        extra=dict(released=dict(folder=WORLD_FOLDER, files=RELEASED_FILES, sha256=checksums,
-                                 source="packaged copy (reference/paper_bin_scores)" if packaged else str(source),
-                                 licence="CC BY 4.0; attribute Matlin et al., arXiv 2606.19625 (see SOURCE.md)")),
+        kind="released",
+        fingerprint="",
+        corpus=[],
+        queries="",
+        tasks={},
+        task_dir="",
+        base_model=setting["base_model"],
+        query_model=setting["query_model"],  # what made the matrix; never loaded
+        extra=dict(
+            released=dict(
+                folder=WORLD_FOLDER,
+                files=RELEASED_FILES,
+                sha256=checksums,
+                source="packaged copy (reference/paper_bin_scores)" if packaged else str(source),
+                licence="CC BY 4.0; attribute Matlin et al., arXiv 2606.19625 (see SOURCE.md)",
+            )
+        ),
     )
 
 

@@ -29,8 +29,21 @@ from ...worlds.released import world_matrix
 from ..gradients.scores import GradientScores
 from ..sampling import MANIFEST
 from .matrix import compute, released_table
-from .outputs import (HEATMAP_2X2, REPLICATES, SUMMARY, TABLE, BinningResult, captioned, heatmap_name, load_result,
-                      paper_layout, plot_heatmaps, save_figures, variant_heatmap_name, write_outputs)
+from .outputs import (
+    HEATMAP_2X2,
+    REPLICATES,
+    SUMMARY,
+    TABLE,
+    BinningResult,
+    captioned,
+    heatmap_name,
+    load_result,
+    paper_layout,
+    plot_heatmaps,
+    save_figures,
+    variant_heatmap_name,
+    write_outputs,
+)
 from .variants import SPLITS, VARIANTS, Variant, VariantUnavailable
 
 GRADIENTS, SAMPLING = "02_gradients", "01_sampling"
@@ -42,14 +55,26 @@ def run(stage) -> BinningResult:
     params = stage.params.binning
     if stage.world.kind == "released":
         table, replicates = released_table(world_matrix(stage.world_dir, stage.world)), None
-        summary = dict(source="the paper's released files", variants=["paper"], skipped={
-            name: "a released matrix is already aggregated: only the paper's definition applies"
-            for name in params.variants if name != "paper"}, bootstrap=0)
+        summary = dict(
+            source="the paper's released files",
+            variants=["paper"],
+            skipped={
+                name: "a released matrix is already aggregated: only the paper's definition applies"
+                for name in params.variants
+                if name != "paper"
+            },
+            bootstrap=0,
+        )
     else:
         inputs, provenance = load_inputs(stage)
         table, replicates, skipped = compute(inputs, params, stage.params.seed)
-        summary = dict(source=provenance, variants=list(table["variant"].unique()), skipped=skipped,
-                       bootstrap=params.bootstrap, seed=stage.params.seed)
+        summary = dict(
+            source=provenance,
+            variants=list(table["variant"].unique()),
+            skipped=skipped,
+            bootstrap=params.bootstrap,
+            seed=stage.params.seed,
+        )
     summary.update(reading_of(params, summary))
     result = write_outputs(stage.out_dir, table, {**summary, **describe(table, params, stage.world.kind)}, replicates)
     save_figures(result)
@@ -58,8 +83,11 @@ def run(stage) -> BinningResult:
 
 def load_inputs(stage) -> tuple[dict[str, GradientScores], dict]:
     """Stage 02's scores of this run, checked against its stage 01 manifest (``load_scores``)."""
-    return load_scores(stage.input_dir(GRADIENTS), sha256_file(stage.input_dir(SAMPLING) / MANIFEST),
-                       list(stage.world.tasks) or list(BY_NAME))
+    return load_scores(
+        stage.input_dir(GRADIENTS),
+        sha256_file(stage.input_dir(SAMPLING) / MANIFEST),
+        list(stage.world.tasks) or list(BY_NAME),
+    )
 
 
 def load_scores(folder, manifest_sha256: str, expected: list[str]) -> tuple[dict[str, GradientScores], dict]:
@@ -70,18 +98,21 @@ def load_scores(folder, manifest_sha256: str, expected: list[str]) -> tuple[dict
     summed.check_manifest(manifest_sha256)
     unscored = [name for name in expected if name not in summed.benchmarks]
     if unscored:
-        raise ProvenanceError(f"stage 02 scored no queries of {unscored}: a benchmark without queries has no "
-                              "influence matrix", "check the world's eval items for it and rerun stage 02")
+        raise ProvenanceError(
+            f"stage 02 scored no queries of {unscored}: a benchmark without queries has no influence matrix",
+            "check the world's eval items for it and rerun stage 02",
+        )
     labels = GradientScores.checkpoints(folder)
     if not labels:
         return {"final": summed}, dict(scores="02_gradients (one checkpoint)", manifest_sha256=manifest_sha256)
-    recorded = summed.info.get("recipe", {}).get("checkpoints", [])   # stage 02 lists them in training order
+    recorded = summed.info.get("recipe", {}).get("checkpoints", [])  # stage 02 lists them in training order
     in_order = [label for label in recorded if label in labels] or natsorted(labels)
     final = GradientScores.load(folder, in_order[-1])
     final.check_manifest(manifest_sha256)
     return {"final": final, "summed": summed}, dict(
         scores=f"02_gradients/checkpoints/{in_order[-1]} (final); 02_gradients (summed over {len(labels)})",
-        manifest_sha256=manifest_sha256)
+        manifest_sha256=manifest_sha256,
+    )
 
 
 def reading_of(params, summary: dict) -> dict:
@@ -89,8 +120,11 @@ def reading_of(params, summary: dict) -> dict:
     compute it."""
     if params.reading in summary["variants"]:
         return dict(reading=params.reading)
-    return dict(reading="paper", reading_fallback=f"binning.reading {params.reading!r} not computed: "
-                f"{summary['skipped'].get(params.reading, 'not in binning.variants')}")
+    return dict(
+        reading="paper",
+        reading_fallback=f"binning.reading {params.reading!r} not computed: "
+        f"{summary['skipped'].get(params.reading, 'not in binning.variants')}",
+    )
 
 
 def describe(table, params, world_kind: str) -> dict:
@@ -99,15 +133,22 @@ def describe(table, params, world_kind: str) -> dict:
     first = table[table["variant"] == "paper"].drop_duplicates("bin").sort_values("bin")
     masked = first[first["masked"] & (first["n_docs"] > 0)]
     scored = int((~first["masked"]).sum())
-    queries = (table[table["variant"] == "paper"].drop_duplicates(["benchmark", "split"])
-               .set_index(["benchmark", "split"])["n_queries"])
+    queries = (
+        table[table["variant"] == "paper"]
+        .drop_duplicates(["benchmark", "split"])
+        .set_index(["benchmark", "split"])["n_queries"]
+    )
     return dict(
-        world_kind=world_kind, scale_note=scale_note(world_kind, int((first["n_docs"] > 0).sum())),
-        benchmarks=[b for b in BY_NAME if b in set(table["benchmark"])], splits=list(SPLITS),
-        min_docs=params.min_docs, ci_level=params.ci_level, fdr=params.fdr, scored_bins=scored,
+        world_kind=world_kind,
+        scale_note=scale_note(world_kind, int((first["n_docs"] > 0).sum())),
+        benchmarks=[b for b in BY_NAME if b in set(table["benchmark"])],
+        splits=list(SPLITS),
+        min_docs=params.min_docs,
+        ci_level=params.ci_level,
+        fdr=params.fdr,
+        scored_bins=scored,
         scored_bin_ids=first.loc[~first["masked"], "bin"].astype(int).tolist(),
         empty_bins=int((first["n_docs"] == 0).sum()),
         masked_bins=[[int(b), tax.bin_name(int(b)), int(n)] for b, n in zip(masked["bin"], masked["n_docs"])],
         n_queries={f"{b} / {s}": None if pd.isna(n) else int(n) for (b, s), n in queries.items()},
     )
-

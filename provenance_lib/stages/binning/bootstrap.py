@@ -34,8 +34,8 @@ from .variants import SPLITS, BinMeans, Variant, split_masks
 
 @dataclass(frozen=True)
 class Draw:
-    queries: np.ndarray     # query rows, each benchmark resampled within itself (sizes kept)
-    documents: np.ndarray   # doc_scores rows, each bin resampled within itself (bin counts kept)
+    queries: np.ndarray  # query rows, each benchmark resampled within itself (sizes kept)
+    documents: np.ndarray  # doc_scores rows, each bin resampled within itself (bin counts kept)
 
 
 def draw(scores: GradientScores, rng: np.random.Generator, masks: dict | None = None) -> Draw:
@@ -68,9 +68,9 @@ def resample(scores: GradientScores, d: Draw, masks: dict | None = None) -> Grad
         for split, column in zip(SPLITS, doc_score_columns(benchmark)):
             old, new = old_masks[(benchmark, split)], new_masks[(benchmark, split)]
             if not old.any() or not new.any():
-                continue   # no such split in the data, or none drawn in this replicate
+                continue  # no such split in the data, or none drawn in this replicate
             drawn_docs = docs[column].to_numpy(np.float64)
-            if split != "all":   # every query row is in exactly one of the correct / incorrect splits
+            if split != "all":  # every query row is in exactly one of the correct / incorrect splits
                 original = scores.doc_scores[column].to_numpy(np.float64)
                 rows[new] += _bin_mean(drawn_docs, new_bins, n_bins) - _bin_mean(original, old_bins, n_bins)
             query_shift = drawn_rows[new].mean(axis=0) - scores.query_bin_scores[old].mean(axis=0)
@@ -78,8 +78,14 @@ def resample(scores: GradientScores, d: Draw, masks: dict | None = None) -> Grad
     return GradientScores(queries, rows, scores.bin_counts, docs, scores.info)
 
 
-def replicate_z(inputs: dict[str, GradientScores], variants: list[Variant], params: Binning, scored: np.ndarray,
-                seed: int, scales: dict[str, dict]) -> dict[str, np.ndarray]:
+def replicate_z(
+    inputs: dict[str, GradientScores],
+    variants: list[Variant],
+    params: Binning,
+    scored: np.ndarray,
+    seed: int,
+    scales: dict[str, dict],
+) -> dict[str, np.ndarray]:
     """variant name -> (replicates, splits, benchmarks, scored bins) float32 z; NaN where a split has no query in
     a replicate. A replicate's z divides by the point estimate's spread over bins (``scales``), not its own: a
     replicate adds resampling noise to every bin, which would widen the spread and shrink every z, so the interval
@@ -89,8 +95,10 @@ def replicate_z(inputs: dict[str, GradientScores], variants: list[Variant], para
     out = {v.name: np.full(shape, np.nan, dtype=np.float32) for v in variants}
     masks = {name: split_masks(s.queries) for name, s in inputs.items()}
     for i in tqdm(range(params.bootstrap), desc="bootstrap replicates", mininterval=5):
-        replicate = {name: resample(s, draw(s, np.random.default_rng([seed, i]), masks[name]), masks[name])
-                     for name, s in inputs.items()}
+        replicate = {
+            name: resample(s, draw(s, np.random.default_rng([seed, i]), masks[name]), masks[name])
+            for name, s in inputs.items()
+        }
         for v in variants:
             for key, z in zscores(v.aggregate(replicate[v.scores], params), scored, scales[v.name]).items():
                 out[v.name][i, SPLITS.index(key[1]), benchmarks.index(key[0])] = z[scored]
@@ -101,8 +109,10 @@ def zscores(means: BinMeans, scored: np.ndarray, scales: dict | None = None) -> 
     """The within-benchmark z of each split over the scored bins (masked bins are NaN and left out of the mean and
     std, which is the paper's definition whenever no bin is masked, as at paper scale); ``scales``: the spread to
     divide by per (benchmark, split), else each split's own."""
-    return {key: zscore(np.where(scored, value, np.nan), None if scales is None else scales[key])
-            for key, value in means.items()}
+    return {
+        key: zscore(np.where(scored, value, np.nan), None if scales is None else scales[key])
+        for key, value in means.items()
+    }
 
 
 def spreads(means: BinMeans, scored: np.ndarray) -> dict:

@@ -23,8 +23,23 @@ from ..gradients.scores import GradientScores
 from .bootstrap import replicate_z, spreads, zscores
 from .variants import SPLITS, VariantUnavailable, scored_bins, selected, split_masks
 
-COLUMNS = ["bin", "topic", "format", "benchmark", "variant", "split", "mean_score", "z", "z_low", "z_high",
-           "p_value", "q_value", "n_docs", "n_queries", "masked"]
+COLUMNS = [
+    "bin",
+    "topic",
+    "format",
+    "benchmark",
+    "variant",
+    "split",
+    "mean_score",
+    "z",
+    "z_low",
+    "z_high",
+    "p_value",
+    "q_value",
+    "n_docs",
+    "n_queries",
+    "masked",
+]
 
 
 def compute(inputs: dict[str, GradientScores], params: Binning, seed: int):
@@ -35,7 +50,9 @@ def compute(inputs: dict[str, GradientScores], params: Binning, seed: int):
     if scored.sum() < 2:
         raise ProvenanceError(
             f"{int(scored.sum())} of {len(scored)} bins have at least binning.min_docs = {params.min_docs} scored "
-            "documents; a within-benchmark z needs two", "lower binning.min_docs, or sample more documents per bin")
+            "documents; a within-benchmark z needs two",
+            "lower binning.min_docs, or sample more documents per bin",
+        )
     variants, skipped, means = [], {}, {}
     for variant in selected(params):
         if variant.scores not in inputs:
@@ -53,8 +70,14 @@ def compute(inputs: dict[str, GradientScores], params: Binning, seed: int):
     return pd.concat(frames, ignore_index=True), replicates.get("paper"), skipped
 
 
-def variant_rows(variant: str, means: dict, scored: np.ndarray, scores: GradientScores, replicates: np.ndarray | None,
-                 params: Binning) -> pd.DataFrame:
+def variant_rows(
+    variant: str,
+    means: dict,
+    scored: np.ndarray,
+    scores: GradientScores,
+    replicates: np.ndarray | None,
+    params: Binning,
+) -> pd.DataFrame:
     """One variant's rows: per (benchmark, split) its bin scores, z, interval, p and BH q over the scored bins."""
     z_all = zscores(means, scored)
     masks = split_masks(scores.queries)
@@ -66,22 +89,57 @@ def variant_rows(variant: str, means: dict, scored: np.ndarray, scores: Gradient
             reps = replicates[:, SPLITS.index(split), scores.benchmarks.index(benchmark)].astype(np.float64)
             low[scored], high[scored] = percentile_interval(reps, params.ci_level)
             p[scored] = bootstrap_p(z[scored], reps)
-        frames.append(bin_frame(benchmark, variant, split, mean, z, low, high, p, scores.bin_counts,
-                                int(masks[(benchmark, split)].sum()), ~scored))
+        frames.append(
+            bin_frame(
+                benchmark,
+                variant,
+                split,
+                mean,
+                z,
+                low,
+                high,
+                p,
+                scores.bin_counts,
+                int(masks[(benchmark, split)].sum()),
+                ~scored,
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
-def bin_frame(benchmark: str, variant: str, split: str, mean: np.ndarray, z: np.ndarray, low: np.ndarray,
-              high: np.ndarray, p: np.ndarray, n_docs: np.ndarray, n_queries: int | None,
-              masked: np.ndarray) -> pd.DataFrame:
+def bin_frame(
+    benchmark: str,
+    variant: str,
+    split: str,
+    mean: np.ndarray,
+    z: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    p: np.ndarray,
+    n_docs: np.ndarray,
+    n_queries: int | None,
+    masked: np.ndarray,
+) -> pd.DataFrame:
     topics, formats = bin_label_columns()
-    return pd.DataFrame({
-        "bin": np.arange(len(topics), dtype=np.int16), "topic": topics, "format": formats,
-        "benchmark": benchmark, "variant": variant, "split": split,
-        "mean_score": mean, "z": z, "z_low": low, "z_high": high, "p_value": p, "q_value": bh_qvalues(p),
-        "n_docs": np.asarray(n_docs, dtype=np.int64),
-        "n_queries": pd.array([n_queries] * len(topics), dtype="Int64"), "masked": np.asarray(masked, dtype=bool),
-    })[COLUMNS]
+    return pd.DataFrame(
+        {
+            "bin": np.arange(len(topics), dtype=np.int16),
+            "topic": topics,
+            "format": formats,
+            "benchmark": benchmark,
+            "variant": variant,
+            "split": split,
+            "mean_score": mean,
+            "z": z,
+            "z_low": low,
+            "z_high": high,
+            "p_value": p,
+            "q_value": bh_qvalues(p),
+            "n_docs": np.asarray(n_docs, dtype=np.int64),
+            "n_queries": pd.array([n_queries] * len(topics), dtype="Int64"),
+            "masked": np.asarray(masked, dtype=bool),
+        }
+    )[COLUMNS]
 
 
 @cache
@@ -96,6 +154,22 @@ def released_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The paper's released files as this stage's table: the paper variant, all queries, values as published (no
     interval: the files carry no query-level scores to resample; no query counts: the files do not say)."""
     nan = np.full(load_taxonomy().n_bins, np.nan)
-    return pd.concat([bin_frame(name, "paper", "all", t["mean_score"].to_numpy(float), t["zscore"].to_numpy(float),
-                                nan, nan, nan, t["doc_count"].to_numpy(), None, np.zeros(len(t), bool))
-                      for name, t in tables.items()], ignore_index=True)
+    return pd.concat(
+        [
+            bin_frame(
+                name,
+                "paper",
+                "all",
+                t["mean_score"].to_numpy(float),
+                t["zscore"].to_numpy(float),
+                nan,
+                nan,
+                nan,
+                t["doc_count"].to_numpy(),
+                None,
+                np.zeros(len(t), bool),
+            )
+            for name, t in tables.items()
+        ],
+        ignore_index=True,
+    )

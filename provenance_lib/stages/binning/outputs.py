@@ -20,6 +20,7 @@ from ...worlds.released import CSV_COLUMNS, RELEASED_FILES
 TABLE, SUMMARY, REPLICATES = "bin_influence.parquet", "binning.json", "bootstrap_z.npy"
 HEATMAP_2X2 = "heatmaps_2x2.png"
 
+
 def captioned(table: pd.DataFrame, title: str, note: str | None):
     """A table for a notebook, captioned with the world's scale note (what it may be read as)."""
     return table.style.set_caption(title + (f" — {note}" if note else "")).format(precision=3, na_rep="—")
@@ -71,12 +72,12 @@ class BinningResult:
         """Each benchmark's n highest-z bins with their interval, BH q and counts (``variant``: the reading)."""
         rows = self.rows(variant or self.reading, split).dropna(subset=["z"])
         top = rows.sort_values("z", ascending=False).groupby("benchmark", sort=False).head(n)
-        top = top.assign(rank=top.groupby("benchmark").cumcount() + 1,
-                         bin_name=top["topic"] + " x " + top["format"])
+        top = top.assign(rank=top.groupby("benchmark").cumcount() + 1, bin_name=top["topic"] + " x " + top["format"])
         columns = ["benchmark", "rank", "bin_name", "z", "z_low", "z_high", "q_value", "n_docs"]
         order = {b: i for i, b in enumerate(self.benchmarks)}
         return top.sort_values(["benchmark", "rank"], key=lambda s: s.map(order) if s.name == "benchmark" else s)[
-            columns].reset_index(drop=True)
+            columns
+        ].reset_index(drop=True)
 
     def variant_table(self) -> pd.DataFrame:
         """Per variant and benchmark: how its z profile relates to the paper's (Pearson r over the scored bins),
@@ -89,11 +90,16 @@ class BinningResult:
                 a, b = paper[benchmark], z[benchmark]
                 both = a.notna() & b.notna()
                 paper_top = a.idxmax()
-                rows.append(dict(variant=variant, benchmark=benchmark,
-                                 r_with_paper=float(np.corrcoef(a[both], b[both])[0, 1]) if both.sum() > 2 else None,
-                                 paper_top_bin=load_taxonomy().bin_name(int(paper_top)),
-                                 its_rank_here=int((b > b[paper_top]).sum() + 1) if np.isfinite(b[paper_top]) else None,
-                                 top_bin_here=load_taxonomy().bin_name(int(b.idxmax()))))
+                rows.append(
+                    dict(
+                        variant=variant,
+                        benchmark=benchmark,
+                        r_with_paper=float(np.corrcoef(a[both], b[both])[0, 1]) if both.sum() > 2 else None,
+                        paper_top_bin=load_taxonomy().bin_name(int(paper_top)),
+                        its_rank_here=int((b > b[paper_top]).sum() + 1) if np.isfinite(b[paper_top]) else None,
+                        top_bin_here=load_taxonomy().bin_name(int(b.idxmax())),
+                    )
+                )
         return pd.DataFrame(rows)
 
     def masked_table(self) -> pd.DataFrame:
@@ -134,21 +140,33 @@ def paper_layout(result: BinningResult, benchmark: str) -> pd.DataFrame:
     tax = load_taxonomy()
     rows = result.rows("paper").query("benchmark == @benchmark").sort_values("bin")
     labels = [tax.bin_labels(int(b)) for b in rows["bin"]]
-    out = pd.DataFrame({"topic_label": [t.key for t, _ in labels], "format_label": [f.key for _, f in labels],
-                        "mean_score": rows["mean_score"].to_numpy(), "zscore": rows["z"].to_numpy(),
-                        "doc_count": rows["n_docs"].to_numpy()})
+    out = pd.DataFrame(
+        {
+            "topic_label": [t.key for t, _ in labels],
+            "format_label": [f.key for _, f in labels],
+            "mean_score": rows["mean_score"].to_numpy(),
+            "zscore": rows["z"].to_numpy(),
+            "doc_count": rows["n_docs"].to_numpy(),
+        }
+    )
     return out.sort_values(["topic_label", "format_label"]).reset_index(drop=True)[CSV_COLUMNS]
 
 
 # ----------------------------------------------------------------------------------------------- figures
 def z_scale(result: BinningResult) -> Scale:
     """The colour scale every z heatmap of the run shares (all variants and benchmarks, all queries)."""
-    return diverging(result.table.loc[result.table["split"] == "all", "z"], "z within benchmark",
-                     "stage 03 heatmap of this run")
+    return diverging(
+        result.table.loc[result.table["split"] == "all", "z"], "z within benchmark", "stage 03 heatmap of this run"
+    )
 
 
-def plot_heatmaps(result: BinningResult, variant: str = "paper", benchmarks: list[str] | None = None,
-                  columns: int = 2, axes_size: float = 7.5):
+def plot_heatmaps(
+    result: BinningResult,
+    variant: str = "paper",
+    benchmarks: list[str] | None = None,
+    columns: int = 2,
+    axes_size: float = 7.5,
+):
     """24 x 24 diverging heatmaps of z (topics rows, formats columns, taxonomy order) on the run's one z scale
     (``z_scale``); masked bins grey."""
     import matplotlib.pyplot as plt
@@ -157,12 +175,13 @@ def plot_heatmaps(result: BinningResult, variant: str = "paper", benchmarks: lis
     rows = -(-len(benchmarks) // columns)
     z = result.matrix(variant)[benchmarks]
     scale = z_scale(result)
-    fig, axes = plt.subplots(rows, columns, figsize=(axes_size * columns * 1.1, axes_size * rows + 1), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(axes_size * columns * 1.1, axes_size * rows + 1), squeeze=False, layout="constrained"
+    )
     for ax, benchmark in zip(axes.flat, benchmarks):
         b = BY_NAME[benchmark]
         draw_bins(ax, z[benchmark].to_numpy(), f"{benchmark} ({b.domain}, {b.capability})", scale)
-    for ax in list(axes.flat)[len(benchmarks):]:
+    for ax in list(axes.flat)[len(benchmarks) :]:
         ax.set_visible(False)
     title = f"Influence by WebOrganizer bin, {variant} aggregation (grey: masked, < {result.summary['min_docs']} docs)"
     fig.suptitle(title + ("\n" + textwrap.fill(result.note, 110) if result.note else ""), fontsize=13)
@@ -177,10 +196,13 @@ def save_figures(result: BinningResult) -> list[Path]:
     reading = result.reading
     jobs = [(HEATMAP_2X2, dict(variant=reading, benchmarks=design))]
     jobs += [(heatmap_name(b), dict(variant=reading, benchmarks=[b], columns=1)) for b in design]
-    jobs += [(variant_heatmap_name(v), dict(variant=v, benchmarks=design))
-             for v in result.summary["variants"] if v != reading]
+    jobs += [
+        (variant_heatmap_name(v), dict(variant=v, benchmarks=design))
+        for v in result.summary["variants"]
+        if v != reading
+    ]
     for name, kwargs in jobs:
         fig = plot_heatmaps(result, **kwargs)
         paths.append(savefig(result.out_dir / name, fig))
-        plt.close(fig)   # the notebook shows the saved file; an open figure would be drawn a second time
+        plt.close(fig)  # the notebook shows the saved file; an open figure would be drawn a second time
     return paths

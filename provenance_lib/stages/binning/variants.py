@@ -66,8 +66,13 @@ def split_masks(queries: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
     masks = {}
     for benchmark in sorted(set(names)):
         mine = names == benchmark
-        masks.update({(benchmark, "all"): mine, (benchmark, "correct"): mine & correct,
-                      (benchmark, "incorrect"): mine & ~correct})
+        masks.update(
+            {
+                (benchmark, "all"): mine,
+                (benchmark, "correct"): mine & correct,
+                (benchmark, "incorrect"): mine & ~correct,
+            }
+        )
     return masks
 
 
@@ -104,6 +109,7 @@ def centered(scores: GradientScores, params: Binning) -> BinMeans:
 def per_document(statistic: Callable[[np.ndarray, np.ndarray, int, Binning], np.ndarray]) -> Callable:
     """A variant from a per-bin ``statistic(bins, values, n_bins)`` of the documents' scores (``doc_scores``), for
     every benchmark and split that has scores."""
+
     def aggregate(scores: GradientScores, params: Binning) -> BinMeans:
         bins = scores.doc_scores["bin"].to_numpy(np.int64)
         out = {}
@@ -112,9 +118,9 @@ def per_document(statistic: Callable[[np.ndarray, np.ndarray, int, Binning], np.
                 values = scores.doc_scores[column].to_numpy(np.float64)
                 finite = np.isfinite(values)
                 if finite.any():
-                    out[(benchmark, split)] = statistic(bins[finite], values[finite], len(scores.bin_counts),
-                                                        params)
+                    out[(benchmark, split)] = statistic(bins[finite], values[finite], len(scores.bin_counts), params)
         return out
+
     return aggregate
 
 
@@ -127,7 +133,7 @@ def format_residualized(scores: GradientScores, params: Binning) -> BinMeans:
     out = {}
     for key, value in paper(scores, params).items():
         grid = np.where(scored, value, np.nan).reshape(-1, n_formats)
-        with warnings.catch_warnings():   # a format with no scored bin has no mean: NaN, and nothing to subtract
+        with warnings.catch_warnings():  # a format with no scored bin has no mean: NaN, and nothing to subtract
             warnings.simplefilter("ignore", RuntimeWarning)
             format_mean = np.nanmean(grid, axis=0)
         out[key] = (grid - format_mean).ravel()
@@ -175,7 +181,8 @@ def tail_balance(bins: np.ndarray, values: np.ndarray, n_bins: int, params: Binn
     up, down = values > high, values < low
     n = np.bincount(bins, minlength=n_bins).astype(np.float64)
     excess = np.bincount(bins, weights=up.astype(float), minlength=n_bins) - np.bincount(
-        bins, weights=down.astype(float), minlength=n_bins)
+        bins, weights=down.astype(float), minlength=n_bins
+    )
     p_up, p_down, total = up.mean(), down.mean(), len(values)
     with np.errstate(invalid="ignore", divide="ignore"):
         var = n * (p_up + p_down - (p_up - p_down) ** 2) * (total - n) / max(total - 1, 1)
@@ -197,22 +204,24 @@ def _bin_moments(bins: np.ndarray, values: np.ndarray, n_bins: int) -> tuple[np.
 class Variant:
     name: str
     aggregate: Callable[[GradientScores, Binning], BinMeans]
-    scores: str   # which of stage 02's score sets it reads: "final" (the last checkpoint) or "summed"
+    scores: str  # which of stage 02's score sets it reads: "final" (the last checkpoint) or "summed"
 
 
-VARIANTS = {v.name: v for v in (
-    Variant("paper", paper, "final"),
-    Variant("centered", centered, "final"),
-    Variant("topk", topk, "final"),
-    Variant("format_residualized", format_residualized, "final"),
-    Variant("checkpoint_summed", paper, "summed"),
-    Variant("mean_null", per_document(size_matched_mean), "final"),
-    Variant("moderated_t", per_document(moderated_t), "final"),
-    Variant("tail_balance", per_document(tail_balance), "final"),
-)}
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("paper", paper, "final"),
+        Variant("centered", centered, "final"),
+        Variant("topk", topk, "final"),
+        Variant("format_residualized", format_residualized, "final"),
+        Variant("checkpoint_summed", paper, "summed"),
+        Variant("mean_null", per_document(size_matched_mean), "final"),
+        Variant("moderated_t", per_document(moderated_t), "final"),
+        Variant("tail_balance", per_document(tail_balance), "final"),
+    )
+}
 
 
 def selected(params: Binning) -> list[Variant]:
     """The variants the params ask for, ``paper`` always first (it is the one exported in the paper's layout)."""
     return [VARIANTS["paper"], *(VARIANTS[name] for name in params.variants if name != "paper")]
-

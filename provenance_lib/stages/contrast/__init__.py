@@ -33,10 +33,20 @@ from . import correctness, figures, findings, lexical, paper, profiles
 
 BINNING, SAMPLING = "03_binning", "01_sampling"
 SUMMARY = "contrast.json"
-TABLES = ("profile_correlations", "marginals", "top_marginals", "contrastive_topics", "interactional_split",
-          "correctness_differential", "top_differentials", "lexical_bins", "lexical_profiles", "findings",
-          "paper_vs_run")
-DIFFERENTIAL_FIGURE = "correctness_differential.png"   # written when a benchmark has both correctness splits
+TABLES = (
+    "profile_correlations",
+    "marginals",
+    "top_marginals",
+    "contrastive_topics",
+    "interactional_split",
+    "correctness_differential",
+    "top_differentials",
+    "lexical_bins",
+    "lexical_profiles",
+    "findings",
+    "paper_vs_run",
+)
+DIFFERENTIAL_FIGURE = "correctness_differential.png"  # written when a benchmark has both correctness splits
 ANALYSES = {"correctness_differential": "correctness differential", "lexical": "lexical profiles of the top bins"}
 FIGURES = ("profile_correlations.png", "marginals.png", "contrastive_topics.png", DIFFERENTIAL_FIGURE)
 
@@ -70,9 +80,11 @@ class ContrastResult:
         top = self.tables["top_marginals"]
         top = top[top["axis"] == axis]
         cells = top.assign(cell=[f"{r.label} {r.mean_z:.2f} [{r.low:.2f}, {r.high:.2f}]" for r in top.itertuples()])
-        return (cells.pivot(index=["direction", "rank"], columns="benchmark", values="cell")
-                .reindex(columns=[b for b in self.summary["benchmarks"] if b in set(top["benchmark"])])
-                .sort_index(level=["direction", "rank"], ascending=[False, True]))
+        return (
+            cells.pivot(index=["direction", "rank"], columns="benchmark", values="cell")
+            .reindex(columns=[b for b in self.summary["benchmarks"] if b in set(top["benchmark"])])
+            .sort_index(level=["direction", "rank"], ascending=[False, True])
+        )
 
     def sharper_table(self) -> pd.DataFrame:
         """The sharper-split test as one column of named values."""
@@ -105,8 +117,9 @@ def load_result(out_dir: str | Path) -> ContrastResult:
     out_dir = Path(out_dir)
     if not (out_dir / SUMMARY).is_file():
         raise ProvenanceError(f"{out_dir} lacks stage 04's {SUMMARY}", "run stage 04 first")
-    return ContrastResult(out_dir, {name: _read_table(out_dir / f"{name}.csv") for name in TABLES},
-                          read_json(out_dir / SUMMARY))
+    return ContrastResult(
+        out_dir, {name: _read_table(out_dir / f"{name}.csv") for name in TABLES}, read_json(out_dir / SUMMARY)
+    )
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -131,8 +144,13 @@ def run(stage) -> ContrastResult:
     topic_reps, unit = profiles.marginal_replicates(z, "topic", all_queries, p.bin_bootstrap, rng)
     format_reps, _ = profiles.marginal_replicates(z, "format", all_queries, p.bin_bootstrap, rng)
     tables["profile_correlations"] = profiles.correlation_table(z, p.bin_bootstrap, p.ci_level, rng)
-    tables["marginals"] = pd.concat([profiles.marginals(z, "topic", topic_reps, unit, p.ci_level),
-                                     profiles.marginals(z, "format", format_reps, unit, p.ci_level)], ignore_index=True)
+    tables["marginals"] = pd.concat(
+        [
+            profiles.marginals(z, "topic", topic_reps, unit, p.ci_level),
+            profiles.marginals(z, "format", format_reps, unit, p.ci_level),
+        ],
+        ignore_index=True,
+    )
     tables["top_marginals"] = profiles.top_marginals(tables["marginals"], p.top_n)
     tables["contrastive_topics"] = profiles.contrastive_topics(z, topic_reps, unit, p.ci_level)
     sharper = profiles.sharper_test(tables["contrastive_topics"], z, topic_reps, unit, p.ci_level)
@@ -148,20 +166,34 @@ def run(stage) -> ContrastResult:
         unavailable["lexical"] = "a released matrix has no working-set text"
     tables["findings"] = findings.survival(binning)
     intervals = binning.rows("paper").set_index(["bin", "benchmark"])[["z_low", "z_high"]]
-    tables["paper_vs_run"] = paper.compare(stage.world.kind, z, {**tables, "bin_z_intervals": intervals},
-                                           unavailable, binning.summary["n_queries"])
+    tables["paper_vs_run"] = paper.compare(
+        stage.world.kind, z, {**tables, "bin_z_intervals": intervals}, unavailable, binning.summary["n_queries"]
+    )
 
     statuses = tables["paper_vs_run"]["status"].str.split(":").str[0].value_counts()
-    summary = dict(world_kind=stage.world.kind, scale_note=binning.note, benchmarks=binning.benchmarks,
-                   interval_units={"profile_correlations": "bins", "marginals and contrasts": unit,
-                                   "correctness_differential": "queries+documents"},
-                   replicates=None if replicates is None else len(replicates), bin_bootstrap=p.bin_bootstrap,
-                   ci_level=p.ci_level, fdr=p.fdr, top_n=p.top_n, sharper_split=sharper, unavailable=unavailable,
-                   variants=binning.summary["variants"], agreement={k: int(v) for k, v in statuses.items()})
+    summary = dict(
+        world_kind=stage.world.kind,
+        scale_note=binning.note,
+        benchmarks=binning.benchmarks,
+        interval_units={
+            "profile_correlations": "bins",
+            "marginals and contrasts": unit,
+            "correctness_differential": "queries+documents",
+        },
+        replicates=None if replicates is None else len(replicates),
+        bin_bootstrap=p.bin_bootstrap,
+        ci_level=p.ci_level,
+        fdr=p.fdr,
+        top_n=p.top_n,
+        sharper_split=sharper,
+        unavailable=unavailable,
+        variants=binning.summary["variants"],
+        agreement={k: int(v) for k, v in statuses.items()},
+    )
     for name, table in tables.items():
         write_text(stage.out_dir / f"{name}.csv", table.to_csv(index=False))
     write_json(stage.out_dir / SUMMARY, summary)
-    result = load_result(stage.out_dir)   # exactly what a notebook opened later shows
+    result = load_result(stage.out_dir)  # exactly what a notebook opened later shows
     save_figures(result, binning)
     return result
 
@@ -182,8 +214,7 @@ def lexical_tables(stage, binning: BinningResult, z: pd.DataFrame, k: int) -> tu
     if stage.world.kind == "released":
         return pd.DataFrame(), pd.DataFrame()
     counts = lexical.profile_bins(iter_working_set(stage.input_dir(SAMPLING)))
-    return (lexical.bin_profiles(counts, binning.summary["scored_bin_ids"]),
-            lexical.top_bin_profiles(counts, z, k))
+    return (lexical.bin_profiles(counts, binning.summary["scored_bin_ids"]), lexical.top_bin_profiles(counts, z, k))
 
 
 def save_figures(result: ContrastResult, binning: BinningResult) -> None:
@@ -195,10 +226,10 @@ def save_figures(result: ContrastResult, binning: BinningResult) -> None:
     made = {
         "profile_correlations.png": figures.plot_correlations(result.correlation_matrices(), result.note),
         "marginals.png": figures.plot_marginals(t["marginals"], result.note),
-        "contrastive_topics.png": figures.plot_contrasts(t["contrastive_topics"], result.summary["sharper_split"],
-                                                         result.note),
-        DIFFERENTIAL_FIGURE: figures.plot_differential(t["correctness_differential"], binning.benchmarks,
-                                                       result.note),
+        "contrastive_topics.png": figures.plot_contrasts(
+            t["contrastive_topics"], result.summary["sharper_split"], result.note
+        ),
+        DIFFERENTIAL_FIGURE: figures.plot_differential(t["correctness_differential"], binning.benchmarks, result.note),
     }
     for name, fig in made.items():
         if fig is not None:

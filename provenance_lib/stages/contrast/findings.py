@@ -28,20 +28,41 @@ def survival(binning: BinningResult) -> pd.DataFrame:
         for benchmark in binning.benchmarks:
             top = int(paper[benchmark].idxmax())
             rank = int((z[benchmark] > z[benchmark][top]).sum() + 1) if pd.notna(z[benchmark][top]) else None
-            rows.append(dict(finding="top bin", benchmark=benchmark, subject=tax.bin_name(top), variant=variant,
-                             value=f"rank {rank}", holds=rank == 1 if rank else None))
+            rows.append(
+                dict(
+                    finding="top bin",
+                    benchmark=benchmark,
+                    subject=tax.bin_name(top),
+                    variant=variant,
+                    value=f"rank {rank}",
+                    holds=rank == 1 if rank else None,
+                )
+            )
             expected, found = paper_formats[benchmark].idxmax(), formats[benchmark].idxmax()
             residual = variant == "format_residualized"
-            rows.append(dict(finding="top format", benchmark=benchmark, subject=expected, variant=variant,
-                             value="n/a: formats residualized away" if residual else found,
-                             holds=None if residual else found == expected))
+            rows.append(
+                dict(
+                    finding="top format",
+                    benchmark=benchmark,
+                    subject=expected,
+                    variant=variant,
+                    value="n/a: formats residualized away" if residual else found,
+                    holds=None if residual else found == expected,
+                )
+            )
             if benchmark in paper_delta and paper_delta[benchmark].notna().any():
                 best = int(paper_delta[benchmark].idxmax())
                 value = delta[benchmark].get(best) if benchmark in delta else None
-                rows.append(dict(finding="correctness differential: top bin stays positive", benchmark=benchmark,
-                                 subject=tax.bin_name(best), variant=variant,
-                                 value=None if value is None or pd.isna(value) else round(float(value), 3),
-                                 holds=None if value is None or pd.isna(value) else bool(value > 0)))
+                rows.append(
+                    dict(
+                        finding="correctness differential: top bin stays positive",
+                        benchmark=benchmark,
+                        subject=tax.bin_name(best),
+                        variant=variant,
+                        value=None if value is None or pd.isna(value) else round(float(value), 3),
+                        holds=None if value is None or pd.isna(value) else bool(value > 0),
+                    )
+                )
         rows += _design_findings(z, variant)
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -57,13 +78,22 @@ def _design_findings(z: pd.DataFrame, variant: str) -> list[dict]:
     topics = axis_means(z, "topic")
     sharp = {c: (topics[a] - topics[b]).abs().max() for c, (a, b) in CONTRASTS.items()}
     return [
-        dict(finding="SocialIQA's profile is the most distinct (its best r < the knowledge pair's r)",
-             benchmark="all", subject="profile correlations", variant=variant,
-             value=f"{social_reasoning:.2f} vs {knowledge:.2f}", holds=bool(social_reasoning < knowledge)),
-        dict(finding="the reasoning split is sharper than the knowledge split (max |delta topic|)",
-             benchmark="all", subject="contrastive topics", variant=variant,
-             value=f"{sharp['reasoning']:.2f} vs {sharp['knowledge']:.2f}",
-             holds=bool(sharp["reasoning"] > sharp["knowledge"])),
+        dict(
+            finding="SocialIQA's profile is the most distinct (its best r < the knowledge pair's r)",
+            benchmark="all",
+            subject="profile correlations",
+            variant=variant,
+            value=f"{social_reasoning:.2f} vs {knowledge:.2f}",
+            holds=bool(social_reasoning < knowledge),
+        ),
+        dict(
+            finding="the reasoning split is sharper than the knowledge split (max |delta topic|)",
+            benchmark="all",
+            subject="contrastive topics",
+            variant=variant,
+            value=f"{sharp['reasoning']:.2f} vs {sharp['knowledge']:.2f}",
+            holds=bool(sharp["reasoning"] > sharp["knowledge"]),
+        ),
     ]
 
 

@@ -24,12 +24,16 @@ import pandas as pd
 from ...stats import zscore
 from ...taxonomy import load as load_taxonomy
 
-FIRST_PERSON = frozenset("i me my mine myself we us our ours ourselves i'm i've i'll i'd we're we've we'll "
-                         "we'd".split())
+FIRST_PERSON = frozenset(
+    "i me my mine myself we us our ours ourselves i'm i've i'll i'd we're we've we'll we'd".split()
+)
 SECOND_PERSON = frozenset("you your yours yourself yourselves you're you've you'll you'd".split())
-THIRD_PERSON = frozenset("he him his himself she her hers herself they them their theirs themselves he's she's "
-                         "he'd she'd he'll she'll they're they've they'll they'd".split())
-MENTAL_STATE = frozenset("""
+THIRD_PERSON = frozenset(
+    "he him his himself she her hers herself they them their theirs themselves he's she's "
+    "he'd she'd he'll she'll they're they've they'll they'd".split()
+)
+MENTAL_STATE = frozenset(
+    """
     think thinks thinking thought thoughts know knows knew knowing known believe believes believed belief beliefs
     understand understands understood realize realizes realized remember remembers remembered forget forgets
     forgot forgotten wonder wonders wondered guess guesses guessed suppose supposes supposed imagine imagines
@@ -38,11 +42,17 @@ MENTAL_STATE = frozenset("""
     preferred desire desires desired feel feels feeling feelings felt love loves loved hate hates hated worry
     worries worried fear fears feared afraid happy sad angry upset surprised embarrassed proud jealous ashamed
     anxious lonely grateful confused curious sure unsure
-""".split())
-CONVERSATIONAL = frozenset("hi hello hey thanks thank please sorry apologize apologies yes yeah okay ok welcome "
-                           "dear".split())
-CATEGORIES = {"first_person": FIRST_PERSON, "second_person": SECOND_PERSON, "third_person": THIRD_PERSON,
-              "mental_state": MENTAL_STATE}
+""".split()
+)
+CONVERSATIONAL = frozenset(
+    "hi hello hey thanks thank please sorry apologize apologies yes yeah okay ok welcome dear".split()
+)
+CATEGORIES = {
+    "first_person": FIRST_PERSON,
+    "second_person": SECOND_PERSON,
+    "third_person": THIRD_PERSON,
+    "mental_state": MENTAL_STATE,
+}
 RATES = [*CATEGORIES, "dialogue"]
 PROFILE_COLUMNS = ("docs", "mean_words", *(f"{r}_per_1k" for r in RATES), *(f"{r}_z" for r in RATES))
 
@@ -55,8 +65,12 @@ def count_text(text: str) -> dict[str, int]:
     """Words and category counts of one text."""
     words = WORD.findall(text.lower().replace("\u2019", "'"))
     counts = {name: sum(w in lexicon for w in words) for name, lexicon in CATEGORIES.items()}
-    counts["dialogue"] = (len(SPEAKER_TURN.findall(text)) + len(QUOTED.findall(text)) + text.count("?")
-                          + sum(w in CONVERSATIONAL for w in words))
+    counts["dialogue"] = (
+        len(SPEAKER_TURN.findall(text))
+        + len(QUOTED.findall(text))
+        + text.count("?")
+        + sum(w in CONVERSATIONAL for w in words)
+    )
     counts["words"] = len(words)
     return counts
 

@@ -22,8 +22,17 @@ from ...taxonomy import load as load_taxonomy
 CONTRASTS = {"reasoning": ("SocialIQA", "ARC-Challenge"), "knowledge": ("MMLU Social Sciences", "MMLU STEM")}
 """Domain contrasts of the 2 x 2 design, within a capability: social minus STEM."""
 
-INTERACTIONAL_FORMATS = ("customer_support", "comment_section", "faq", "q_a_forum", "audio_transcript", "about_pers",
-                         "personal_blog", "user_review", "creative_writing")
+INTERACTIONAL_FORMATS = (
+    "customer_support",
+    "comment_section",
+    "faq",
+    "q_a_forum",
+    "audio_transcript",
+    "about_pers",
+    "personal_blog",
+    "user_review",
+    "creative_writing",
+)
 """Formats we count as interactional (dialogic or personal) when splitting a benchmark's top bins, as the paper splits
 SocialIQA's top 20 into interactional and expository-structured formats. The paper states the counts, not its
 assignment; this one is ours (Creative Writing counted as personal narrative, with dialogue)."""
@@ -54,19 +63,20 @@ def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- replicates
-def marginal_replicates(z: pd.DataFrame, axis: str, replicates: np.ndarray | None, n_boot: int,
-                        rng: np.random.Generator) -> tuple[np.ndarray, str]:
+def marginal_replicates(
+    z: pd.DataFrame, axis: str, replicates: np.ndarray | None, n_boot: int, rng: np.random.Generator
+) -> tuple[np.ndarray, str]:
     """(replicates, benchmarks, labels) marginal replicates and their unit. ``replicates``: stage 03's z replicates
     expanded to (replicates, benchmarks, 576), or None to resample the bins a marginal averages."""
     tax = load_taxonomy()
     if replicates is not None:
         shaped = replicates.reshape(len(replicates), z.shape[1], len(tax.topics), len(tax.formats))
         return _axis_mean(shaped, axis), "queries+documents"
-    g = grids(z)                                          # (benchmarks, topics, formats)
+    g = grids(z)  # (benchmarks, topics, formats)
     if axis == "format":
-        g = g.transpose(0, 2, 1)                          # average over topics instead
+        g = g.transpose(0, 2, 1)  # average over topics instead
     draws = rng.integers(0, g.shape[2], size=(n_boot, g.shape[2]))
-    resampled = g[:, :, draws]                            # (benchmarks, labels, n_boot, 24)
+    resampled = g[:, :, draws]  # (benchmarks, labels, n_boot, 24)
     return _nanmean(resampled, -1).transpose(2, 0, 1), "bins"
 
 
@@ -75,13 +85,24 @@ def marginals(z: pd.DataFrame, axis: str, reps: np.ndarray, unit: str, level: fl
     """One row per (label, benchmark): the mean z of the label's scored bins, its interval, the bins it averages."""
     tax = load_taxonomy()
     g = grids(z)
-    point = _axis_mean(g, axis)                           # (benchmarks, labels)
+    point = _axis_mean(g, axis)  # (benchmarks, labels)
     n_bins = np.isfinite(g).sum(axis=-1 if axis == "topic" else -2)
     low, high = percentile_interval(reps, level) if len(reps) else (np.full_like(point, np.nan),) * 2
     labels = tax.axis(axis).shorts
-    rows = [dict(axis=axis, label=labels[j], benchmark=b, mean_z=point[i, j], low=low[i, j], high=high[i, j],
-                 n_bins=int(n_bins[i, j]), unit=unit)
-            for i, b in enumerate(z.columns) for j in range(len(labels))]
+    rows = [
+        dict(
+            axis=axis,
+            label=labels[j],
+            benchmark=b,
+            mean_z=point[i, j],
+            low=low[i, j],
+            high=high[i, j],
+            n_bins=int(n_bins[i, j]),
+            unit=unit,
+        )
+        for i, b in enumerate(z.columns)
+        for j in range(len(labels))
+    ]
     return pd.DataFrame(rows)
 
 
@@ -99,8 +120,13 @@ def top_both_ways(table: pd.DataFrame, by: list[str], value: str, n: int, column
 
 def top_marginals(table: pd.DataFrame, n: int) -> pd.DataFrame:
     """Per axis and benchmark, the n most positive and n most negative marginals (the paper's top formats)."""
-    return top_both_ways(table, ["axis", "benchmark"], "mean_z", n,
-                         ["axis", "benchmark", "direction", "rank", "label", "mean_z", "low", "high", "unit"])
+    return top_both_ways(
+        table,
+        ["axis", "benchmark"],
+        "mean_z",
+        n,
+        ["axis", "benchmark", "direction", "rank", "label", "mean_z", "low", "high", "unit"],
+    )
 
 
 # ----------------------------------------------------------------------------------------------- contrasts
@@ -115,10 +141,21 @@ def contrastive_topics(z: pd.DataFrame, reps: np.ndarray, unit: str, level: floa
             continue
         i, j = columns.index(social), columns.index(stem)
         delta = point[i] - point[j]
-        low, high = (percentile_interval(reps[:, i] - reps[:, j], level) if len(reps)
-                     else (np.full(len(delta), np.nan),) * 2)
-        rows += [dict(contrast=contrast, pair=f"{social} minus {stem}", topic=tax.topics.shorts[k], delta=delta[k],
-                      low=low[k], high=high[k], unit=unit) for k in range(len(delta))]
+        low, high = (
+            percentile_interval(reps[:, i] - reps[:, j], level) if len(reps) else (np.full(len(delta), np.nan),) * 2
+        )
+        rows += [
+            dict(
+                contrast=contrast,
+                pair=f"{social} minus {stem}",
+                topic=tax.topics.shorts[k],
+                delta=delta[k],
+                low=low[k],
+                high=high[k],
+                unit=unit,
+            )
+            for k in range(len(delta))
+        ]
     return pd.DataFrame(rows)
 
 
@@ -129,18 +166,24 @@ def sharper_test(contrasts: pd.DataFrame, z: pd.DataFrame, reps: np.ndarray, uni
     if not all(b in columns for pair in CONTRASTS.values() for b in pair) or contrasts.empty:
         return dict(available=False, reason="needs all four benchmarks")
     sharpness = {c: float(contrasts.loc[contrasts["contrast"] == c, "delta"].abs().max()) for c in CONTRASTS}
-    out = dict(available=True, unit=unit, max_abs_delta=sharpness,
-               difference=sharpness["reasoning"] - sharpness["knowledge"])
+    out = dict(
+        available=True, unit=unit, max_abs_delta=sharpness, difference=sharpness["reasoning"] - sharpness["knowledge"]
+    )
     if len(reps):
+
         def spread(pair):
             social, stem = (columns.index(b) for b in pair)
             return np.nanmax(np.abs(reps[:, social] - reps[:, stem]), axis=1)
 
         d = spread(CONTRASTS["reasoning"]) - spread(CONTRASTS["knowledge"])
         low, high = percentile_interval(d, level)
-        out.update(low=float(low), high=float(high), replicates=len(d),
-                   share_reasoning_sharper=float(np.mean(d > 0)),
-                   p_one_sided=float((np.sum(d <= 0) + 1) / (len(d) + 1)))
+        out.update(
+            low=float(low),
+            high=float(high),
+            replicates=len(d),
+            share_reasoning_sharper=float(np.mean(d > 0)),
+            p_one_sided=float((np.sum(d <= 0) + 1) / (len(d) + 1)),
+        )
     return out
 
 
@@ -159,8 +202,18 @@ def correlation_table(z: pd.DataFrame, n_boot: int, level: float, rng: np.random
         for i, a in enumerate(complete.columns):
             for j, b in enumerate(complete.columns):
                 if i < j:
-                    rows.append(dict(method=method, a=a, b=b, r=point[i, j], low=low[i, j], high=high[i, j],
-                                     n_bins=len(values), unit="bins"))
+                    rows.append(
+                        dict(
+                            method=method,
+                            a=a,
+                            b=b,
+                            r=point[i, j],
+                            low=low[i, j],
+                            high=high[i, j],
+                            n_bins=len(values),
+                            unit="bins",
+                        )
+                    )
     return pd.DataFrame(rows)
 
 
@@ -181,7 +234,7 @@ def _corr(samples: np.ndarray, method: str) -> np.ndarray:
     x = rankdata(samples, axis=1) if method == "spearman" else samples
     x = x - x.mean(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        x = x / np.sqrt((x ** 2).sum(axis=1, keepdims=True))
+        x = x / np.sqrt((x**2).sum(axis=1, keepdims=True))
     return np.einsum("dnk,dnl->dkl", x, x)
 
 
@@ -194,6 +247,12 @@ def interactional_split(z: pd.DataFrame, k: int) -> pd.DataFrame:
         top = z[benchmark].dropna().sort_values(ascending=False).head(k).index
         formats = [tax.bin_labels(int(b))[1].key for b in top]
         inter = sum(f in INTERACTIONAL_FORMATS for f in formats)
-        rows.append(dict(benchmark=benchmark, top_bins=len(formats), interactional=inter,
-                         expository_structured=len(formats) - inter))
+        rows.append(
+            dict(
+                benchmark=benchmark,
+                top_bins=len(formats),
+                interactional=inter,
+                expository_structured=len(formats) - inter,
+            )
+        )
     return pd.DataFrame(rows)

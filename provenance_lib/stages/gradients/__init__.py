@@ -31,9 +31,23 @@ from ..sampling import MANIFEST
 from . import collect
 from .documents import calibration_sample, check_working_set
 from .exactness import run_exactness
-from .outputs import (BIN_SUMS, COLLECTION, DOCUMENT_GRADIENTS, DOCUMENT_IDS, EXACTNESS, PRECONDITIONER, QUERY_STORE,
-                      STORE, VARIANTS, GradientsResult, collection_record, load_result, plot_profiles, recipe_info,
-                      save_profiles)
+from .outputs import (
+    BIN_SUMS,
+    COLLECTION,
+    DOCUMENT_GRADIENTS,
+    DOCUMENT_IDS,
+    EXACTNESS,
+    PRECONDITIONER,
+    QUERY_STORE,
+    STORE,
+    VARIANTS,
+    GradientsResult,
+    collection_record,
+    load_result,
+    plot_profiles,
+    recipe_info,
+    save_profiles,
+)
 from .pipeline import Checkpoint, CheckpointRun, run_checkpoint, score_variants
 from .queries import correctness, eval_items, queries_table, query_text
 from .scores import CHECKPOINTS, GradientScores, doc_score_columns, save_npy
@@ -57,8 +71,7 @@ def checkpoints(stage, settings: Gradients) -> list[Checkpoint]:
     world = stage.world
     labels = list(world.checkpoints) if settings.checkpoints == [ALL] else settings.checkpoints
     if not labels:
-        raise ProvenanceError("gradients.checkpoints: [all], but the world lists no checkpoints",
-                              f"use [{FINAL}]")
+        raise ProvenanceError("gradients.checkpoints: [all], but the world lists no checkpoints", f"use [{FINAL}]")
     if len(set(labels)) != len(labels):
         raise ProvenanceError(f"gradients.checkpoints lists a checkpoint twice: {labels}")
     base, base_dir = model_ref(stage, world.base_model, world.base_revision)
@@ -74,9 +87,10 @@ def checkpoints(stage, settings: Gradients) -> list[Checkpoint]:
             query_ref = model_ref(stage, query_name, None)[0] if label in own_queries else query
             names = (world.checkpoints[label], query_name)
         else:
-            raise ProvenanceError(f"gradients.checkpoints names {label!r}, which the world does not have",
-                                  f"use '{FINAL}', '{ALL}' or one of "
-                                  f"{sorted(world.checkpoints) or '(none in this world)'}")
+            raise ProvenanceError(
+                f"gradients.checkpoints names {label!r}, which the world does not have",
+                f"use '{FINAL}', '{ALL}' or one of {sorted(world.checkpoints) or '(none in this world)'}",
+            )
         if settings.query.model == "base":
             query_ref, names = ref, (names[0], names[0])
         points.append(Checkpoint(label, ref, folder, query_ref, {"base": names[0], "query": names[1]}))
@@ -97,8 +111,14 @@ def _judge(stage, settings: Gradients, points: list[Checkpoint], work: Path) -> 
     path = work / "correctness.parquet"
     if not path.is_file():
         model = points[-1].query_model if settings.query.model == "query" else points[-1].model
-        judged = correctness(model, stage.world_path(stage.world.task_dir), stage.world.tasks,
-                             settings.query.eval_batch_size, settings.query.shots, collect.pick_device(settings.device))
+        judged = correctness(
+            model,
+            stage.world_path(stage.world.task_dir),
+            stage.world.tasks,
+            settings.query.eval_batch_size,
+            settings.query.shots,
+            collect.pick_device(settings.device),
+        )
         write_parquet(path, judged)
     return pd.read_parquet(path)
 
@@ -110,25 +130,34 @@ def check_skipped(run: CheckpointRun, documents: int, max_share: float) -> None:
         return
     reasons = Counter(s["reason"] for s in skipped)
     share = len(skipped) / max(documents, 1)
-    said = (f"stage 02 left out {len(skipped):,} of {documents:,} working-set documents at checkpoint {run.label} "
-            f"({share:.1%}): " + "; ".join(f"{n:,} {reason}" for reason, n in reasons.most_common()) +
-            f" (first: {', '.join(s['id'] for s in skipped[:3])})")
+    said = (
+        f"stage 02 left out {len(skipped):,} of {documents:,} working-set documents at checkpoint {run.label} "
+        f"({share:.1%}): "
+        + "; ".join(f"{n:,} {reason}" for reason, n in reasons.most_common())
+        + f" (first: {', '.join(s['id'] for s in skipped[:3])})"
+    )
     if share > max_share:
-        raise ProvenanceError(f"{said}, more than gradients.max_skipped_share ({max_share:.1%})",
-                              "when most documents fail, the model is the cause (check its weights; "
-                              "gradients.on_nonfinite: stop names the first document); else raise "
-                              "gradients.max_skipped_share: the work done is kept")
+        raise ProvenanceError(
+            f"{said}, more than gradients.max_skipped_share ({max_share:.1%})",
+            "when most documents fail, the model is the cause (check its weights; "
+            "gradients.on_nonfinite: stop names the first document); else raise "
+            "gradients.max_skipped_share: the work done is kept",
+        )
     print(said, flush=True)
 
 
 # ----------------------------------------------------------------------------------------------- scores
-def checkpoint_scores(run: CheckpointRun, queries: pd.DataFrame, manifest: pd.DataFrame, info: dict
-                      ) -> GradientScores:
+def checkpoint_scores(run: CheckpointRun, queries: pd.DataFrame, manifest: pd.DataFrame, info: dict) -> GradientScores:
     """The contract files of one checkpoint: documents in manifest order, skipped ones left out."""
     rows = run.documents.table().set_index("id")
     doc_scores = rows.reindex([i for i in manifest["id"] if i in rows.index]).reset_index()
-    return GradientScores(queries, run.query_bin_scores(), run.documents.counts, doc_scores,
-                          {**info, "checkpoint": run.label, "skipped_documents": run.documents.skipped})
+    return GradientScores(
+        queries,
+        run.query_bin_scores(),
+        run.documents.counts,
+        doc_scores,
+        {**info, "checkpoint": run.label, "skipped_documents": run.documents.skipped},
+    )
 
 
 def summed_scores(parts: dict[str, GradientScores], info: dict) -> GradientScores:
@@ -136,8 +165,10 @@ def summed_scores(parts: dict[str, GradientScores], info: dict) -> GradientScore
     first = next(iter(parts.values()))
     ids = [list(p.doc_scores["id"]) for p in parts.values()]
     if any(i != ids[0] for i in ids):
-        raise ProvenanceError("checkpoints left out different documents (non-finite gradients in some only)",
-                              "set gradients.on_nonfinite: stop to see which, or score one checkpoint")
+        raise ProvenanceError(
+            "checkpoints left out different documents (non-finite gradients in some only)",
+            "set gradients.on_nonfinite: stop to see which, or score one checkpoint",
+        )
     columns = [c for name in first.benchmarks for c in doc_score_columns(name)]
     doc_scores = first.doc_scores[list(SUMMED_COLUMNS)].copy()
     for column in columns:
@@ -172,21 +203,28 @@ def run(stage) -> GradientsResult:
     points = checkpoints(stage, s)
     for point in points:  # before anything slow
         collect.check_models(point.model, point.query_model)
-    key = {"manifest_sha256": manifest_sha, "world": world.fingerprint, "seed": stage.params.seed,
-           "gradients": sha256_json(s.model_dump(mode="json", exclude={"exactness", "workers", "nodes",
-                                                                        *s.NOT_IN_FINGERPRINT}))}
+    key = {
+        "manifest_sha256": manifest_sha,
+        "world": world.fingerprint,
+        "seed": stage.params.seed,
+        "gradients": sha256_json(
+            s.model_dump(mode="json", exclude={"exactness", "workers", "nodes", *s.NOT_IN_FINGERPRINT})
+        ),
+    }
     work = _work_dir(stage.work_dir, key)
     queries = queries_table(items, _judge(stage, s, points, work))
     texts = [query_text(r.question, list(r.choices), int(r.answer), s.query.format) for r in items.itertuples()]
-    calibration = calibration_sample(sampling_dir, max(s.v.calibration_documents, s.curvature.train_documents),
-                                     stage.params.seed)
+    calibration = calibration_sample(
+        sampling_dir, max(s.v.calibration_documents, s.curvature.train_documents), stage.params.seed
+    )
     n_bins = load_taxonomy().n_bins
-    runs = [run_checkpoint(p, s, queries, texts, calibration, sampling_dir, work / p.label, stage.params.threads,
-                           n_bins) for p in points]
+    runs = [
+        run_checkpoint(p, s, queries, texts, calibration, sampling_dir, work / p.label, stage.params.threads, n_bins)
+        for p in points
+    ]
     for r in runs:
         check_skipped(r, len(manifest), s.max_skipped_share)
-    info = recipe_info(world.base_model, world.query_model, s, runs, manifest_sha,
-                       {p.label: p.names for p in points})
+    info = recipe_info(world.base_model, world.query_model, s, runs, manifest_sha, {p.label: p.names for p in points})
     parts = {r.label: checkpoint_scores(r, queries, manifest, info) for r in runs}
     for r in runs:
         save_store(r, out / STORE / r.label, work / r.label)

@@ -37,7 +37,7 @@ class Accumulator:
     rows: list[pd.DataFrame] = field(default_factory=list)
     grads: list[np.ndarray] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
-    documents: int = 0          # documents consumed from the rank's stream, skipped ones included
+    documents: int = 0  # documents consumed from the rank's stream, skipped ones included
     chunks: int = 0
 
     def __post_init__(self):
@@ -50,8 +50,9 @@ class Accumulator:
         import torch
 
         bins = rows["bin"].to_numpy(np.int64, copy=True)
-        torch.from_numpy(self.bin_sums).index_add_(0, torch.from_numpy(bins), torch.from_numpy(
-            np.ascontiguousarray(unit, np.float64)))  # in place: the tensor shares bin_sums' memory
+        torch.from_numpy(self.bin_sums).index_add_(
+            0, torch.from_numpy(bins), torch.from_numpy(np.ascontiguousarray(unit, np.float64))
+        )  # in place: the tensor shares bin_sums' memory
         self.counts += np.bincount(bins, minlength=self.n_bins)
         self.rows.append(rows.reset_index(drop=True))
         if keep_grads:
@@ -70,8 +71,15 @@ class Accumulator:
         self.skipped += chunk_skipped
         self.documents += consumed
         self.chunks += 1
-        write_json(folder / PROGRESS, {"chunks": self.chunks, "documents": self.documents, "skipped": self.skipped,
-                                       "keeps_grads": bool(self.grads)})
+        write_json(
+            folder / PROGRESS,
+            {
+                "chunks": self.chunks,
+                "documents": self.documents,
+                "skipped": self.skipped,
+                "keeps_grads": bool(self.grads),
+            },
+        )
         previous = folder / f"sums-{self.chunks - 2:05d}.npz"
         previous.unlink(missing_ok=True)
 
@@ -87,8 +95,10 @@ class Accumulator:
             state = np.load(folder / f"sums-{acc.chunks - 1:05d}.npz")
             acc.bin_sums, acc.counts = state["bin_sums"], state["counts"]
             if acc.bin_sums.shape != (n_bins, dim):
-                raise ProvenanceError(f"{folder} holds accumulators of shape {acc.bin_sums.shape}, expected "
-                                      f"{(n_bins, dim)}", "delete the folder to start stage 02 afresh")
+                raise ProvenanceError(
+                    f"{folder} holds accumulators of shape {acc.bin_sums.shape}, expected {(n_bins, dim)}",
+                    "delete the folder to start stage 02 afresh",
+                )
         for i in range(acc.chunks):
             acc.rows.append(pd.read_parquet(folder / f"rows-{i:05d}.parquet"))
             if progress["keeps_grads"]:
@@ -116,8 +126,9 @@ class Accumulator:
         return np.concatenate(self.grads) if self.grads else None
 
 
-def query_bin_scores(query_store: np.ndarray, bin_sums: np.ndarray, counts: np.ndarray, block: int = 1024
-                     ) -> np.ndarray:
+def query_bin_scores(
+    query_store: np.ndarray, bin_sums: np.ndarray, counts: np.ndarray, block: int = 1024
+) -> np.ndarray:
     """(queries x bins): each query's mean score over each bin's documents, one product (in row blocks of the
     query store, so a float32 store is never copied whole to float64); NaN where a bin is empty."""
     means = np.zeros_like(bin_sums)
@@ -125,6 +136,6 @@ def query_bin_scores(query_store: np.ndarray, bin_sums: np.ndarray, counts: np.n
     means[present] = bin_sums[present] / counts[present, None]
     scores = np.empty((len(query_store), len(counts)))
     for start in range(0, len(query_store), block):
-        scores[start:start + block] = np.asarray(query_store[start:start + block], np.float64) @ means.T
+        scores[start : start + block] = np.asarray(query_store[start : start + block], np.float64) @ means.T
     scores[:, ~present] = np.nan
     return scores

@@ -30,10 +30,10 @@ class TokenBatch:
     """The token batch the stage collects with, and how it was chosen (recorded in the checkpoint's prepare.json)."""
 
     token_batch_size: int
-    rule: str                          # "configured" | "memory budget"
+    rule: str  # "configured" | "memory budget"
     memory_gb: float | None = None
     bytes_per_token: float | None = None
-    resident_gb: float | None = None   # what the process held at the first probe's peak, less its probe tokens
+    resident_gb: float | None = None  # what the process held at the first probe's peak, less its probe tokens
     predicted_peak_gb: float | None = None
 
     def record(self) -> dict:
@@ -78,17 +78,19 @@ def probe_windows(windows: list[Example], tokens: int) -> tuple[list[Example], i
     return out, len(out) * longest
 
 
-def choose_token_batch(model, proc: Processor, windows: list[Example], settings: Gradients, scratch: Path
-                       ) -> TokenBatch:
+def choose_token_batch(
+    model, proc: Processor, windows: list[Example], settings: Gradients, scratch: Path
+) -> TokenBatch:
     """``settings.token_batch_size`` when no budget is set; else the largest batch (at most that, at least one
     window) whose predicted peak stays within ``memory_gb``. A budget that cannot hold one window is an error."""
     configured = TokenBatch(settings.token_batch_size, "configured")
     if settings.memory_gb is None:
         return configured
     if not _reset_peak() or _status_kib("VmHWM") is None:
-        raise ProvenanceError("gradients.memory_gb needs the process's peak memory, which only Linux resets "
-                              "(/proc/self/clear_refs)", "set gradients.memory_gb: null and size "
-                                                         "gradients.token_batch_size by hand")
+        raise ProvenanceError(
+            "gradients.memory_gb needs the process's peak memory, which only Linux resets (/proc/self/clear_refs)",
+            "set gradients.memory_gb: null and size gradients.token_batch_size by hand",
+        )
     (small, n_small), (large, n_large) = probe_windows(windows, PROBE_TOKENS), probe_windows(windows, 2 * PROBE_TOKENS)
     if n_large <= n_small:
         return configured  # no calibration windows: no document to collect either
@@ -106,7 +108,9 @@ def choose_token_batch(model, proc: Processor, windows: list[Example], settings:
             f"gradients.memory_gb ({settings.memory_gb} GB) cannot hold one window of {settings.max_length} tokens: "
             f"the model needs ~{(resident + per_token * settings.max_length) / GB:.1f} GB for it "
             f"({resident / GB:.1f} GB resident + {per_token / 1e6:.2f} MB per token)",
-            "raise gradients.memory_gb or lower gradients.max_length")
+            "raise gradients.memory_gb or lower gradients.max_length",
+        )
     size = min(settings.token_batch_size, fits)
-    return TokenBatch(size, "memory budget", settings.memory_gb, per_token, resident / GB,
-                      (resident + per_token * size) / GB)
+    return TokenBatch(
+        size, "memory budget", settings.memory_gb, per_token, resident / GB, (resident + per_token * size) / GB
+    )

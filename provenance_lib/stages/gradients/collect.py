@@ -43,7 +43,7 @@ def windows(ids: list[int], max_length: int, max_windows: int | None) -> list[li
         return []
     stride = max_length - 1
     starts = range(0, len(ids) - 1, stride)
-    out = [ids[s:s + max_length] for s in starts]
+    out = [ids[s : s + max_length] for s in starts]
     return out[:max_windows] if max_windows else out
 
 
@@ -84,8 +84,9 @@ def tracked_shapes(model) -> dict[str, tuple[int, int]]:
 def grad_sizes(model, projection_dim: int) -> dict[str, int]:
     """The tracked modules in collection order and their gradient sizes (p^2 each, or out x in unprojected):
     the column layout of every gradient matrix this stage keeps."""
-    return {name: projection_dim ** 2 if projection_dim else out * in_
-            for name, (out, in_) in tracked_shapes(model).items()}
+    return {
+        name: projection_dim**2 if projection_dim else out * in_ for name, (out, in_) in tracked_shapes(model).items()
+    }
 
 
 def parameter_shapes(ref: ModelRef) -> dict[str, tuple]:
@@ -95,8 +96,9 @@ def parameter_shapes(ref: ModelRef) -> dict[str, tuple]:
     try:
         config = AutoConfig.from_pretrained(ref.name_or_path, revision=ref.revision)
     except OSError as exc:
-        raise ProvenanceError(f"model {ref} has no readable config: {str(exc).splitlines()[0]}",
-                              "check the model folder or hub id") from None
+        raise ProvenanceError(
+            f"model {ref} has no readable config: {str(exc).splitlines()[0]}", "check the model folder or hub id"
+        ) from None
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return {name: tuple(p.shape) for name, p in model.named_parameters()}
@@ -107,9 +109,11 @@ def check_same_shapes(base: ModelRef, query: ModelRef) -> None:
     a, b = parameter_shapes(base), parameter_shapes(query)
     if a != b:
         differ = sorted(n for n in a.keys() | b.keys() if a.get(n) != b.get(n))
-        raise ProvenanceError(f"the query model {query} has other parameter shapes than the base model {base} "
-                              f"({len(differ)} differ, e.g. {differ[0]}: {b.get(differ[0])} vs {a.get(differ[0])})",
-                              "use a query model fine-tuned from the base model, or set gradients.query.model: base")
+        raise ProvenanceError(
+            f"the query model {query} has other parameter shapes than the base model {base} "
+            f"({len(differ)} differ, e.g. {differ[0]}: {b.get(differ[0])} vs {a.get(differ[0])})",
+            "use a query model fine-tuned from the base model, or set gradients.query.model: base",
+        )
 
 
 def check_models(base: ModelRef, query: ModelRef) -> None:
@@ -125,8 +129,10 @@ def check_models(base: ModelRef, query: ModelRef) -> None:
     check_same_shapes(base, query)
     vocab = [AutoTokenizer.from_pretrained(r.name_or_path, revision=r.revision).get_vocab() for r in (base, query)]
     if vocab[0] != vocab[1]:
-        raise ProvenanceError(f"the query model {query} has another tokenizer than the base model {base}",
-                              "save the base model's tokenizer with the query model")
+        raise ProvenanceError(
+            f"the query model {query} has another tokenizer than the base model {base}",
+            "save the base model's tokenizer with the query model",
+        )
 
 
 # ----------------------------------------------------------------------------------------------- gradients
@@ -136,8 +142,8 @@ class Processor:
     model) and, when V is factored and gradients are projected, V folded into the projection matrices."""
 
     bergson: object
-    folded: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None   # module -> (row, column) scale
-    scaled: dict = field(default_factory=dict)                           # the folded matrices, cached
+    folded: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None  # module -> (row, column) scale
+    scaled: dict = field(default_factory=dict)  # the folded matrices, cached
 
     @property
     def projection_dim(self) -> int:
@@ -149,13 +155,15 @@ def processor(normalizers: dict, projection_dim: int, seed: int) -> Processor:
     matrices (``_collector_class``); anything else goes to bergson as normalizers."""
     from bergson.gradients import AdafactorNormalizer, GradientProcessor
 
-    fold = projection_dim > 0 and normalizers and all(isinstance(v, AdafactorNormalizer)
-                                                      for v in normalizers.values())
+    fold = projection_dim > 0 and normalizers and all(isinstance(v, AdafactorNormalizer) for v in normalizers.values())
     if not fold:
-        return Processor(GradientProcessor(dict(normalizers), projection_dim=projection_dim or None,
-                                           projection_seed=seed))
-    return Processor(GradientProcessor({}, projection_dim=projection_dim, projection_seed=seed),
-                     {name: adafactor_scales(v) for name, v in normalizers.items()})
+        return Processor(
+            GradientProcessor(dict(normalizers), projection_dim=projection_dim or None, projection_seed=seed)
+        )
+    return Processor(
+        GradientProcessor({}, projection_dim=projection_dim, projection_seed=seed),
+        {name: adafactor_scales(v) for name, v in normalizers.items()},
+    )
 
 
 def adafactor_scales(normalizer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,7 +237,7 @@ def forward_backward(model, x: torch.Tensor, y: torch.Tensor, batch: dict | None
     cache. Same gradients (tests/test_gradients_parts.py)."""
     labelled = torch.zeros_like(x, dtype=torch.bool)
     labelled[:, :-1] = y[:, 1:] != -100
-    logits = model(x, logits_to_keep=labelled, use_cache=False).logits   # (labelled positions, vocabulary)
+    logits = model(x, logits_to_keep=labelled, use_cache=False).logits  # (labelled positions, vocabulary)
     token_losses = torch.nn.functional.cross_entropy(logits, y[:, 1:][labelled[:, :-1]], reduction="none")
     losses = token_losses.new_zeros(len(x)).index_add_(0, labelled.nonzero()[:, 0], token_losses)
     losses.sum().backward()
@@ -249,8 +257,9 @@ def quiet() -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
-def gradients(model, proc: Processor, examples: list[Example], token_batch_size: int, scratch: Path
-              ) -> tuple[np.ndarray, np.ndarray]:
+def gradients(
+    model, proc: Processor, examples: list[Example], token_batch_size: int, scratch: Path
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-example gradients (examples x D, float32, columns in ``grad_sizes`` order) and summed losses, computed by
     bergson: its collector hooks every tracked module, divides by sqrt(V) and projects (``_collector_class``), over
     batches of ``forward_backward``."""
@@ -265,13 +274,15 @@ def gradients(model, proc: Processor, examples: list[Example], token_batch_size:
     if any(e.labels is not None for e in examples):
         columns["labels"] = [e.labels if e.labels is not None else e.input_ids for e in examples]
     data = Dataset.from_dict(columns)
-    cfg = IndexConfig(run_path=str(scratch), projection_dim=proc.projection_dim, token_batch_size=token_batch_size,
-                      **LOSS)
+    cfg = IndexConfig(
+        run_path=str(scratch), projection_dim=proc.projection_dim, token_batch_size=token_batch_size, **LOSS
+    )
     cfg.partial_run_path.mkdir(parents=True, exist_ok=True)  # bergson writes its token count there
     with quiet():
         extra = {"folded": proc} if proc.folded else {}
-        collector = _collector_class(bool(proc.folded))(model=model.base_model, data=data, cfg=cfg,
-                                                        processor=proc.bergson, **extra)
+        collector = _collector_class(bool(proc.folded))(
+            model=model.base_model, data=data, cfg=cfg, processor=proc.bergson, **extra
+        )
         batches = allocate_batches(columns["length"], token_batch_size)
         computer = CollectorComputer(model, data, collector=collector, batches=batches, cfg=cfg)
         computer.forward_backward = forward_backward

@@ -59,8 +59,9 @@ class Mixing:
         return dict(self.__dict__)
 
 
-def mixing(query_eigen: dict, train_eigen: dict, components: int, share: float, query_rows: int,
-           train_rows: int, mix: bool) -> Mixing:
+def mixing(
+    query_eigen: dict, train_eigen: dict, components: int, share: float, query_rows: int, train_rows: int, mix: bool
+) -> Mixing:
     """lambda from bergson's ``compute_lambda`` at a target scaled to the run (module docstring)."""
     from bergson.utils.math import compute_lambda
 
@@ -101,8 +102,12 @@ class Curvature:
         return out
 
     def state(self) -> dict:
-        return {"h_inv_sqrt": self.h_inv_sqrt, "sizes": self.sizes, "mixing": self.mixing.record(),
-                "damping": self.damping}
+        return {
+            "h_inv_sqrt": self.h_inv_sqrt,
+            "sizes": self.sizes,
+            "mixing": self.mixing.record(),
+            "damping": self.damping,
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> Curvature:
@@ -110,8 +115,9 @@ class Curvature:
 
 
 @torch_threads(1)
-def fit(train: np.ndarray, query: np.ndarray, sizes: dict[str, int], share: float, damping: float,
-        mix: bool = True) -> Curvature:
+def fit(
+    train: np.ndarray, query: np.ndarray, sizes: dict[str, int], share: float, damping: float, mix: bool = True
+) -> Curvature:
     """Mix the train-side and query-side autocorrelations and invert to the damped H^-1/2 (bergson throughout).
     One thread: LAPACK's eigh on these small matrices runs 30x slower on two threads of a busy machine."""
     from bergson.config import InversionConfig
@@ -122,8 +128,9 @@ def fit(train: np.ndarray, query: np.ndarray, sizes: dict[str, int], share: floa
     query_h, query_eigen = _eigen(query, sizes)
     how = mixing(query_eigen, train_eigen, sum(sizes.values()), share, len(query), len(train), mix)
     mixed = {name: how.lam * query_h[name] + (1 - how.lam) * train_h[name] for name in sizes}
-    inverse = DensePreconditioner.from_processor(GradientProcessor(hessians=mixed),
-                                                 inversion_cfg=InversionConfig(damping_factor=damping), power=-0.5)
+    inverse = DensePreconditioner.from_processor(
+        GradientProcessor(hessians=mixed), inversion_cfg=InversionConfig(damping_factor=damping), power=-0.5
+    )
     return Curvature(inverse.h_inv, dict(sizes), how, damping)
 
 
@@ -154,8 +161,9 @@ class LowRank:
 
 
 @torch_threads(1)
-def fit_low_rank(train: np.ndarray, query: np.ndarray, sizes: dict[str, int], share: float, damping: float,
-                 mix: bool = True) -> LowRank:
+def fit_low_rank(
+    train: np.ndarray, query: np.ndarray, sizes: dict[str, int], share: float, damping: float, mix: bool = True
+) -> LowRank:
     def spectra(rows: np.ndarray):
         eig = {}
         for name, cols in column_slices(sizes).items():

@@ -26,9 +26,9 @@ from .collect import Example, windows
 class Document:
     id: str
     bin: int
-    tokens: int            # the manifest's count (stage 01's token counting)
+    tokens: int  # the manifest's count (stage 01's token counting)
     windows: list[list[int]]
-    dropped_tokens: int    # tokens beyond max_windows, left out
+    dropped_tokens: int  # tokens beyond max_windows, left out
 
     def examples(self) -> list[Example]:
         return [Example(w) for w in self.windows]
@@ -49,12 +49,16 @@ def check_working_set(sampling_dir: Path) -> pd.DataFrame:
         raise ProvenanceError(f"{sampling_dir} has no {MANIFEST}", "run stage 01 first")
     manifest = pd.read_parquet(path, columns=["id", "bin", "tokens"])
     if manifest.empty:
-        raise ProvenanceError("the working set is empty: stage 01 sampled no documents",
-                              "check stage 01's sampling_summary.json (no labelled documents?)")
+        raise ProvenanceError(
+            "the working set is empty: stage 01 sampled no documents",
+            "check stage 01's sampling_summary.json (no labelled documents?)",
+        )
     ids = [doc["id"] for doc in iter_working_set(sampling_dir)]
     if len(ids) != len(manifest) or set(ids) != set(manifest["id"]):
-        raise ProvenanceError(f"the working set ({len(ids)} documents) does not match the manifest "
-                              f"({len(manifest)} rows)", "rerun stage 01")
+        raise ProvenanceError(
+            f"the working set ({len(ids)} documents) does not match the manifest ({len(manifest)} rows)",
+            "rerun stage 01",
+        )
     return manifest
 
 

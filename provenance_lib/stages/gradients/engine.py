@@ -36,14 +36,18 @@ PREPARED, PREPARE_RECORD, ERROR = "prepared.pt", "prepare.json", "error.json"
 class Prepared:
     """What every rank needs besides the model: V, R and the benchmarks' mean query gradients."""
 
-    normalizers: dict           # module -> bergson normalizer
+    normalizers: dict  # module -> bergson normalizer
     curvature: Curvature
-    means: np.ndarray           # (columns, D): mean preconditioned unit query gradient per doc_scores column
+    means: np.ndarray  # (columns, D): mean preconditioned unit query gradient per doc_scores column
     columns: list[str]
 
     def save(self, path: Path) -> None:
-        state = {"normalizers": {n: v.state_dict() for n, v in self.normalizers.items()},
-                 "curvature": self.curvature.state(), "means": self.means, "columns": self.columns}
+        state = {
+            "normalizers": {n: v.state_dict() for n, v in self.normalizers.items()},
+            "curvature": self.curvature.state(),
+            "means": self.means,
+            "columns": self.columns,
+        }
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
 
@@ -61,7 +65,7 @@ class DocumentJob:
     """Everything a rank needs (picklable: bergson's launcher hands it to spawned processes)."""
 
     sampling_dir: Path
-    work_dir: Path              # this checkpoint's resume folder (prepared.pt, one folder per rank)
+    work_dir: Path  # this checkpoint's resume folder (prepared.pt, one folder per rank)
     model: ModelRef
     settings: Gradients
     threads: int
@@ -76,26 +80,31 @@ class DocumentJob:
 
 
 # ----------------------------------------------------------------------------------------------- one rank
-def summed_gradients(model, proc, docs: list[Document], settings: Gradients, scratch: Path
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def summed_gradients(
+    model, proc, docs: list[Document], settings: Gradients, scratch: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each document's gradient (its windows' bergson gradients summed, float64), its summed loss, and whether
     either is not finite. A non-finite document stops the run, naming it, unless ``on_nonfinite`` is skip."""
     owner = [i for i, doc in enumerate(docs) for _ in doc.windows]
-    grads, losses = gradients(model, proc, [e for doc in docs for e in doc.examples()], settings.token_batch_size,
-                              scratch)
+    grads, losses = gradients(
+        model, proc, [e for doc in docs for e in doc.examples()], settings.token_batch_size, scratch
+    )
     summed = torch.zeros(len(docs), grads.shape[1], dtype=torch.float64)
     summed.index_add_(0, torch.as_tensor(owner, dtype=torch.long), torch.from_numpy(grads).double())
     loss = np.bincount(owner, weights=losses, minlength=len(docs))
     bad = np.bincount(owner, weights=nonfinite_rows(grads, losses), minlength=len(docs)) > 0
     if bad.any() and settings.on_nonfinite == "stop":
-        raise ProvenanceError(f"document {docs[int(np.flatnonzero(bad)[0])].id} has a non-finite (NaN/inf) gradient "
-                              "or loss", "inspect the document and the model; set gradients.on_nonfinite: skip to "
-                                         "leave such documents out and report them")
+        raise ProvenanceError(
+            f"document {docs[int(np.flatnonzero(bad)[0])].id} has a non-finite (NaN/inf) gradient or loss",
+            "inspect the document and the model; set gradients.on_nonfinite: skip to "
+            "leave such documents out and report them",
+        )
     return summed.numpy(), loss, bad
 
 
-def score_chunk(model, proc, prepared: Prepared, docs: list[Document], settings: Gradients, scratch: Path
-                ) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
+def score_chunk(
+    model, proc, prepared: Prepared, docs: list[Document], settings: Gradients, scratch: Path
+) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
     """One chunk of documents: their gradients summed per document, preconditioned with R, unit-normalized, scored
     against the mean query gradients. Returns the rows, the unit gradients and the documents left out."""
     summed, loss, bad = summed_gradients(model, proc, docs, settings, scratch)
@@ -104,12 +113,18 @@ def score_chunk(model, proc, prepared: Prepared, docs: list[Document], settings:
     keep = np.array([bool(d.windows) and not bad[i] for i, d in enumerate(docs)], dtype=bool)
     unit, norms = unit_rows(prepared.curvature.apply(summed[keep]))
     kept = [d for d, k in zip(docs, keep) if k]
-    rows = pd.DataFrame({"id": [d.id for d in kept], "bin": np.array([d.bin for d in kept], np.int64),
-                         "tokens": np.array([d.tokens for d in kept], np.int64),
-                         "windows": np.array([len(d.windows) for d in kept], np.int64),
-                         "window_tokens": np.array([sum(map(len, d.windows)) for d in kept], np.int64),
-                         "dropped_tokens": np.array([d.dropped_tokens for d in kept], np.int64),
-                         "loss": loss[keep], "grad_norm": norms})
+    rows = pd.DataFrame(
+        {
+            "id": [d.id for d in kept],
+            "bin": np.array([d.bin for d in kept], np.int64),
+            "tokens": np.array([d.tokens for d in kept], np.int64),
+            "windows": np.array([len(d.windows) for d in kept], np.int64),
+            "window_tokens": np.array([sum(map(len, d.windows)) for d in kept], np.int64),
+            "dropped_tokens": np.array([d.dropped_tokens for d in kept], np.int64),
+            "loss": loss[keep],
+            "grad_norm": norms,
+        }
+    )
     scores = unit @ prepared.means.T
     for j, column in enumerate(prepared.columns):
         rows[column] = scores[:, j]

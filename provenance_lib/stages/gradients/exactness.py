@@ -38,9 +38,12 @@ def sample_documents(sampling_dir, tokenizer, settings: Gradients) -> list[Docum
         b = int(raw["metadata"]["sampling"]["bin"])
         seen[b] = seen.get(b, 0) + 1
         order.append((seen[b], position))
-    chosen = {position for _, position in sorted(order)[:cap or len(order)]}
-    docs = (tokenize(raw, tokenizer, settings.max_length, settings.max_windows)
-            for position, raw in enumerate(iter_working_set(sampling_dir)) if position in chosen)
+    chosen = {position for _, position in sorted(order)[: cap or len(order)]}
+    docs = (
+        tokenize(raw, tokenizer, settings.max_length, settings.max_windows)
+        for position, raw in enumerate(iter_working_set(sampling_dir))
+        if position in chosen
+    )
     return [d for d in docs if d.windows]
 
 
@@ -67,45 +70,66 @@ def project(grads: np.ndarray, shapes: dict[str, tuple[int, int]], dim: int, see
     return np.concatenate(out, axis=1)
 
 
-def _scores(docs: np.ndarray, train: np.ndarray, queries: np.ndarray, sizes: dict[str, int], s: Gradients,
-            low_rank: bool) -> np.ndarray:
+def _scores(
+    docs: np.ndarray, train: np.ndarray, queries: np.ndarray, sizes: dict[str, int], s: Gradients, low_rank: bool
+) -> np.ndarray:
     """Documents x queries TrackStar scores: R from the train and query rows, H^-1/2 both sides, unit norm."""
     c = s.curvature
     curvature = (fit_low_rank if low_rank else fit)(train, queries, sizes, c.downweight_share, c.damping, c.mix)
     return unit_rows(curvature.apply(docs))[0] @ unit_rows(curvature.apply(queries))[0].T
 
 
-def run_exactness(point, settings: Gradients, queries: pd.DataFrame, texts: list[QueryText], calibration: list[dict],
-                  sampling_dir, scratch) -> tuple[pd.DataFrame, dict]:
+def run_exactness(
+    point,
+    settings: Gradients,
+    queries: pd.DataFrame,
+    texts: list[QueryText],
+    calibration: list[dict],
+    sampling_dir,
+    scratch,
+) -> tuple[pd.DataFrame, dict]:
     """The exactness table on checkpoint ``point``: its base model, its V (both paths) and its query model."""
     from .second_moment import second_moment
 
     device = pick_device(settings.device)
     model, tokenizer = load_model(point.model, device)
     query_model = model if point.query_model == point.model else load_model(point.query_model, device)[0]
-    docs = [d for d in (tokenize(raw, tokenizer, settings.max_length, settings.max_windows) for raw in calibration)
-            if d.windows]
+    docs = [
+        d
+        for d in (tokenize(raw, tokenizer, settings.max_length, settings.max_windows) for raw in calibration)
+        if d.windows
+    ]
     names = list(grad_sizes(model, 0))
-    moment = second_moment(model, point.model_dir, names,
-                           [d.examples() for d in docs[:settings.v.calibration_documents]])
-    return exactness_table(model, query_model, tokenizer, moment, settings, queries, texts, docs, sampling_dir,
-                           scratch)
+    moment = second_moment(
+        model, point.model_dir, names, [d.examples() for d in docs[: settings.v.calibration_documents]]
+    )
+    return exactness_table(model, query_model, tokenizer, moment, settings, queries, texts, docs, sampling_dir, scratch)
 
 
-def exactness_table(model, query_model, tokenizer, moment, settings: Gradients, queries: pd.DataFrame,
-                    texts: list[QueryText], calibration: list[Document], sampling_dir, scratch
-                    ) -> tuple[pd.DataFrame, dict]:
+def exactness_table(
+    model,
+    query_model,
+    tokenizer,
+    moment,
+    settings: Gradients,
+    queries: pd.DataFrame,
+    texts: list[QueryText],
+    calibration: list[Document],
+    sampling_dir,
+    scratch,
+) -> tuple[pd.DataFrame, dict]:
     """The table described in the module docstring, and what it was computed on."""
     from .pipeline import document_gradients
 
     e, start = settings.exactness, time.perf_counter()
     docs = sample_documents(sampling_dir, tokenizer, settings)
-    train_docs = calibration[:settings.curvature.train_documents]
+    train_docs = calibration[: settings.curvature.train_documents]
     picked = sample_queries(queries, e.queries_per_benchmark)
     chosen = queries.iloc[picked].reset_index(drop=True)
     examples = query_examples([texts[i] for i in picked], tokenizer, settings.max_length)
-    benchmarks = {name: np.flatnonzero((chosen["benchmark"] == name).to_numpy())
-                  for name in pd.unique(chosen["benchmark"])}
+    benchmarks = {
+        name: np.flatnonzero((chosen["benchmark"] == name).to_numpy()) for name in pd.unique(chosen["benchmark"])
+    }
     bins = np.array([d.bin for d in docs])
     shapes = tracked_shapes(model)
     sizes = grad_sizes(model, 0)
@@ -125,18 +149,44 @@ def exactness_table(model, query_model, tokenizer, moment, settings: Gradients, 
                 # module's p^2 exceeds the rows (dim 64: 4096^2 eigendecompositions otherwise)
                 low_rank = dim * dim > len(t_grads) + len(q_grads)
                 by_seed[seed] = _scores(*projected, {n: dim * dim for n in shapes}, settings, low_rank=low_rank)
-                rows.append({"v": path, "dim": dim, "seed": seed, "against": "exact",
-                             **compare(exact[path], by_seed[seed], bins, benchmarks, n_bins, e.top_k)})
+                rows.append(
+                    {
+                        "v": path,
+                        "dim": dim,
+                        "seed": seed,
+                        "against": "exact",
+                        **compare(exact[path], by_seed[seed], bins, benchmarks, n_bins, e.top_k),
+                    }
+                )
             if len(e.seeds) > 1:
                 a, b = e.seeds[:2]
-                rows.append({"v": path, "dim": dim, "seed": f"{a} vs {b}", "against": "another seed",
-                             **compare(by_seed[a], by_seed[b], bins, benchmarks, n_bins, e.top_k)})
+                rows.append(
+                    {
+                        "v": path,
+                        "dim": dim,
+                        "seed": f"{a} vs {b}",
+                        "against": "another seed",
+                        **compare(by_seed[a], by_seed[b], bins, benchmarks, n_bins, e.top_k),
+                    }
+                )
     if {"factored", "adam"} <= exact.keys():
-        rows.append({"v": "factored", "dim": 0, "seed": "-", "against": "exact Adam V",
-                     **compare(exact["adam"], exact["factored"], bins, benchmarks, n_bins, e.top_k)})
-    facts = {"documents": len(docs), "bins": int(len(set(bins.tolist()))), "queries": len(chosen),
-             "train_documents": len(train_docs), "unprojected_dim": sum(sizes.values()),
-             "seconds": round(time.perf_counter() - start, 2)}
+        rows.append(
+            {
+                "v": "factored",
+                "dim": 0,
+                "seed": "-",
+                "against": "exact Adam V",
+                **compare(exact["adam"], exact["factored"], bins, benchmarks, n_bins, e.top_k),
+            }
+        )
+    facts = {
+        "documents": len(docs),
+        "bins": int(len(set(bins.tolist()))),
+        "queries": len(chosen),
+        "train_documents": len(train_docs),
+        "unprojected_dim": sum(sizes.values()),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
     table = pd.DataFrame(rows)
     table["seed"] = table["seed"].astype(str)
     return table, facts

@@ -27,8 +27,7 @@ from ...artifacts import read_json, write_json
 from ...errors import ProvenanceError
 from ...models import ModelRef
 from ...params.gradients import Gradients
-from .collect import (Example, grad_sizes, gradients, load_model, nonfinite_rows, pick_device,
-                      processor)
+from .collect import Example, grad_sizes, gradients, load_model, nonfinite_rows, pick_device, processor
 from .accumulate import Accumulator, query_bin_scores
 from .budget import choose_token_batch
 from .curvature import Curvature, fit, unit_rows
@@ -50,19 +49,19 @@ class Checkpoint:
     model: ModelRef
     model_dir: Path | None
     query_model: ModelRef
-    names: dict = field(default_factory=dict)   # {"base": ..., "query": ...} as in world.json
+    names: dict = field(default_factory=dict)  # {"base": ..., "query": ...} as in world.json
 
 
 @dataclass
 class CheckpointRun:
     label: str
     sizes: dict[str, int]
-    query_store: np.ndarray           # (Q, D) preconditioned unit query gradients
+    query_store: np.ndarray  # (Q, D) preconditioned unit query gradients
     curvature: Curvature
-    second_moment: dict               # where V came from
+    second_moment: dict  # where V came from
     documents: Accumulator
     timings: dict = field(default_factory=dict)
-    token_batch: dict = field(default_factory=dict)   # budget.TokenBatch.record()
+    token_batch: dict = field(default_factory=dict)  # budget.TokenBatch.record()
 
     def query_bin_scores(self) -> np.ndarray:
         return query_bin_scores(self.query_store, self.documents.bin_sums, self.documents.counts)
@@ -100,8 +99,14 @@ def document_gradients(model, proc, docs: list[Document], settings: Gradients, s
     return summed[~bad]
 
 
-def prepare(point: Checkpoint, settings: Gradients, queries: pd.DataFrame, texts: list[QueryText],
-            calibration: list[dict], work_dir: Path) -> None:
+def prepare(
+    point: Checkpoint,
+    settings: Gradients,
+    queries: pd.DataFrame,
+    texts: list[QueryText],
+    calibration: list[dict],
+    work_dir: Path,
+) -> None:
     """Steps 1-5 (module docstring), saved into ``work_dir`` (``prepare.json`` last: V's record, the timings)."""
     from .documents import tokenize
 
@@ -111,7 +116,7 @@ def prepare(point: Checkpoint, settings: Gradients, queries: pd.DataFrame, texts
     sizes = grad_sizes(model, settings.projection_dim)
     docs = [tokenize(d, tokenizer, settings.max_length, settings.max_windows) for d in calibration]
     docs = [d for d in docs if d.windows]
-    v_docs = [d.examples() for d in docs[:settings.v.calibration_documents]]
+    v_docs = [d.examples() for d in docs[: settings.v.calibration_documents]]
     moment: SecondMoment = second_moment(model, point.model_dir, list(sizes), v_docs)
     normalizers = moment.normalizers(settings.v.factored)
     proc = processor(normalizers, settings.projection_dim, settings.projection_seed)
@@ -126,17 +131,24 @@ def prepare(point: Checkpoint, settings: Gradients, queries: pd.DataFrame, texts
     query_model = model
     if point.query_model != point.model:
         query_model = load_model(point.query_model, device)[0]
-    raw, losses = gradients(query_model, proc, query_examples(texts, tokenizer, settings.max_length),
-                                    settings.token_batch_size, work_dir / "bergson")
+    raw, losses = gradients(
+        query_model,
+        proc,
+        query_examples(texts, tokenizer, settings.max_length),
+        settings.token_batch_size,
+        work_dir / "bergson",
+    )
     bad = nonfinite_rows(raw, losses)
     if bad.any():
-        raise ProvenanceError(f"query {queries['id'].iloc[int(np.flatnonzero(bad)[0])]} has a non-finite gradient "
-                              f"on {point.query_model}", "inspect the item and the query model")
+        raise ProvenanceError(
+            f"query {queries['id'].iloc[int(np.flatnonzero(bad)[0])]} has a non-finite gradient on {point.query_model}",
+            "inspect the item and the query model",
+        )
     del query_model
     timings["queries_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    train = document_gradients(model, proc, docs[:settings.curvature.train_documents], settings, work_dir / "bergson")
+    train = document_gradients(model, proc, docs[: settings.curvature.train_documents], settings, work_dir / "bergson")
     timings["train_side_s"] = time.perf_counter() - start
     c = settings.curvature
     curvature = fit(train, raw, sizes, c.downweight_share, c.damping, c.mix)
@@ -144,13 +156,22 @@ def prepare(point: Checkpoint, settings: Gradients, queries: pd.DataFrame, texts
     means, columns = mean_directions(store, queries)
     save_npy(work_dir / QUERY_GRADIENTS, raw)
     Prepared(normalizers, curvature, means, columns).save(work_dir / PREPARED)
-    write_json(work_dir / PREPARE_RECORD, {"second_moment": moment.record(), "timings": timings,
-                                           "token_batch": batch.record()})
+    write_json(
+        work_dir / PREPARE_RECORD, {"second_moment": moment.record(), "timings": timings, "token_batch": batch.record()}
+    )
 
 
-def run_checkpoint(point: Checkpoint, settings: Gradients, queries: pd.DataFrame, texts: list[QueryText],
-                   calibration: list[dict], sampling_dir: Path, work_dir: Path, threads: int, n_bins: int
-                   ) -> CheckpointRun:
+def run_checkpoint(
+    point: Checkpoint,
+    settings: Gradients,
+    queries: pd.DataFrame,
+    texts: list[QueryText],
+    calibration: list[dict],
+    sampling_dir: Path,
+    work_dir: Path,
+    threads: int,
+    n_bins: int,
+) -> CheckpointRun:
     """The whole checkpoint, resuming from ``work_dir`` (the caller clears it when the inputs changed)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     if not (work_dir / PREPARE_RECORD).is_file():
@@ -159,14 +180,21 @@ def run_checkpoint(point: Checkpoint, settings: Gradients, queries: pd.DataFrame
     moment, timings = record["second_moment"], record["timings"]
     prepared = Prepared.load(work_dir / PREPARED)
     start = time.perf_counter()
-    job = DocumentJob(Path(sampling_dir), work_dir, point.model, prepared_settings(settings, work_dir), threads,
-                      n_bins)
+    job = DocumentJob(Path(sampling_dir), work_dir, point.model, prepared_settings(settings, work_dir), threads, n_bins)
     documents = score_documents(job)
     timings = {**timings, "documents_s": time.perf_counter() - start}
     raw = np.load(work_dir / QUERY_GRADIENTS)
     store, _ = unit_rows(prepared.curvature.apply(raw))
-    return CheckpointRun(point.label, prepared.curvature.sizes, store, prepared.curvature, moment, documents, timings,
-                         record["token_batch"])
+    return CheckpointRun(
+        point.label,
+        prepared.curvature.sizes,
+        store,
+        prepared.curvature,
+        moment,
+        documents,
+        timings,
+        record["token_batch"],
+    )
 
 
 def prepared_settings(settings: Gradients, work_dir: Path) -> Gradients:
@@ -179,8 +207,14 @@ def prepared_settings(settings: Gradients, work_dir: Path) -> Gradients:
 VARIANTS = (("bare", "query"), ("bare", "base"), ("lettered", "query"), ("lettered", "base"))
 
 
-def score_variants(settings: Gradients, items: pd.DataFrame, queries: pd.DataFrame, run: CheckpointRun,
-                   models: dict[str, ModelRef], work_dir: Path) -> pd.DataFrame:
+def score_variants(
+    settings: Gradients,
+    items: pd.DataFrame,
+    queries: pd.DataFrame,
+    run: CheckpointRun,
+    models: dict[str, ModelRef],
+    work_dir: Path,
+) -> pd.DataFrame:
     """How far each other query variant (format x model) moves every benchmark's bin z profile: its query
     gradients, preconditioned with the same R and scored against the same bin sums, beside the run's. A variant
     whose model is the same as another's (real-mini: one model for both roles) is not repeated."""
@@ -201,8 +235,13 @@ def score_variants(settings: Gradients, items: pd.DataFrame, queries: pd.DataFra
             loaded[kind] = load_model(models[kind], device)
         model, tokenizer = loaded[kind]
         texts = [query_text(r.question, list(r.choices), int(r.answer), fmt) for r in items.itertuples()]
-        grads = gradients(model, proc, query_examples(texts, tokenizer, settings.max_length),
-                                  settings.token_batch_size, work_dir / "bergson")[0]
+        grads = gradients(
+            model,
+            proc,
+            query_examples(texts, tokenizer, settings.max_length),
+            settings.token_batch_size,
+            work_dir / "bergson",
+        )[0]
         store, _ = unit_rows(prepared.curvature.apply(grads))
         scores[f"{fmt} / {kind} model"] = query_bin_scores(store, run.documents.bin_sums, run.documents.counts)
     return variant_table(run.query_bin_scores(), scores, queries)

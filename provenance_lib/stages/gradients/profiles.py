@@ -31,14 +31,22 @@ def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int) -> float:
     return float(np.mean([len(np.intersect1d(top_a[:, j], top_b[:, j])) / k for j in range(a.shape[1])]))
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray, bins: np.ndarray, benchmarks: dict[str, np.ndarray],
-            n_bins: int, top_k: int) -> dict:
+def compare(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    bins: np.ndarray,
+    benchmarks: dict[str, np.ndarray],
+    n_bins: int,
+    top_k: int,
+) -> dict:
     """How well ``candidate`` (documents x queries) reproduces ``reference`` on the same documents: per-document
     Spearman (median over queries), top-k retrieval overlap, and per benchmark the Spearman of the bin z profiles.
     ``bins``: each document's bin; ``benchmarks``: name -> query columns."""
     per_query = [spearman(reference[:, j], candidate[:, j]) for j in range(reference.shape[1])]
-    out = {"document_spearman": float(np.nanmedian(per_query)),
-           "top_k_overlap": top_k_overlap(reference, candidate, top_k)}
+    out = {
+        "document_spearman": float(np.nanmedian(per_query)),
+        "top_k_overlap": top_k_overlap(reference, candidate, top_k),
+    }
     counts = np.bincount(bins, minlength=n_bins)
     for name, cols in benchmarks.items():
         profiles = []
@@ -58,7 +66,11 @@ def variant_table(reference: np.ndarray, variants: dict[str, np.ndarray], querie
     for name, scores in variants.items():
         for bench in pd.unique(queries["benchmark"]):
             mine = (queries["benchmark"] == bench).to_numpy()
-            rows.append({"variant": name, "benchmark": bench,
-                         "z_spearman": spearman(zscore(bin_profile(reference, mine)),
-                                                zscore(bin_profile(scores, mine)))})
+            rows.append(
+                {
+                    "variant": name,
+                    "benchmark": bench,
+                    "z_spearman": spearman(zscore(bin_profile(reference, mine)), zscore(bin_profile(scores, mine))),
+                }
+            )
     return pd.DataFrame(rows)

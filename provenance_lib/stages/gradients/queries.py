@@ -45,27 +45,29 @@ class QueryText:
 
 @dataclass(frozen=True)
 class PromptParts:
-    description: str          # text before the item (a task description), "" when none
-    stem: str                 # the question without its label, choices and answer cue
-    cue: str                  # the answer cue and any lead-in after it ("Answer:", "A:", "Answer : the ...")
+    description: str  # text before the item (a task description), "" when none
+    stem: str  # the question without its label, choices and answer cue
+    cue: str  # the answer cue and any lead-in after it ("Answer:", "A:", "Answer : the ...")
     choices: tuple[str, ...]  # the answer texts
-    spaced: bool              # punctuation written as separate words (the testbed)
+    spaced: bool  # punctuation written as separate words (the testbed)
 
 
 def split_prompt(question: str, choices: list[str]) -> PromptParts:
     """Take lm-eval's zero-shot prompt apart (see the module docstring)."""
     match = _CUE.search(question)
     if match is None:
-        raise ProvenanceError(f"query prompt has no answer cue ('Answer:' or 'A:') at its end: {question[-80:]!r}",
-                              "the world's question field must hold lm-eval's zero-shot prompt")
-    body, cue = question[:match.start()].rstrip(), question[match.start():].strip()
+        raise ProvenanceError(
+            f"query prompt has no answer cue ('Answer:' or 'A:') at its end: {question[-80:]!r}",
+            "the world's question field must hold lm-eval's zero-shot prompt",
+        )
+    body, cue = question[: match.start()].rstrip(), question[match.start() :].strip()
     description = ""
     if "\n\n" in body:
         description, body = body.rsplit("\n\n", 1)
     lines = body.split("\n")
     listed = [m for m in map(_CHOICE_LINE.match, lines) if m]
     if listed and len(listed) == len(choices):
-        stem_lines = lines[:len(lines) - len(listed)]
+        stem_lines = lines[: len(lines) - len(listed)]
         texts = tuple(m.group(2).strip() for m in listed)
     else:
         stem_lines, texts = lines, tuple(choices)
@@ -97,24 +99,31 @@ def eval_items(queries_path: str | Path, tasks: dict[str, str]) -> pd.DataFrame:
     table = pd.read_parquet(queries_path)
     items = table[table["split"] == "eval"]
     if items.empty:
-        raise ProvenanceError(f"{queries_path} has no eval items: there is nothing to attribute",
-                              "rebuild the world (its benchmarks have no eval split)")
+        raise ProvenanceError(
+            f"{queries_path} has no eval items: there is nothing to attribute",
+            "rebuild the world (its benchmarks have no eval split)",
+        )
     present = set(items["benchmark"])
     empty = [name for name in tasks if name not in present]
     if empty:
-        raise ProvenanceError(f"benchmark(s) {empty} have no eval items (queries) in {queries_path}",
-                              "rebuild the world, or drop the benchmark from its tasks")
+        raise ProvenanceError(
+            f"benchmark(s) {empty} have no eval items (queries) in {queries_path}",
+            "rebuild the world, or drop the benchmark from its tasks",
+        )
     unevaluated = sorted(present - set(tasks))
     if unevaluated:
-        raise ProvenanceError(f"benchmark(s) {unevaluated} have queries but no lm-eval task in the world",
-                              "rebuild the world so every benchmark has its local task")
+        raise ProvenanceError(
+            f"benchmark(s) {unevaluated} have queries but no lm-eval task in the world",
+            "rebuild the world so every benchmark has its local task",
+        )
     order = {b.name: i for i, b in enumerate(BENCHMARKS)}
     items = items.assign(_order=items["benchmark"].map(order)).sort_values("_order", kind="stable")
     return items.drop(columns="_order").reset_index(drop=True)
 
 
-def correctness(ref, task_dir: Path, tasks: dict[str, str], batch_size: int, shots: dict[str, int],
-                device: str = "cpu") -> pd.DataFrame:
+def correctness(
+    ref, task_dir: Path, tasks: dict[str, str], batch_size: int, shots: dict[str, int], device: str = "cpu"
+) -> pd.DataFrame:
     """Per item: does the model (``ref``: a ModelRef) answer it, and the gold log-likelihood; scored as stage 05
     scores its base model (loaded in memory on ``device``, bf16 on a GPU, lm-eval with the benchmarks' ``shots``),
     so the correct / incorrect split matches the accuracies the study reports."""
@@ -123,8 +132,7 @@ def correctness(ref, task_dir: Path, tasks: dict[str, str], batch_size: int, sho
     from ...evaluation import evaluate
     from ...models import load_causal_lm
 
-    model, tokenizer = load_causal_lm(ref, dtype=torch.bfloat16 if device == "cuda" else torch.float32,
-                                      device=device)
+    model, tokenizer = load_causal_lm(ref, dtype=torch.bfloat16 if device == "cuda" else torch.float32, device=device)
     items = evaluate(model, task_dir, tasks, batch_size=batch_size, tokenizer=tokenizer, shots=shots).items
     return items[["benchmark", "id", "correct", "gold_loglik"]]
 
@@ -134,7 +142,10 @@ def queries_table(items: pd.DataFrame, judged: pd.DataFrame) -> pd.DataFrame:
     merged = items.merge(judged, on=["benchmark", "id"], how="left", validate="one_to_one")
     missing = merged["correct"].isna()
     if missing.any():
-        raise ProvenanceError(f"lm-eval returned no result for {int(missing.sum())} eval items (e.g. "
-                              f"{merged.loc[missing, 'id'].iloc[0]})", "rebuild the world's lm-eval tasks")
+        raise ProvenanceError(
+            f"lm-eval returned no result for {int(missing.sum())} eval items (e.g. "
+            f"{merged.loc[missing, 'id'].iloc[0]})",
+            "rebuild the world's lm-eval tasks",
+        )
     table = merged.assign(query_index=range(len(merged)), correct=merged["correct"].astype(bool))
     return table[list(QUERY_COLUMNS)].reset_index(drop=True)

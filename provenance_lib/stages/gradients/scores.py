@@ -88,8 +88,10 @@ class GradientScores:
         if list(self.queries["query_index"]) != list(range(len(self.queries))):
             raise ProvenanceError("stage 02 queries are not in query_index order 0..Q-1", "rerun stage 02")
         if self.query_bin_scores.shape != (len(self.queries), n_bins):
-            raise ProvenanceError(f"query_bin_scores has shape {self.query_bin_scores.shape}, expected "
-                                  f"({len(self.queries)}, {n_bins})", "rerun stage 02")
+            raise ProvenanceError(
+                f"query_bin_scores has shape {self.query_bin_scores.shape}, expected ({len(self.queries)}, {n_bins})",
+                "rerun stage 02",
+            )
         if self.bin_counts.shape != (n_bins,):
             raise ProvenanceError(f"bin_counts has shape {self.bin_counts.shape}, expected ({n_bins},)")
         columns = [c for b in self.benchmarks for c in doc_score_columns(b)]
@@ -98,20 +100,27 @@ class GradientScores:
             raise ProvenanceError(f"stage 02 doc_scores lack the columns {missing}", "rerun stage 02")
         per_bin = np.bincount(self.doc_scores["bin"].to_numpy(np.int64), minlength=n_bins)
         if not np.array_equal(per_bin, self.bin_counts):
-            raise ProvenanceError("doc_scores and bin_counts disagree on the documents per bin",
-                                  "the files come from different runs of stage 02: rerun it")
+            raise ProvenanceError(
+                "doc_scores and bin_counts disagree on the documents per bin",
+                "the files come from different runs of stage 02: rerun it",
+            )
         empty = self.bin_counts == 0
         scores = self.query_bin_scores
         if np.isfinite(scores[:, empty]).any() or not np.isfinite(scores[:, ~empty]).all():
-            raise ProvenanceError("query_bin_scores must be finite exactly on the bins that have documents",
-                                  "rerun stage 02 (a NaN score in a non-empty bin means a NaN gradient)")
+            raise ProvenanceError(
+                "query_bin_scores must be finite exactly on the bins that have documents",
+                "rerun stage 02 (a NaN score in a non-empty bin means a NaN gradient)",
+            )
 
     def check_manifest(self, manifest_sha256: str) -> None:
         """The scores belong to this working set (artifacts of different runs must not be mixed)."""
         recorded = self.info.get("manifest_sha256")
         if recorded != manifest_sha256:
-            raise ProvenanceError(f"stage 02 scored the working set with manifest sha256 {recorded}, but this run's "
-                                  f"manifest is {manifest_sha256}", "rerun stage 02 on this run's stage 01")
+            raise ProvenanceError(
+                f"stage 02 scored the working set with manifest sha256 {recorded}, but this run's "
+                f"manifest is {manifest_sha256}",
+                "rerun stage 02 on this run's stage 01",
+            )
 
     # ------------------------------------------------------------------------------------------- files
     def save(self, folder: str | Path) -> Path:
@@ -128,12 +137,18 @@ class GradientScores:
     def load(cls, folder: str | Path, checkpoint: str | None = None) -> GradientScores:
         """The scores in ``folder`` (stage 02's output); ``checkpoint``: one checkpoint's own scores."""
         folder = Path(folder) if checkpoint is None else Path(folder) / CHECKPOINTS / checkpoint
-        missing = [name for name in (QUERIES, QUERY_BIN_SCORES, BIN_COUNTS, DOC_SCORES, INFO)
-                   if not (folder / name).is_file()]
+        missing = [
+            name for name in (QUERIES, QUERY_BIN_SCORES, BIN_COUNTS, DOC_SCORES, INFO) if not (folder / name).is_file()
+        ]
         if missing:
             raise ProvenanceError(f"{folder} lacks stage 02's {', '.join(missing)}", "run stage 02 first")
-        return cls(pd.read_parquet(folder / QUERIES), np.load(folder / QUERY_BIN_SCORES),
-                   np.load(folder / BIN_COUNTS), pd.read_parquet(folder / DOC_SCORES), read_json(folder / INFO))
+        return cls(
+            pd.read_parquet(folder / QUERIES),
+            np.load(folder / QUERY_BIN_SCORES),
+            np.load(folder / BIN_COUNTS),
+            pd.read_parquet(folder / DOC_SCORES),
+            read_json(folder / INFO),
+        )
 
     @staticmethod
     def checkpoints(folder: str | Path) -> list[str]:

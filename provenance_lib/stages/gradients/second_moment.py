@@ -30,9 +30,9 @@ OPTIMIZER_FILE = "optimizer.pt"
 
 @dataclass
 class SecondMoment:
-    adam: dict                 # module name -> bergson AdamNormalizer (the full V)
-    source: str                # "optimizer" | "estimate"
-    detail: dict               # where it came from: file or sample size
+    adam: dict  # module name -> bergson AdamNormalizer (the full V)
+    source: str  # "optimizer" | "estimate"
+    detail: dict  # where it came from: file or sample size
 
     def normalizers(self, factored: bool) -> dict:
         """bergson's normalizers: the Adafactor factorization of V, or V itself."""
@@ -58,23 +58,36 @@ def from_optimizer(model, path: Path, names: list[str]) -> dict:
         with quiet():
             normalizers = load_from_optimizer(model, str(path), target_modules=set(names))
     except (AssertionError, ValueError, KeyError) as exc:
-        raise ProvenanceError(f"{path} does not hold this model's optimizer second moments: {exc}",
-                              "save the optimizer state of the model's own training, or remove the file to "
-                              "estimate V from the working set") from None
+        raise ProvenanceError(
+            f"{path} does not hold this model's optimizer second moments: {exc}",
+            "save the optimizer state of the model's own training, or remove the file to "
+            "estimate V from the working set",
+        ) from None
     except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise ProvenanceError(f"{path} does not load, truncated or corrupt ({str(exc).strip().splitlines()[0]})",
-                              "restore it or rebuild the world; without the file stage 02 estimates V from the "
-                              "working set") from None
+        raise ProvenanceError(
+            f"{path} does not load, truncated or corrupt ({str(exc).strip().splitlines()[0]})",
+            "restore it or rebuild the world; without the file stage 02 estimates V from the working set",
+        ) from None
     missing = [n for n in names if n not in normalizers]
     if missing:
-        raise ProvenanceError(f"{path} has no second moment for {len(missing)} tracked modules (e.g. {missing[0]})",
-                              "save the full optimizer state with the model")
-    nonfinite = [n for n in names if any(isinstance(v, torch.Tensor) and not torch.isfinite(v).all()
-                                         for v in normalizers[n].state_dict().values())]
+        raise ProvenanceError(
+            f"{path} has no second moment for {len(missing)} tracked modules (e.g. {missing[0]})",
+            "save the full optimizer state with the model",
+        )
+    nonfinite = [
+        n
+        for n in names
+        if any(
+            isinstance(v, torch.Tensor) and not torch.isfinite(v).all() for v in normalizers[n].state_dict().values()
+        )
+    ]
     if nonfinite:
-        raise ProvenanceError(f"{path} holds non-finite (NaN/inf) second moments for {len(nonfinite)} tracked "
-                              f"modules (e.g. {nonfinite[0]})", "the optimizer state is corrupt: restore it or "
-                              "rebuild the world; without the file stage 02 estimates V from the working set")
+        raise ProvenanceError(
+            f"{path} holds non-finite (NaN/inf) second moments for {len(nonfinite)} tracked "
+            f"modules (e.g. {nonfinite[0]})",
+            "the optimizer state is corrupt: restore it or "
+            "rebuild the world; without the file stage 02 estimates V from the working set",
+        )
     return normalizers
 
 

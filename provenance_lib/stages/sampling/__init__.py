@@ -41,8 +41,18 @@ from __future__ import annotations
 
 from .engine import sample
 from .index import ROW, normalize_text, sampling_key, text_hash, token_counter
-from .job import (HEATMAP, MANIFEST, SKEW, SUMMARY, UNLABELLED, WORKING_SET, SamplingJob, ShardRef, corpus_shards,
-                  stage_job)
+from .job import (
+    HEATMAP,
+    MANIFEST,
+    SKEW,
+    SUMMARY,
+    UNLABELLED,
+    WORKING_SET,
+    SamplingJob,
+    ShardRef,
+    corpus_shards,
+    stage_job,
+)
 from .outputs import SamplingResult, load_result, plot_skew, save_heatmap, skew_table
 from .select import CorpusIndex, Selection, iter_working_set
 

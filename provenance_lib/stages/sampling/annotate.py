@@ -31,9 +31,10 @@ def classifier_device(requested: str, task_rank: int, environ: Mapping[str, str]
     if requested == "cpu" or (requested == "auto" and cuda_devices == 0):
         return "cpu"
     if cuda_devices == 0:
-        raise ProvenanceError("a classifier asks for device cuda, but this task sees no GPU",
-                              "give the annotate step GPUs (sampling.executor.gpus_per_task) or set the "
-                              "classifier's device to auto")
+        raise ProvenanceError(
+            "a classifier asks for device cuda, but this task sees no GPU",
+            "give the annotate step GPUs (sampling.executor.gpus_per_task) or set the classifier's device to auto",
+        )
     index = int(environ["LOCAL_RANK"]) if environ.get("LOCAL_RANK") else task_rank
     return f"cuda:{index % cuda_devices}"
 
@@ -64,8 +65,15 @@ class Annotator:
     def __init__(self, job: SamplingJob, task_rank: int, cache_dir: Path):
         self.job, self.task_rank, self.cache_dir = job, task_rank, cache_dir
         self.sources = {"topic": job.topic_classifier, "format": job.format_classifier}
-        self.key = json.dumps({"tokens": job.tokens, "tokenizer": job.tokenizer, "batch_size": job.batch_size,
-                               **{axis: describe(source) for axis, source in self.sources.items()}}, sort_keys=True)
+        self.key = json.dumps(
+            {
+                "tokens": job.tokens,
+                "tokenizer": job.tokenizer,
+                "batch_size": job.batch_size,
+                **{axis: describe(source) for axis, source in self.sources.items()},
+            },
+            sort_keys=True,
+        )
         self._classifiers: dict[str, Any] = {}
         self._count_tokens = None
 
@@ -112,8 +120,10 @@ class Annotator:
         if batch:
             self._annotate_batch(batch, rows, shard, found)
         if i != len(wanted):
-            raise ProvenanceError(f"{shard.name} changed while sampling: it has fewer documents than when indexed",
-                                  "do not modify the corpus during a run; run the stage again")
+            raise ProvenanceError(
+                f"{shard.name} changed while sampling: it has fewer documents than when indexed",
+                "do not modify the corpus during a run; run the stage again",
+            )
         return rows, dict(found)
 
     def _annotate_batch(self, batch: list[tuple[int, dict]], rows: np.ndarray, shard: ShardRef, found: Counter):
@@ -144,7 +154,8 @@ class Annotator:
         if probs.shape != (len(docs), n_labels):
             raise ProvenanceError(
                 f"the {axis} classifier returned shape {probs.shape} for {len(docs)} documents of {shard.name}",
-                f"predict_proba must return one row of {n_labels} probabilities per document, in taxonomy id order")
+                f"predict_proba must return one row of {n_labels} probabilities per document, in taxonomy id order",
+            )
         return probs.argmax(axis=1)
 
 

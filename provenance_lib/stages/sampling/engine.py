@@ -33,9 +33,9 @@ from .outputs import SamplingResult, write_outputs
 from .select import CorpusIndex, Selection, check_population
 from .steps import EXAMPLES, STEPS, Plan, Work
 
-WORK = RESUMABLE            # the work folder inside the stage folder (the runner keeps it for a rerun of the same
-                            # fingerprint): removed once the stage completed
-ROWS_PER_BUCKET = 1 << 20   # buckets: null aims at ~1M rows (30 MiB) per bucket task
+WORK = RESUMABLE  # the work folder inside the stage folder (the runner keeps it for a rerun of the same
+# fingerprint): removed once the stage completed
+ROWS_PER_BUCKET = 1 << 20  # buckets: null aims at ~1M rows (30 MiB) per bucket task
 
 
 # ----------------------------------------------------------------------------------------------- the stage
@@ -59,8 +59,12 @@ def sample(job: SamplingJob, keep_work: bool = False) -> SamplingResult:
 
 def make_plan(job: SamplingJob) -> Plan:
     buckets = job.buckets or max(1, math.ceil(estimate_documents(job) / ROWS_PER_BUCKET))
-    return Plan(tasks=job.executor.tasks, buckets=buckets, merge_tasks=min(taxonomy.load().n_bins, buckets),
-                annotate=needs_annotation(job))
+    return Plan(
+        tasks=job.executor.tasks,
+        buckets=buckets,
+        merge_tasks=min(taxonomy.load().n_bins, buckets),
+        annotate=needs_annotation(job),
+    )
 
 
 def estimate_documents(job: SamplingJob) -> int:
@@ -82,15 +86,21 @@ def prepare_work(job: SamplingJob, plan: Plan) -> Work:
     its files, the working set and earlier outputs go (the annotation cache stays: it is keyed by shard and
     classifier). Shards changed since (size or mtime) redo their map tasks and every task after the map."""
     work = Work(Path(job.out_dir) / WORK)
-    record = {"plan": asdict(plan), "shards": [shard.name for shard in job.shards], "seed": job.seed,
-              "target_per_bin": job.target_per_bin, "tokens": job.tokens, "tokenizer": job.tokenizer,
-              "batch_size": job.batch_size, **{axis: describe(getattr(job, f"{axis}_classifier"))
-                                               for axis in LABEL_AXES}}
+    record = {
+        "plan": asdict(plan),
+        "shards": [shard.name for shard in job.shards],
+        "seed": job.seed,
+        "target_per_bin": job.target_per_bin,
+        "tokens": job.tokens,
+        "tokenizer": job.tokenizer,
+        "batch_size": job.batch_size,
+        **{axis: describe(getattr(job, f"{axis}_classifier")) for axis in LABEL_AXES},
+    }
     files = [list(shard_stat(shard.path)) for shard in job.shards]
     plan_file = work.root / "plan.json"
     previous = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
     if previous.get("record") != record:
-        for path in (work.root.iterdir() if work.root.is_dir() else ()):
+        for path in work.root.iterdir() if work.root.is_dir() else ():
             if path.name != "annotations":
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
         clear_outputs(job)
@@ -123,15 +133,23 @@ def clear_outputs(job: SamplingJob) -> None:
 # ----------------------------------------------------------------------------------------------- executors
 def make_executors(job: SamplingJob, plan: Plan, work: Work) -> list:
     """One datatrove executor per step, in order; each logs, marks completions and keeps stats in work/<step>."""
-    tasks = {"map": plan.tasks, "ids": plan.buckets, "texts": plan.buckets, "annotate": plan.tasks,
-             "bins": plan.buckets, "merge": plan.merge_tasks, "fetch": plan.tasks}
+    tasks = {
+        "map": plan.tasks,
+        "ids": plan.buckets,
+        "texts": plan.buckets,
+        "annotate": plan.tasks,
+        "bins": plan.buckets,
+        "merge": plan.merge_tasks,
+        "fetch": plan.tasks,
+    }
     settings, executors = job.executor, []
     after = None
     for step in STEPS:
         if step.name == "annotate" and not plan.annotate:
             continue
-        options = dict(pipeline=[step(job, plan, work, after)], tasks=tasks[step.name],
-                       logging_dir=str(work.root / step.name))
+        options = dict(
+            pipeline=[step(job, plan, work, after)], tasks=tasks[step.name], logging_dir=str(work.root / step.name)
+        )
         after = (step.name, tasks[step.name])
         gpus = settings.kind != "local" and step.name == "annotate" and uses_gpu(job)
         if settings.kind == "local":
@@ -141,20 +159,36 @@ def make_executors(job: SamplingJob, plan: Plan, work: Work) -> list:
         elif settings.kind == "slurm":
             from datatrove.executor import SlurmPipelineExecutor
 
-            executors.append(SlurmPipelineExecutor(
-                **options, time=settings.time, partition=(gpus and settings.gpu_partition) or settings.partition,
-                cpus_per_task=settings.cpus_per_task, mem_per_cpu_gb=settings.mem_per_cpu_gb,
-                gpus_per_task=settings.gpus_per_task if gpus else 0, workers=settings.workers,
-                job_name=f"sampling-{step.name}", qos=settings.qos, env_command=settings.env_command or this_env(),
-                sbatch_args=dict(settings.sbatch_args), max_array_size=settings.max_array_size,
-                slurm_logs_folder=str(work.root / step.name / "slurm_logs"),
-                depends=executors[-1] if executors else None))
+            executors.append(
+                SlurmPipelineExecutor(
+                    **options,
+                    time=settings.time,
+                    partition=(gpus and settings.gpu_partition) or settings.partition,
+                    cpus_per_task=settings.cpus_per_task,
+                    mem_per_cpu_gb=settings.mem_per_cpu_gb,
+                    gpus_per_task=settings.gpus_per_task if gpus else 0,
+                    workers=settings.workers,
+                    job_name=f"sampling-{step.name}",
+                    qos=settings.qos,
+                    env_command=settings.env_command or this_env(),
+                    sbatch_args=dict(settings.sbatch_args),
+                    max_array_size=settings.max_array_size,
+                    slurm_logs_folder=str(work.root / step.name / "slurm_logs"),
+                    depends=executors[-1] if executors else None,
+                )
+            )
         else:
             from datatrove.executor import RayPipelineExecutor
 
-            executors.append(RayPipelineExecutor(
-                **options, workers=settings.workers, cpus_per_task=settings.cpus_per_task,
-                mem_per_cpu_gb=settings.mem_per_cpu_gb, gpus_per_task=settings.gpus_per_task if gpus else 0))
+            executors.append(
+                RayPipelineExecutor(
+                    **options,
+                    workers=settings.workers,
+                    cpus_per_task=settings.cpus_per_task,
+                    mem_per_cpu_gb=settings.mem_per_cpu_gb,
+                    gpus_per_task=settings.gpus_per_task if gpus else 0,
+                )
+            )
     return executors
 
 
@@ -199,9 +233,10 @@ def connect_ray(address: str) -> None:
     try:
         import ray
     except ImportError:
-        raise ProvenanceError("sampling.executor kind ray needs the ray package, which is not installed",
-                              "pip install ray on the cluster (matching its version), or use kind local / slurm") \
-            from None
+        raise ProvenanceError(
+            "sampling.executor kind ray needs the ray package, which is not installed",
+            "pip install ray on the cluster (matching its version), or use kind local / slurm",
+        ) from None
     if not ray.is_initialized():
         ray.init(address=address)
 
@@ -226,8 +261,10 @@ def run_slurm(executors: list, settings, work: Work) -> None:
     earlier attempt submitted that are still queued or running are waited for, not submitted twice."""
     if not settings.submit:
         script = write_slurm_scripts(executors, work)
-        raise ProvenanceError(f"dry run: the Slurm scripts are written (submission commands in {script}); "
-                              "nothing was submitted", "set sampling.executor.submit: true to launch them")
+        raise ProvenanceError(
+            f"dry run: the Slurm scripts are written (submission commands in {script}); nothing was submitted",
+            "set sampling.executor.submit: true to launch them",
+        )
     submitted = work.root / "slurm_jobs.json"
     earlier = json.loads(submitted.read_text()) if submitted.is_file() else {}
     if any(slurm_queued(str(job_id)) for job_id in earlier.values()):
@@ -264,15 +301,14 @@ def write_slurm_scripts(executors: list, work: Work) -> Path:
     return script
 
 
-def wait_slurm(executors: list, work: Work, poll_seconds: float,
-               queued: Callable[[str], bool] | None = None) -> None:
+def wait_slurm(executors: list, work: Work, poll_seconds: float, queued: Callable[[str], bool] | None = None) -> None:
     """Until every step's tasks completed; a step whose job left the queue with tasks incomplete failed: the rest
     of the chain is cancelled and the first failed task is reported with its log."""
     queued = queued or slurm_queued
     for i, executor in enumerate(tqdm(executors, desc="stage 01 (Slurm)", unit="step", file=sys.stderr)):
         while executor.get_incomplete_ranks(skip_completed=True):
             if not queued(str(executor.job_id)) and executor.get_incomplete_ranks(skip_completed=True):
-                cancel_slurm([e.job_id for e in executors[i + 1:]])
+                cancel_slurm([e.job_id for e in executors[i + 1 :]])
                 check_step(executor, None)
             time.sleep(poll_seconds)
         work.release(step_name(executor))
@@ -280,7 +316,7 @@ def wait_slurm(executors: list, work: Work, poll_seconds: float,
             try:
                 check_population(totals(work))
             except ProvenanceError:
-                cancel_slurm([e.job_id for e in executors[i + 1:]])
+                cancel_slurm([e.job_id for e in executors[i + 1 :]])
                 raise
 
 
@@ -311,10 +347,15 @@ def check_step(executor, error: BaseException | None) -> None:
     else:
         problem = message or (f"{type(error).__name__}: {error}" if error else "it did not complete")
         fix = None
-    where = f"task {rank} of {executor.world_size} (log: {log})" if rank is not None else \
-        f"{len(incomplete)} of {executor.world_size} tasks did not run (logs: {logs.parent})"
-    raise ProvenanceError(f"stage 01 step {name!r} failed in {where}: {problem}",
-                          fix or "read the log, fix the cause and run the stage again: completed tasks are not redone")
+    where = (
+        f"task {rank} of {executor.world_size} (log: {log})"
+        if rank is not None
+        else f"{len(incomplete)} of {executor.world_size} tasks did not run (logs: {logs.parent})"
+    )
+    raise ProvenanceError(
+        f"stage 01 step {name!r} failed in {where}: {problem}",
+        fix or "read the log, fix the cause and run the stage again: completed tasks are not redone",
+    )
 
 
 def logged_error(log: Path) -> str | None:
@@ -342,16 +383,22 @@ def finish(job: SamplingJob, plan: Plan, work: Work) -> SamplingResult:
     for axis in LABEL_AXES:  # read: from metadata + from the classifier (unique documents) + missing
         counts[f"{axis}_missing"] = counts[f"{axis}_absent"] - counts[f"{axis}_from_classifier"]
     populations = work.read_counts("bins")
-    population = {name: np.sum([c[name] for c in populations], axis=0).astype(np.int64)
-                  for name in ("population_docs", "population_tokens")}
+    population = {
+        name: np.sum([c[name] for c in populations], axis=0).astype(np.int64)
+        for name in ("population_docs", "population_tokens")
+    }
     sampled = np.sort(np.concatenate([np.load(work.sample(g)) for g in range(plan.merge_tasks)]), order="position")
     fetched = pq.read_table([str(p) for p in sorted(work.fetched(0).parent.glob("*.parquet"))])
     order = np.argsort(fetched["position"].to_numpy(), kind="stable")
     ids = fetched["id"].take(order).to_pylist()
     shards, starts = np.unique(fetched["position"].to_numpy()[order] >> np.uint64(ROW_BITS), return_index=True)
     ids_by_shard = {int(o): ids[lo:hi] for o, lo, hi in zip(shards, starts, [*starts[1:], len(ids)])}
-    selection = Selection(CorpusIndex.from_rows(sampled, bins_of(sampled, len(taxonomy.load().formats))),
-                          population["population_docs"], population["population_tokens"], counts)
+    selection = Selection(
+        CorpusIndex.from_rows(sampled, bins_of(sampled, len(taxonomy.load().formats))),
+        population["population_docs"],
+        population["population_tokens"],
+        counts,
+    )
     return write_outputs(job, selection, ids_by_shard, left_out(job, work, counts))
 
 
@@ -362,17 +409,23 @@ def left_out(job: SamplingJob, work: Work, counts: Counter) -> dict:
     empty = sorted(p for c in work.read_counts("map") for p in c.get("empty_text_positions", []))[:EXAMPLES]
     pairs = sorted(tuple(p) for c in work.read_counts("ids") for p in c.get("conflict_positions", []))[:EXAMPLES]
     where = documents_at(job, {*empty, *(p for pair in pairs for p in pair)})
-    notes = {"empty_text": {"documents": counts["removed_empty_text"], "first": [where[p] for p in empty]},
-             "conflicting_duplicate_id": {"documents": counts["conflicting_duplicate_id"],
-                                          "first": [{"id": where[d]["id"], "kept": where[k], "dropped": where[d]}
-                                                    for k, d in pairs]}}
-    for name, why in (("empty_text", "have no text: left out"),
-                      ("conflicting_duplicate_id", "reuse the id of an earlier document with another text: the "
-                                                   "first kept")):
+    notes = {
+        "empty_text": {"documents": counts["removed_empty_text"], "first": [where[p] for p in empty]},
+        "conflicting_duplicate_id": {
+            "documents": counts["conflicting_duplicate_id"],
+            "first": [{"id": where[d]["id"], "kept": where[k], "dropped": where[d]} for k, d in pairs],
+        },
+    }
+    for name, why in (
+        ("empty_text", "have no text: left out"),
+        ("conflicting_duplicate_id", "reuse the id of an earlier document with another text: the first kept"),
+    ):
         if notes[name]["documents"]:
             named = ", ".join(repr(n["id"]) for n in notes[name]["first"])
-            print(f"stage 01: {notes[name]['documents']:,} documents {why} (first: {named}; "
-                  f"{SUMMARY}: left_out.{name})", flush=True)
+            print(
+                f"stage 01: {notes[name]['documents']:,} documents {why} (first: {named}; {SUMMARY}: left_out.{name})",
+                flush=True,
+            )
     return notes
 
 

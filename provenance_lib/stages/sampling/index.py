@@ -53,8 +53,16 @@ def sampling_key(text_hashes: np.ndarray, seed: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- rows
-ROW = np.dtype([("position", "<u8"), ("id_hash", "<u8"), ("text_hash", "<u8"), ("topic", "i1"), ("format", "i1"),
-                ("tokens", "<u4")])
+ROW = np.dtype(
+    [
+        ("position", "<u8"),
+        ("id_hash", "<u8"),
+        ("text_hash", "<u8"),
+        ("topic", "i1"),
+        ("format", "i1"),
+        ("tokens", "<u4"),
+    ]
+)
 """One document: position = shard ordinal << 32 | row (sorts in canonical corpus order); topic and format ids, -1
 where not known (yet); tokens 0 until counted. Packed, 30 bytes: what every intermediate file of the stage holds."""
 
@@ -137,8 +145,9 @@ def normalized_bytes(text: str) -> tuple[bytes, int]:
     return folded, spaces + 1 if folded else 0
 
 
-def index_shard(shard: ShardRef, ordinal: int, labels: MetadataLabels, count_words: bool,
-                counts: Counter) -> Iterator[np.ndarray]:
+def index_shard(
+    shard: ShardRef, ordinal: int, labels: MetadataLabels, count_words: bool, counts: Counter
+) -> Iterator[np.ndarray]:
     """The rows of one shard, in chunks of ``CHUNK_ROWS``; texts are dropped as soon as they are hashed. Counts
     documents read and, per axis, labels found in the metadata and absent.
 
@@ -171,8 +180,9 @@ def index_shard(shard: ShardRef, ordinal: int, labels: MetadataLabels, count_wor
 
 def _rows(ordinal: int, end_row: int, id_hashes, text_hashes, pairs, tokens, counts: Counter) -> np.ndarray:
     rows = np.empty(len(tokens), ROW)
-    rows["position"] = (np.uint64(ordinal) << np.uint64(ROW_BITS)) | np.arange(end_row - len(rows), end_row,
-                                                                             dtype=np.uint64)
+    rows["position"] = (np.uint64(ordinal) << np.uint64(ROW_BITS)) | np.arange(
+        end_row - len(rows), end_row, dtype=np.uint64
+    )
     rows["id_hash"], rows["text_hash"] = np.array(id_hashes, np.uint64), np.array(text_hashes, np.uint64)
     labels = np.array(pairs, dtype=np.int8).reshape(-1, 2)
     rows["topic"], rows["format"], rows["tokens"] = labels[:, 0], labels[:, 1], tokens

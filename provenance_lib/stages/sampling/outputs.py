@@ -32,8 +32,13 @@ def skew_table(skew: dict) -> pd.DataFrame:
     import pandas as pd
 
     paper = paper_skew()
-    return pd.DataFrame({"population": skew["population"], "working_set": skew["working_set"],
-                         "paper_population": {k: paper.get(k) for k in skew["population"]}}).rename_axis("statistic")
+    return pd.DataFrame(
+        {
+            "population": skew["population"],
+            "working_set": skew["working_set"],
+            "paper_population": {k: paper.get(k) for k in skew["population"]},
+        }
+    ).rename_axis("statistic")
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -53,8 +58,10 @@ class SamplingResult:
         """One line: full, underfilled and empty bins, and the smallest non-empty one."""
         bins = self.summary["bins"]
         smallest = bins["smallest_nonempty"]
-        return (f"{bins['full']} full bins, {len(bins['underfilled'])} underfilled, {len(bins['empty'])} empty; "
-                f"smallest non-empty: {smallest['bin_name']} ({smallest['docs']} documents)")
+        return (
+            f"{bins['full']} full bins, {len(bins['underfilled'])} underfilled, {len(bins['empty'])} empty; "
+            f"smallest non-empty: {smallest['bin_name']} ({smallest['docs']} documents)"
+        )
 
     def underfilled_table(self) -> pd.DataFrame:
         """Bins with fewer documents than the target, smallest first (no rows when every bin is full)."""
@@ -67,11 +74,14 @@ class SamplingResult:
         import pandas as pd
 
         s = self.summary
-        rows = {**{f"documents: {k}": v for k, v in s["documents"].items() if not isinstance(v, dict)},
-                **{f"tokens: {k}": v for k, v in s["tokens"].items()},
-                "bins: full": s["bins"]["full"], "bins: underfilled": len(s["bins"]["underfilled"]),
-                "bins: empty": len(s["bins"]["empty"]),
-                "bins: smallest non-empty": "{bin_name} ({docs} docs)".format(**s["bins"]["smallest_nonempty"])}
+        rows = {
+            **{f"documents: {k}": v for k, v in s["documents"].items() if not isinstance(v, dict)},
+            **{f"tokens: {k}": v for k, v in s["tokens"].items()},
+            "bins: full": s["bins"]["full"],
+            "bins: underfilled": len(s["bins"]["underfilled"]),
+            "bins: empty": len(s["bins"]["empty"]),
+            "bins: smallest non-empty": "{bin_name} ({docs} docs)".format(**s["bins"]["smallest_nonempty"]),
+        }
         return pd.Series(rows, name="value").to_frame()
 
 
@@ -83,35 +93,57 @@ def load_result(out_dir: str | Path) -> SamplingResult:
 def build_summary(job: SamplingJob, selection: Selection) -> dict:
     tax = taxonomy.load()
     sampled_docs = np.bincount(selection.sampled.bin.astype(np.int64), minlength=tax.n_bins)
-    sampled_tokens = np.bincount(selection.sampled.bin.astype(np.int64), weights=selection.sampled.tokens,
-                                 minlength=tax.n_bins).astype(np.int64)
+    sampled_tokens = np.bincount(
+        selection.sampled.bin.astype(np.int64), weights=selection.sampled.tokens, minlength=tax.n_bins
+    ).astype(np.int64)
     pop = selection.population_docs
-    per_bin = [dict(bin=b, bin_name=tax.bin_name(b), population_docs=int(pop[b]),
-                    population_tokens=int(selection.population_tokens[b]), sampled_docs=int(sampled_docs[b]),
-                    sampled_tokens=int(sampled_tokens[b])) for b in range(tax.n_bins)]
+    per_bin = [
+        dict(
+            bin=b,
+            bin_name=tax.bin_name(b),
+            population_docs=int(pop[b]),
+            population_tokens=int(selection.population_tokens[b]),
+            sampled_docs=int(sampled_docs[b]),
+            sampled_tokens=int(sampled_tokens[b]),
+        )
+        for b in range(tax.n_bins)
+    ]
     smallest = min((r for r in per_bin if r["population_docs"]), key=lambda r: (r["population_docs"], r["bin"]))
     c = selection.counts
     return {
-        "seed": job.seed, "target_per_bin": job.target_per_bin, "token_count": job.tokens, "shards": len(job.shards),
+        "seed": job.seed,
+        "target_per_bin": job.target_per_bin,
+        "token_count": job.tokens,
+        "shards": len(job.shards),
         "documents": {
-            "read": c["documents"], "removed_empty_text": c["removed_empty_text"],
+            "read": c["documents"],
+            "removed_empty_text": c["removed_empty_text"],
             "removed_duplicate_id": c["removed_duplicate_id"],
             "conflicting_duplicate_id": c["conflicting_duplicate_id"],
-            "removed_duplicate_text": c["removed_duplicate_text"], "unique": c["unique"],
-            "unlabelled_unique": c["unlabelled_unique"], "population": int(pop.sum()),
+            "removed_duplicate_text": c["removed_duplicate_text"],
+            "unique": c["unique"],
+            "unlabelled_unique": c["unlabelled_unique"],
+            "population": int(pop.sum()),
             "sampled": int(sampled_docs.sum()),
-            "labels": {f"{axis}_{source}": c[f"{axis}_{source}"] for axis in LABEL_AXES
-                       for source in ("from_metadata", "from_classifier", "missing")},
+            "labels": {
+                f"{axis}_{source}": c[f"{axis}_{source}"]
+                for axis in LABEL_AXES
+                for source in ("from_metadata", "from_classifier", "missing")
+            },
         },
         "tokens": {"population": int(selection.population_tokens.sum()), "sampled": int(sampled_tokens.sum())},
         "bins": {
             "total": tax.n_bins,
             "full": int(np.sum(pop >= job.target_per_bin)),
-            "underfilled": [dict(bin=r["bin"], bin_name=r["bin_name"], docs=r["population_docs"]) for r in per_bin
-                            if 0 < r["population_docs"] < job.target_per_bin],
+            "underfilled": [
+                dict(bin=r["bin"], bin_name=r["bin_name"], docs=r["population_docs"])
+                for r in per_bin
+                if 0 < r["population_docs"] < job.target_per_bin
+            ],
             "empty": [dict(bin=r["bin"], bin_name=r["bin_name"]) for r in per_bin if r["population_docs"] == 0],
-            "smallest_nonempty": dict(bin=smallest["bin"], bin_name=smallest["bin_name"],
-                                      docs=smallest["population_docs"]),
+            "smallest_nonempty": dict(
+                bin=smallest["bin"], bin_name=smallest["bin_name"], docs=smallest["population_docs"]
+            ),
         },
         "per_bin": per_bin,
     }
@@ -128,20 +160,24 @@ def manifest_table(job: SamplingJob, selection: Selection, ids_by_shard: dict[in
     order = np.lexsort((sampled.position, sampled.bin))
     bins = sampled.bin[order].astype(np.int64)
     labels = [tax.bin_labels(b) for b in range(tax.n_bins)]
-    return pa.table({
-        "id": pa.array(ids).take(order),
-        "source_shard": pa.array([shard.name for shard in job.shards]).take(shard_of[order]),
-        "row": (sampled.position[order] & np.uint64((1 << ROW_BITS) - 1)).astype(np.int64),
-        "bin": sampled.bin[order],
-        "topic": pa.array([topic.short for topic, _ in labels]).take(bins),
-        "format": pa.array([fmt.short for _, fmt in labels]).take(bins),
-        "tokens": sampled.tokens[order].astype(np.int64),
-        "text_hash": [f"{int(h):016x}" for h in sampled.text_hash[order]],
-    }, schema=MANIFEST_SCHEMA)
+    return pa.table(
+        {
+            "id": pa.array(ids).take(order),
+            "source_shard": pa.array([shard.name for shard in job.shards]).take(shard_of[order]),
+            "row": (sampled.position[order] & np.uint64((1 << ROW_BITS) - 1)).astype(np.int64),
+            "bin": sampled.bin[order],
+            "topic": pa.array([topic.short for topic, _ in labels]).take(bins),
+            "format": pa.array([fmt.short for _, fmt in labels]).take(bins),
+            "tokens": sampled.tokens[order].astype(np.int64),
+            "text_hash": [f"{int(h):016x}" for h in sampled.text_hash[order]],
+        },
+        schema=MANIFEST_SCHEMA,
+    )
 
 
-def write_outputs(job: SamplingJob, selection: Selection, ids_by_shard: dict[int, list[str]],
-                  left_out: dict | None = None) -> SamplingResult:
+def write_outputs(
+    job: SamplingJob, selection: Selection, ids_by_shard: dict[int, list[str]], left_out: dict | None = None
+) -> SamplingResult:
     out_dir = Path(job.out_dir)
     write_parquet(out_dir / MANIFEST, manifest_table(job, selection, ids_by_shard))
     summary = build_summary(job, selection)
@@ -149,10 +185,12 @@ def write_outputs(job: SamplingJob, selection: Selection, ids_by_shard: dict[int
         summary["left_out"] = left_out
     per_bin = summary["per_bin"]
     skew = {
-        "population": skew_statistics(np.array([r["population_docs"] for r in per_bin]),
-                                      np.array([r["population_tokens"] for r in per_bin])),
-        "working_set": skew_statistics(np.array([r["sampled_docs"] for r in per_bin]),
-                                       np.array([r["sampled_tokens"] for r in per_bin])),
+        "population": skew_statistics(
+            np.array([r["population_docs"] for r in per_bin]), np.array([r["population_tokens"] for r in per_bin])
+        ),
+        "working_set": skew_statistics(
+            np.array([r["sampled_docs"] for r in per_bin]), np.array([r["sampled_tokens"] for r in per_bin])
+        ),
     }
     write_json(out_dir / SUMMARY, summary)
     write_json(out_dir / SKEW, skew)
@@ -165,8 +203,10 @@ def plot_skew(result: SamplingResult):
     import matplotlib.pyplot as plt
 
     table = result.bin_table()
-    panels = (("population_docs", "population (after de-duplication)"),
-              ("sampled_docs", f"working set (target {result.summary['target_per_bin']})"))
+    panels = (
+        ("population_docs", "population (after de-duplication)"),
+        ("sampled_docs", f"working set (target {result.summary['target_per_bin']})"),
+    )
     scale = counts(table[[column for column, _ in panels]].to_numpy(), "documents per bin", "skew panel")
     fig, axes = plt.subplots(1, 2, figsize=(22, 9.5), layout="constrained")
     for ax, (column, title) in zip(axes, panels):

@@ -74,12 +74,22 @@ class CorpusIndex:
 
     @classmethod
     def from_rows(cls, rows: np.ndarray, bins: np.ndarray) -> CorpusIndex:
-        return cls(rows["position"].copy(), rows["id_hash"].copy(), rows["text_hash"].copy(),
-                   bins.astype(np.int16), rows["tokens"].copy())
+        return cls(
+            rows["position"].copy(),
+            rows["id_hash"].copy(),
+            rows["text_hash"].copy(),
+            bins.astype(np.int16),
+            rows["tokens"].copy(),
+        )
 
     def take(self, mask_or_order) -> CorpusIndex:
-        return CorpusIndex(self.position[mask_or_order], self.id_hash[mask_or_order],
-                           self.text_hash[mask_or_order], self.bin[mask_or_order], self.tokens[mask_or_order])
+        return CorpusIndex(
+            self.position[mask_or_order],
+            self.id_hash[mask_or_order],
+            self.text_hash[mask_or_order],
+            self.bin[mask_or_order],
+            self.tokens[mask_or_order],
+        )
 
 
 @dataclass
@@ -87,7 +97,7 @@ class Selection:
     """The merged result: the sampled documents (in corpus order) and the population per bin."""
 
     sampled: CorpusIndex
-    population_docs: np.ndarray    # per bin, after de-duplication
+    population_docs: np.ndarray  # per bin, after de-duplication
     population_tokens: np.ndarray
     counts: Counter
 
@@ -100,7 +110,8 @@ def check_population(counts: Counter) -> None:
         raise ProvenanceError(
             f"none of the {counts['unique']} unique documents has both a topic and a format label",
             "label the shards (metadata weborganizer_max / weborganizer_format_max) or set labels.topic / "
-            "labels.format to a classifier")
+            "labels.format to a classifier",
+        )
 
 
 # ----------------------------------------------------------------------------------------------- fetch
@@ -118,16 +129,23 @@ def write_working_set_shard(shard: ShardRef, rows: CorpusIndex, out_path: Path) 
             if i is None:
                 continue
             if content_hash(doc["id"].encode()) != rows.id_hash[i] or text_hash(doc["text"]) != rows.text_hash[i]:
-                raise ProvenanceError(f"{shard.name} changed while sampling: document {row} is not the one indexed",
-                                      "do not modify the corpus during a run; run the stage again")
+                raise ProvenanceError(
+                    f"{shard.name} changed while sampling: document {row} is not the one indexed",
+                    "do not modify the corpus during a run; run the stage again",
+                )
             topic, fmt = tax.bin_labels(int(rows.bin[i]))
             metadata = dict(doc.get("metadata") or {})
             if corpus.topic_label(doc) is None:
                 metadata.update(corpus.label_metadata(topic.key, None))
             if corpus.format_label(doc) is None:
                 metadata.update(corpus.label_metadata(None, fmt.key))
-            metadata["sampling"] = {"bin": int(rows.bin[i]), "source_shard": shard.name, "row": row,
-                                    "tokens": int(rows.tokens[i]), "text_hash": f"{int(rows.text_hash[i]):016x}"}
+            metadata["sampling"] = {
+                "bin": int(rows.bin[i]),
+                "source_shard": shard.name,
+                "row": row,
+                "tokens": int(rows.tokens[i]),
+                "text_hash": f"{int(rows.text_hash[i]):016x}",
+            }
             ids.append(doc["id"])
             yield {**doc, "metadata": metadata}
             if len(ids) == len(wanted):
@@ -135,8 +153,10 @@ def write_working_set_shard(shard: ShardRef, rows: CorpusIndex, out_path: Path) 
 
     corpus.write_shard(out_path, documents())
     if len(ids) != len(wanted):
-        raise ProvenanceError(f"{shard.name} changed while sampling: it has fewer documents than when indexed",
-                              "do not modify the corpus during a run; run the stage again")
+        raise ProvenanceError(
+            f"{shard.name} changed while sampling: it has fewer documents than when indexed",
+            "do not modify the corpus during a run; run the stage again",
+        )
     return ids
 
 

@@ -51,10 +51,10 @@ EXAMPLES = 5  # positions a task keeps of the documents it names (empty texts, c
 class Plan:
     """How the work is split; the result does not depend on it, the files in the work folder do."""
 
-    tasks: int          # map, annotate and fetch tasks (each reads shards rank, rank + tasks, ...)
-    buckets: int        # id and text hash buckets (ids, texts and bins tasks)
-    merge_tasks: int    # bin groups of the merge step
-    annotate: bool      # whether the annotate step runs (classifiers or base-model token counts)
+    tasks: int  # map, annotate and fetch tasks (each reads shards rank, rank + tasks, ...)
+    buckets: int  # id and text hash buckets (ids, texts and bins tasks)
+    merge_tasks: int  # bin groups of the merge step
+    annotate: bool  # whether the annotate step runs (classifiers or base-model token counts)
 
 
 # ----------------------------------------------------------------------------------------------- the work folder
@@ -132,8 +132,10 @@ class SamplingStep(PipelineStep):
         completions = self.work.root / step / "completions"
         done = len(list(completions.iterdir())) if completions.is_dir() else 0
         if done < tasks:
-            raise ProvenanceError(f"step {self.name!r} started before step {step!r} completed ({done} of {tasks} "
-                                  "tasks)", "run the stage again: it redoes the missing tasks first")
+            raise ProvenanceError(
+                f"step {self.name!r} started before step {step!r} completed ({done} of {tasks} tasks)",
+                "run the stage again: it redoes the missing tasks first",
+            )
 
     def process(self, rank: int, world_size: int) -> Counter:
         raise NotImplementedError
@@ -156,8 +158,10 @@ class MapStep(SamplingStep):
                 empty = rows["text_hash"] == EMPTY_TEXT_HASH  # nothing to attribute: left out, counted, named
                 if empty.any():
                     counts["removed_empty_text"] += int(empty.sum())
-                    counts["empty_text_positions"] = [*(counts["empty_text_positions"] or []),
-                                                      *map(int, rows["position"][empty])][:EXAMPLES]
+                    counts["empty_text_positions"] = [
+                        *(counts["empty_text_positions"] or []),
+                        *map(int, rows["position"][empty]),
+                    ][:EXAMPLES]
                     rows = rows[~empty]
                 buffered.append(rows)
                 if sum(map(len, buffered)) >= FLUSH_ROWS:
@@ -171,8 +175,7 @@ class MapStep(SamplingStep):
         if not buffered:
             return
         rows = np.concatenate(buffered)
-        for bucket, part in enumerate(split_by(rows, bucket_of(rows["id_hash"], self.plan.buckets),
-                                               self.plan.buckets)):
+        for bucket, part in enumerate(split_by(rows, bucket_of(rows["id_hash"], self.plan.buckets), self.plan.buckets)):
             if len(part):
                 path = self.work.rows("ids", bucket, rank)
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,12 +189,16 @@ class DedupIdsStep(SamplingStep):
     def process(self, rank: int, world_size: int) -> Counter:
         rows = self.work.read_part("ids", rank)
         survivors = first_occurrences(rows, "id_hash")
-        self.work.write_parts("texts", split_by(survivors, bucket_of(survivors["text_hash"], self.plan.buckets),
-                                                self.plan.buckets), rank)
+        self.work.write_parts(
+            "texts", split_by(survivors, bucket_of(survivors["text_hash"], self.plan.buckets), self.plan.buckets), rank
+        )
         kept, dropped = conflicting_duplicates(rows, survivors)
-        return Counter(rows=len(rows), removed_duplicate_id=len(rows) - len(survivors),
-                       conflicting_duplicate_id=len(dropped),
-                       conflict_positions=[[int(k), int(d)] for k, d in zip(kept[:EXAMPLES], dropped[:EXAMPLES])])
+        return Counter(
+            rows=len(rows),
+            removed_duplicate_id=len(rows) - len(survivors),
+            conflicting_duplicate_id=len(dropped),
+            conflict_positions=[[int(k), int(d)] for k, d in zip(kept[:EXAMPLES], dropped[:EXAMPLES])],
+        )
 
 
 class DedupTextsStep(SamplingStep):
@@ -209,8 +216,10 @@ class DedupTextsStep(SamplingStep):
 
     def _needs_text(self, rows: np.ndarray) -> np.ndarray:
         """Rows that can end up labelled and lack a label the classifiers give, or need base-model tokens."""
-        can = {axis: (rows[axis] >= 0) | (source is not None) for axis, source in
-               (("topic", self.job.topic_classifier), ("format", self.job.format_classifier))}
+        can = {
+            axis: (rows[axis] >= 0) | (source is not None)
+            for axis, source in (("topic", self.job.topic_classifier), ("format", self.job.format_classifier))
+        }
         labellable = can["topic"] & can["format"]
         if self.job.tokens == "base_model":
             return labellable
@@ -230,8 +239,9 @@ class AnnotateStep(SamplingStep):
             lo, hi = np.searchsorted(ordinals, [ordinal, ordinal + 1])
             done.append(annotator.annotate(self.job.shards[ordinal], requests[lo:hi], counts))
         rows = np.concatenate(done) if done else np.empty(0, ROW)
-        self.work.write_parts("annotated", split_by(rows, bucket_of(rows["text_hash"], self.plan.buckets),
-                                                    self.plan.buckets), rank)
+        self.work.write_parts(
+            "annotated", split_by(rows, bucket_of(rows["text_hash"], self.plan.buckets), self.plan.buckets), rank
+        )
         return counts
 
 
@@ -244,8 +254,10 @@ class BinsStep(SamplingStep):
             annotated = self.work.read_part("annotated", rank)
             at = np.searchsorted(rows["position"], annotated["position"])
             if (at >= len(rows)).any() or not np.array_equal(rows["position"][at], annotated["position"]):
-                raise ProvenanceError(f"bucket {rank}: annotated rows that are not among its unique rows",
-                                      "a bug: report it with the work folder")
+                raise ProvenanceError(
+                    f"bucket {rank}: annotated rows that are not among its unique rows",
+                    "a bug: report it with the work folder",
+                )
             rows[at] = annotated
         n_formats = len(taxonomy.load().formats)
         bins = bins_of(rows, n_formats)
@@ -257,8 +269,13 @@ class BinsStep(SamplingStep):
             candidates.tofile(tmp)
         docs = np.bincount(bins[labelled], minlength=n_bins)
         tokens = np.bincount(bins[labelled], weights=rows["tokens"][labelled], minlength=n_bins).astype(np.int64)
-        return Counter(rows=len(rows), unique=len(rows), unlabelled_unique=int((~labelled).sum()),
-                       population_docs=docs.tolist(), population_tokens=tokens.tolist())
+        return Counter(
+            rows=len(rows),
+            unique=len(rows),
+            unlabelled_unique=int((~labelled).sum()),
+            population_docs=docs.tolist(),
+            population_tokens=tokens.tolist(),
+        )
 
 
 class MergeStep(SamplingStep):
@@ -271,11 +288,13 @@ class MergeStep(SamplingStep):
         for bucket in range(self.plan.buckets):
             path = self.work.rows("candidates", 0, bucket)
             offsets = np.load(path.with_suffix(".offsets.npy"))
-            parts.append(np.fromfile(path, ROW, count=int(offsets[hi] - offsets[lo]),
-                                     offset=int(offsets[lo]) * ROW.itemsize))
+            parts.append(
+                np.fromfile(path, ROW, count=int(offsets[hi] - offsets[lo]), offset=int(offsets[lo]) * ROW.itemsize)
+            )
         candidates = np.concatenate(parts)
-        chosen, _ = bottom_k(candidates, bins_of(candidates, len(taxonomy.load().formats)), self.job.seed,
-                             self.job.target_per_bin)
+        chosen, _ = bottom_k(
+            candidates, bins_of(candidates, len(taxonomy.load().formats)), self.job.seed, self.job.target_per_bin
+        )
         chosen = np.sort(chosen, order="position")
         save(self.work.sample(rank).with_suffix(".positions.npy"), chosen["position"])
         save(self.work.sample(rank), chosen)
@@ -286,23 +305,35 @@ class FetchStep(SamplingStep):
     name = "fetch"
 
     def process(self, rank: int, world_size: int) -> Counter:
-        samples = [(np.load(self.work.sample(group), mmap_mode="r"),
-                    np.load(self.work.sample(group).with_suffix(".positions.npy"), mmap_mode="r"))
-                   for group in range(self.plan.merge_tasks)]
+        samples = [
+            (
+                np.load(self.work.sample(group), mmap_mode="r"),
+                np.load(self.work.sample(group).with_suffix(".positions.npy"), mmap_mode="r"),
+            )
+            for group in range(self.plan.merge_tasks)
+        ]
         n_formats = len(taxonomy.load().formats)
         positions, ids = [], []
         for ordinal in self.my_shards(rank, world_size):
-            rows = np.concatenate([rows_of_shard(sample, sample_positions, ordinal)
-                                   for sample, sample_positions in samples])
+            rows = np.concatenate(
+                [rows_of_shard(sample, sample_positions, ordinal) for sample, sample_positions in samples]
+            )
             if not len(rows):
                 continue
             rows = np.sort(rows, order="position")
             shard = self.job.shards[ordinal]
-            ids += write_working_set_shard(shard, CorpusIndex.from_rows(rows, bins_of(rows, n_formats)),
-                                           Path(self.job.out_dir) / WORKING_SET / shard.name)
+            ids += write_working_set_shard(
+                shard,
+                CorpusIndex.from_rows(rows, bins_of(rows, n_formats)),
+                Path(self.job.out_dir) / WORKING_SET / shard.name,
+            )
             positions.append(rows["position"])
-        table = pa.table({"position": np.concatenate(positions) if positions else np.empty(0, np.uint64),
-                          "id": pa.array(ids, pa.string())})
+        table = pa.table(
+            {
+                "position": np.concatenate(positions) if positions else np.empty(0, np.uint64),
+                "id": pa.array(ids, pa.string()),
+            }
+        )
         with atomic_path(self.work.fetched(rank)) as tmp:
             pq.write_table(table, tmp)
         return Counter(rows=len(ids))
@@ -323,8 +354,9 @@ def conflicting_duplicates(rows: np.ndarray, survivors: np.ndarray) -> tuple[np.
 def rows_of_shard(sample: np.ndarray, positions: np.ndarray, ordinal: int) -> np.ndarray:
     """The rows of one shard in a position-sorted sample part; memory-mapped, so a fetch task reads only the pages
     of its own rows and of the binary search (over the contiguous positions: a strided column would be copied)."""
-    lo, hi = np.searchsorted(positions, [np.uint64(ordinal) << np.uint64(ROW_BITS),
-                                         np.uint64(ordinal + 1) << np.uint64(ROW_BITS)])
+    lo, hi = np.searchsorted(
+        positions, [np.uint64(ordinal) << np.uint64(ROW_BITS), np.uint64(ordinal + 1) << np.uint64(ROW_BITS)]
+    )
     return np.asarray(sample[lo:hi])
 
 
@@ -335,5 +367,12 @@ def save(path: Path, array: np.ndarray) -> None:
 
 
 STEPS = (MapStep, DedupIdsStep, DedupTextsStep, AnnotateStep, BinsStep, MergeStep, FetchStep)
-READS = {"map": (), "ids": ("ids",), "texts": ("texts",), "annotate": ("requests",), "bins": ("unique", "annotated"),
-         "merge": ("candidates",), "fetch": ()}  # the rows each step reads that no later step reads
+READS = {
+    "map": (),
+    "ids": ("ids",),
+    "texts": ("texts",),
+    "annotate": ("requests",),
+    "bins": ("unique", "annotated"),
+    "merge": ("candidates",),
+    "fetch": (),
+}  # the rows each step reads that no later step reads

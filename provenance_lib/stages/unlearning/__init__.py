@@ -53,8 +53,12 @@ __all__ = ["run", "load_result", "unlearn", "UnlearningResult", "load_adapter"]
 
 SETS, IDS = "forget_sets/sets.parquet", "forget_sets/ids.parquet"
 RUNS, ITEMS, PAIRS, STATS = "runs.parquet", "items.parquet", "pairs.parquet", "paired_stats.parquet"
-SELECTIVITY, NET, SUMMARY, FIGURE = "selectivity.parquet", "net_damage.parquet", "unlearning_summary.json", \
-    "paired_damage.png"
+SELECTIVITY, NET, SUMMARY, FIGURE = (
+    "selectivity.parquet",
+    "net_damage.parquet",
+    "unlearning_summary.json",
+    "paired_damage.png",
+)
 EVAL_ITEMS = "evaluation_items.parquet"
 ADAPTERS = "adapters"
 
@@ -93,10 +97,19 @@ def run(stage) -> UnlearningResult:
     world = stage.world
     base = stage.world_path(world.base_model)
     reading = binning_reading(stage.input_dir(BINNING)) if stage.params.unlearning.forget.topics == "auto" else None
-    return unlearn(stage.params, scores, sampling_dir, task_dir=stage.world_path(world.task_dir), tasks=world.tasks,
-                   base_model=str(base) if base.exists() else world.base_model, base_revision=world.base_revision,
-                   out_dir=stage.out_dir, work_dir=work_dir(stage.run_dir), name=stage.run_dir.name,
-                   reading=reading)
+    return unlearn(
+        stage.params,
+        scores,
+        sampling_dir,
+        task_dir=stage.world_path(world.task_dir),
+        tasks=world.tasks,
+        base_model=str(base) if base.exists() else world.base_model,
+        base_revision=world.base_revision,
+        out_dir=stage.out_dir,
+        work_dir=work_dir(stage.run_dir),
+        name=stage.run_dir.name,
+        reading=reading,
+    )
 
 
 def work_dir(run_dir: Path) -> Path:
@@ -117,16 +130,28 @@ def binning_reading(folder: Path) -> pd.DataFrame:
     return chosen[["benchmark", "bin", "z", "masked"]].reset_index(drop=True)
 
 
-def unlearn(params, scores: GradientScores, sampling_dir: Path, *, task_dir: Path, tasks: dict[str, str],
-            base_model: str, base_revision: str | None, out_dir: Path, work_dir: Path,
-            name: str = "study", reading: pd.DataFrame | None = None) -> UnlearningResult:
+def unlearn(
+    params,
+    scores: GradientScores,
+    sampling_dir: Path,
+    *,
+    task_dir: Path,
+    tasks: dict[str, str],
+    base_model: str,
+    base_revision: str | None,
+    out_dir: Path,
+    work_dir: Path,
+    name: str = "study",
+    reading: pd.DataFrame | None = None,
+) -> UnlearningResult:
     """The whole stage from explicit inputs (``params``: StudyParams; ``reading``: stage 03's, for auto topics):
     plan, run (or collect), analyse, write."""
     started = time.perf_counter()
     out_dir, work_dir = Path(out_dir), Path(work_dir)
     p = params.unlearning
-    plan, sets, missing = make_plan(params, scores, sampling_dir, task_dir, tasks, base_model, base_revision,
-                                    work_dir, reading)
+    plan, sets, missing = make_plan(
+        params, scores, sampling_dir, task_dir, tasks, base_model, base_revision, work_dir, reading
+    )
     info, ids = manifest_tables(sets)
     write_parquet(out_dir / SETS, info)
     write_parquet(out_dir / IDS, ids)
@@ -138,9 +163,11 @@ def unlearn(params, scores: GradientScores, sampling_dir: Path, *, task_dir: Pat
     finished, unfinished = jobs.collect(plan)
     if unfinished:
         submit = jobs.write_slurm(plan, p.slurm, name)
-        raise ProvenanceError(f"{len(unfinished)} of {len(plan.tasks)} unlearning pairs have not finished "
-                              f"(launcher: {p.launcher})", f"submit the job array with {submit} (it never resubmits "
-                              "finished runs), then run this stage again to collect them")
+        raise ProvenanceError(
+            f"{len(unfinished)} of {len(plan.tasks)} unlearning pairs have not finished (launcher: {p.launcher})",
+            f"submit the job array with {submit} (it never resubmits "
+            "finished runs), then run this stage again to collect them",
+        )
     runs, items = run_tables(plan, finished)
     write_parquet(out_dir / "baseline.parquet", jobs.baseline(plan))
     write_parquet(out_dir / RUNS, runs)
@@ -159,60 +186,111 @@ def unlearn(params, scores: GradientScores, sampling_dir: Path, *, task_dir: Pat
         plt.close(fig)
     per_run = runs.drop_duplicates("run")
     summary = dict(
-        base_model=base_identity(plan.base_model, plan.base_revision), launcher=p.launcher, pairs=len(plan.tasks),
-        pairs_requested=len(plan.tasks) + len(missing), topics=plan.topics,
-        runs=len(per_run), sets=len(sets), shortfalls=shortfalls(sets, missing).to_dict("records"),
-        stop_checks={"benchmarks": sorted(plan.stop_items), "items": {b: len(v) for b, v in plan.stop_items.items()},
-                     "scored_items": {b: len(v) for b, v in plan.scorer["items"].items()},
-                     "disjoint": not any(set(plan.stop_items[b]) & set(plan.scorer["items"].get(b, []))
-                                         for b in plan.stop_items)},
+        base_model=base_identity(plan.base_model, plan.base_revision),
+        launcher=p.launcher,
+        pairs=len(plan.tasks),
+        pairs_requested=len(plan.tasks) + len(missing),
+        topics=plan.topics,
+        runs=len(per_run),
+        sets=len(sets),
+        shortfalls=shortfalls(sets, missing).to_dict("records"),
+        stop_checks={
+            "benchmarks": sorted(plan.stop_items),
+            "items": {b: len(v) for b, v in plan.stop_items.items()},
+            "scored_items": {b: len(v) for b, v in plan.scorer["items"].items()},
+            "disjoint": not any(
+                set(plan.stop_items[b]) & set(plan.scorer["items"].get(b, [])) for b in plan.stop_items
+            ),
+        },
         stopped_early=int(per_run["stopped_early"].sum()),
         steps={"min": int(per_run["steps"].min()), "max": int(per_run["steps"].max())},
         train_s=round(float(per_run["train_s"].sum()), 1),
-        stage_s=round(time.perf_counter() - started, 1), scores_manifest_sha256=scores.info.get("manifest_sha256"))
+        stage_s=round(time.perf_counter() - started, 1),
+        scores_manifest_sha256=scores.info.get("manifest_sha256"),
+    )
     write_json(out_dir / SUMMARY, summary)
     return load_result(out_dir)
 
 
-def make_plan(params, scores: GradientScores, sampling_dir: Path, task_dir: Path, tasks: dict[str, str],
-              base_model: str, base_revision: str | None, work_dir: Path, reading: pd.DataFrame | None = None):
+def make_plan(
+    params,
+    scores: GradientScores,
+    sampling_dir: Path,
+    task_dir: Path,
+    tasks: dict[str, str],
+    base_model: str,
+    base_revision: str | None,
+    work_dir: Path,
+    reading: pd.DataFrame | None = None,
+):
     """The forget sets, the task list (written to ``work_dir/plan.json`` with the document store beside it), and the
     requested pairs that could not be built."""
     p = params.unlearning
     benchmarks = p.forget.benchmarks or scores.benchmarks
     absent = sorted(set(benchmarks) - set(scores.benchmarks))
     if absent:
-        raise ProvenanceError(f"unlearning.forget.benchmarks {absent} have no stage 02 scores",
-                              f"choose from {scores.benchmarks}")
+        raise ProvenanceError(
+            f"unlearning.forget.benchmarks {absent} have no stage 02 scores", f"choose from {scores.benchmarks}"
+        )
     seeds = [params.seed + i for i in range(p.forget.seeds)]
     topics = resolve_topics(scores.doc_scores, p.forget, benchmarks, reading)
     pairs, missing = build_pairs(scores.doc_scores, p.forget, topics, seeds)
     if not pairs:
-        raise ProvenanceError("no forget set could be built", "check unlearning.forget (topics, docs, min_tokens): "
-                              + "; ".join(missing["reason"].drop_duplicates()))
+        raise ProvenanceError(
+            "no forget set could be built",
+            "check unlearning.forget (topics, docs, min_tokens): " + "; ".join(missing["reason"].drop_duplicates()),
+        )
     docs = eligible(scores.doc_scores, p.forget.min_tokens)
     controls = {(s, n): global_set(docs, n, s) for s, n in sorted({(q.targeted.seed, q.targeted.size) for q in pairs})}
     sets = [s for q in pairs for s in (q.targeted, q.random)]
-    sets += list(dict.fromkeys(controls[(q.targeted.seed, q.targeted.size)] for q in pairs)) if \
-        p.forget.global_control else []
-    task_list = [{"targeted": q.targeted.name, "random": q.random.name,
-                  "global": controls[(q.targeted.seed, q.targeted.size)].name if p.forget.global_control else None,
-                  "exclude_topic": _topic_id(q.targeted.topic)} for q in pairs]
+    sets += (
+        list(dict.fromkeys(controls[(q.targeted.seed, q.targeted.size)] for q in pairs))
+        if p.forget.global_control
+        else []
+    )
+    task_list = [
+        {
+            "targeted": q.targeted.name,
+            "random": q.random.name,
+            "global": controls[(q.targeted.seed, q.targeted.size)].name if p.forget.global_control else None,
+            "exclude_topic": _topic_id(q.targeted.topic),
+        }
+        for q in pairs
+    ]
     duplicated = sorted(name for name, count in Counter(s.name for s in sets).items() if count > 1)
     if duplicated:
         raise ProvenanceError(f"forget sets {duplicated} share a name", "give every forget set a unique name")
     _ensure_store(work_dir, sampling_dir)
     names = {b: tasks[b] for b in BY_NAME if b in tasks}
     t = p.training
-    scored, stop = item_split(task_sizes(task_dir, names), t.stop_benchmarks, t.stop_share, t.stop_items,
-                              p.evaluation.limit, params.seed, checks=t.stop_check_every is not None)
-    scorer = dict(task_dir=str(Path(task_dir).resolve()), tasks=names, shots=p.evaluation.shots, items=scored,
-                  batch_size=p.evaluation.batch_size)
-    plan = jobs.Plan(work_dir=str(work_dir.resolve()), base_model=base_model, base_revision=base_revision,
-                     scorer=scorer, unlearning=p.model_dump(mode="json"), threads=params.threads,
-                     sets={s.name: s.__dict__ | {"ids": list(s.ids)} for s in sets}, tasks=task_list,
-                     stop_items=stop, topics={b: [load_taxonomy().topics.labels[t].key for t in ids]
-                                              for b, ids in topics.items()})
+    scored, stop = item_split(
+        task_sizes(task_dir, names),
+        t.stop_benchmarks,
+        t.stop_share,
+        t.stop_items,
+        p.evaluation.limit,
+        params.seed,
+        checks=t.stop_check_every is not None,
+    )
+    scorer = dict(
+        task_dir=str(Path(task_dir).resolve()),
+        tasks=names,
+        shots=p.evaluation.shots,
+        items=scored,
+        batch_size=p.evaluation.batch_size,
+    )
+    plan = jobs.Plan(
+        work_dir=str(work_dir.resolve()),
+        base_model=base_model,
+        base_revision=base_revision,
+        scorer=scorer,
+        unlearning=p.model_dump(mode="json"),
+        threads=params.threads,
+        sets={s.name: s.__dict__ | {"ids": list(s.ids)} for s in sets},
+        tasks=task_list,
+        stop_items=stop,
+        topics={b: [load_taxonomy().topics.labels[t].key for t in ids] for b, ids in topics.items()},
+    )
     plan.check_keys()
     plan.save()
     return plan, sets, missing
@@ -220,8 +298,12 @@ def make_plan(params, scores: GradientScores, sampling_dir: Path, task_dir: Path
 
 def evaluation_items(plan: jobs.Plan) -> pd.DataFrame:
     """Which items of each benchmark's task are scored and which the stop checks hold out (task positions)."""
-    rows = [(b, i, role) for role, items in (("scored", plan.scorer["items"]), ("stop_check", plan.stop_items))
-            for b, positions in items.items() for i in positions]
+    rows = [
+        (b, i, role)
+        for role, items in (("scored", plan.scorer["items"]), ("stop_check", plan.stop_items))
+        for b, positions in items.items()
+        for i in positions
+    ]
     return pd.DataFrame(rows, columns=["benchmark", "item", "role"])
 
 
@@ -251,14 +333,33 @@ def run_tables(plan: jobs.Plan, finished: list[dict]) -> tuple[pd.DataFrame, pd.
             seen.add(folder)
             s = plan.sets[done["set"]]
             for r in done["results"]:
-                rows.append(dict(set=done["set"], kind=s["kind"], construction=s["construction"],
-                                 benchmark=s["benchmark"], topic=s["topic"], bin=s["bin"], seed=s["seed"],
-                                 size=len(s["ids"]), tokens=s["tokens"], steps=done["steps"],
-                                 stopped_early=done["stopped_early"], train_s=done["train_s"], evaluated=r["benchmark"],
-                                 n=r["n"], acc=r["acc"], gold_loglik=r["gold_loglik"], gamma_acc=r["gamma_acc"],
-                                 gamma_gold_loglik=r["gamma_gold_loglik"],
-                                 **{f"gamma_global_{m}": control[r["benchmark"]][f"gamma_{m}"] if control else None
-                                    for m in ("acc", "gold_loglik")}, run=folder.name))
+                rows.append(
+                    dict(
+                        set=done["set"],
+                        kind=s["kind"],
+                        construction=s["construction"],
+                        benchmark=s["benchmark"],
+                        topic=s["topic"],
+                        bin=s["bin"],
+                        seed=s["seed"],
+                        size=len(s["ids"]),
+                        tokens=s["tokens"],
+                        steps=done["steps"],
+                        stopped_early=done["stopped_early"],
+                        train_s=done["train_s"],
+                        evaluated=r["benchmark"],
+                        n=r["n"],
+                        acc=r["acc"],
+                        gold_loglik=r["gold_loglik"],
+                        gamma_acc=r["gamma_acc"],
+                        gamma_gold_loglik=r["gamma_gold_loglik"],
+                        **{
+                            f"gamma_global_{m}": control[r["benchmark"]][f"gamma_{m}"] if control else None
+                            for m in ("acc", "gold_loglik")
+                        },
+                        run=folder.name,
+                    )
+                )
             items.append(pd.read_parquet(folder / jobs.ITEMS).assign(set=done["set"], run=folder.name))
     runs = pd.DataFrame(rows).astype({"bin": "Int64"})
     return runs, pd.concat(items, ignore_index=True)[["set", "run", *ITEM_COLUMNS]]

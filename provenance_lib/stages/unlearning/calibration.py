@@ -25,7 +25,7 @@ from scipy import stats
 from . import paired
 from .data import seeded_rng
 
-BENCHMARK = "MMLU STEM"   # targeted and a stop benchmark: where selecting the stop on scored items bites
+BENCHMARK = "MMLU STEM"  # targeted and a stop benchmark: where selecting the stop on scored items bites
 
 
 @dataclass(frozen=True)
@@ -37,27 +37,29 @@ class NullDesign:
     stop: Literal["scored", "held_out", "none"] = "held_out"
     topics: int = 24
     seeds: int = 3
-    scored_items: int = 400        # scored items of the targeted benchmark
-    stop_items: int = 100          # held-out stop items (``stop: held_out``)
+    scored_items: int = 400  # scored items of the targeted benchmark
+    stop_items: int = 100  # held-out stop items (``stop: held_out``)
     base_accuracy: float = 0.6
-    speed: float = 4e-5            # median damage per step: a run crosses the stop threshold after ~2,500 steps
-    set_sd: float = 0.3            # sd of log speed between forget sets
-    run_sd: float = 0.3            # sd of log speed between runs of one set (training noise)
+    speed: float = 4e-5  # median damage per step: a run crosses the stop threshold after ~2,500 steps
+    set_sd: float = 0.3  # sd of log speed between forget sets
+    run_sd: float = 0.3  # sd of log speed between runs of one set (training noise)
     stop_ratio: float = 0.9
     check_every: int = 50
     max_steps: int = 5000
 
 
-def _run(rng, speed: float, steps: int | None, design: NullDesign, base_scored: np.ndarray,
-         base_stop: np.ndarray) -> tuple[float, int]:
+def _run(
+    rng, speed: float, steps: int | None, design: NullDesign, base_scored: np.ndarray, base_stop: np.ndarray
+) -> tuple[float, int]:
     """(gamma on the scored items, steps) of one run: ``steps`` None = a targeted run under the stop rule."""
     u_scored = rng.random(len(base_scored))
     if steps is None:
         steps = design.max_steps
         if design.stop != "none":
-            correct_u = np.sort(u_scored[base_scored] if design.stop == "scored" else
-                                 rng.random(len(base_stop))[base_stop])
-            needed = math.floor((1 - design.stop_ratio) * len(correct_u)) + 1   # failures that cross the threshold
+            correct_u = np.sort(
+                u_scored[base_scored] if design.stop == "scored" else rng.random(len(base_stop))[base_stop]
+            )
+            needed = math.floor((1 - design.stop_ratio) * len(correct_u)) + 1  # failures that cross the threshold
             if needed <= len(correct_u):
                 crossing = correct_u[needed - 1] / speed
                 steps = min(math.ceil(crossing / design.check_every) * design.check_every, design.max_steps)
@@ -71,25 +73,39 @@ def simulate_study(design: NullDesign, rng: np.random.Generator) -> tuple[pd.Dat
     base_stop = rng.random(design.stop_items) < design.base_accuracy
     rows, ids = [], []
     for topic in range(design.topics):
-        shared = rng.normal(0, design.set_sd)   # the topic's one targeted set under ``top``
+        shared = rng.normal(0, design.set_sd)  # the topic's one targeted set under ``top``
         for seed in range(design.seeds):
             targeted_effect = shared if design.targeted == "top" else rng.normal(0, design.set_sd)
             targeted_name = f"t{topic}" if design.targeted == "top" else f"t{topic}-s{seed}"
             steps = None
-            for kind, effect, name in (("targeted", targeted_effect, targeted_name),
-                                       ("random", rng.normal(0, design.set_sd), f"r{topic}-s{seed}")):
+            for kind, effect, name in (
+                ("targeted", targeted_effect, targeted_name),
+                ("random", rng.normal(0, design.set_sd), f"r{topic}-s{seed}"),
+            ):
                 speed = design.speed * math.exp(effect + rng.normal(0, design.run_sd))
                 gamma, steps = _run(rng, speed, steps, design, base_scored, base_stop)
-                rows.append(dict(set=f"{name}-{kind}-s{seed}", kind=kind, construction="bin", benchmark=BENCHMARK,
-                                 topic=f"topic{topic}", seed=seed, evaluated=BENCHMARK, gamma_acc=gamma,
-                                 gamma_gold_loglik=gamma))
+                rows.append(
+                    dict(
+                        set=f"{name}-{kind}-s{seed}",
+                        kind=kind,
+                        construction="bin",
+                        benchmark=BENCHMARK,
+                        topic=f"topic{topic}",
+                        seed=seed,
+                        evaluated=BENCHMARK,
+                        gamma_acc=gamma,
+                        gamma_gold_loglik=gamma,
+                    )
+                )
                 ids.append((f"{name}-{kind}-s{seed}", name))
     return pd.DataFrame(rows), pd.DataFrame(ids, columns=["set", "id"])
 
 
-TESTS = {"wilcoxon_p": "clustered Wilcoxon (the package's headline)",
-         "paper_method_wilcoxon_p": "pairwise Wilcoxon (the paper's method)",
-         "paired_t_p": "paired t on topic means"}
+TESTS = {
+    "wilcoxon_p": "clustered Wilcoxon (the package's headline)",
+    "paper_method_wilcoxon_p": "pairwise Wilcoxon (the paper's method)",
+    "paired_t_p": "paired t on topic means",
+}
 
 
 def false_positive_rates(design: NullDesign, replicates: int, level: float, seed: int) -> dict:
@@ -105,13 +121,24 @@ def false_positive_rates(design: NullDesign, replicates: int, level: float, seed
         for test in TESTS:
             p_values[test].append(float(row[test].iloc[0]))
         mean_d.append(float(pairs.loc[pairs["measure"] == "acc", "d"].mean()))
-    result = {"design": asdict(design), "replicates": replicates, "level": level,
-              "mean_d": float(np.mean(mean_d)), "mean_d_se": float(np.std(mean_d, ddof=1) / math.sqrt(replicates))}
+    result = {
+        "design": asdict(design),
+        "replicates": replicates,
+        "level": level,
+        "mean_d": float(np.mean(mean_d)),
+        "mean_d_se": float(np.std(mean_d, ddof=1) / math.sqrt(replicates)),
+    }
     for test, values in p_values.items():
         rejected = int(np.sum(np.nan_to_num(np.asarray(values), nan=1.0) < level))
         low, high = clopper_pearson(rejected, replicates)
-        result[test] = {"test": TESTS[test], "rejected": rejected, "rate": rejected / replicates,
-                        "mc_low": low, "mc_high": high, "holds": bool(low <= level)}
+        result[test] = {
+            "test": TESTS[test],
+            "rejected": rejected,
+            "rate": rejected / replicates,
+            "mc_low": low,
+            "mc_high": high,
+            "holds": bool(low <= level),
+        }
     return result
 
 

@@ -37,13 +37,19 @@ def base_identity(name_or_path: str, revision: str | None = None) -> dict:
     return {"model": path.name, "revision": revision, "weights_sha256": digest}
 
 
-def save_adapter(model, folder: str | Path, *, base: dict, forget_set: dict, hyperparameters: dict,
-                 results: pd.DataFrame, steps: int) -> Path:
+def save_adapter(
+    model, folder: str | Path, *, base: dict, forget_set: dict, hyperparameters: dict, results: pd.DataFrame, steps: int
+) -> Path:
     """Save a peft model's adapter into ``folder`` with its model card and ``provenance.json``."""
     folder = Path(folder)
     model.save_pretrained(folder)
-    provenance = {"base_model": base, "forget_set": forget_set, "hyperparameters": hyperparameters, "steps": steps,
-                  "results": results.to_dict("records")}
+    provenance = {
+        "base_model": base,
+        "forget_set": forget_set,
+        "hyperparameters": hyperparameters,
+        "steps": steps,
+        "results": results.to_dict("records"),
+    }
     write_json(folder / PROVENANCE, provenance)
     write_text(folder / CARD, model_card(provenance))
     return folder
@@ -51,28 +57,48 @@ def save_adapter(model, folder: str | Path, *, base: dict, forget_set: dict, hyp
 
 def model_card(provenance: dict) -> str:
     base, forget = provenance["base_model"], provenance["forget_set"]
-    front = {"base_model": base["model"], "library_name": "peft",
-             "tags": ["lora", "unlearning", "capability-provenance"]}
+    front = {
+        "base_model": base["model"],
+        "library_name": "peft",
+        "tags": ["lora", "unlearning", "capability-provenance"],
+    }
     results = pd.DataFrame(provenance["results"])
     lines = [
-        "---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
-        f"# Unlearning adapter `{forget['name']}`", "",
+        "---",
+        yaml.safe_dump(front, sort_keys=False).strip(),
+        "---",
+        "",
+        f"# Unlearning adapter `{forget['name']}`",
+        "",
         "A LoRA adapter trained to forget one document set of the study *Where Does Social Reasoning Come From? "
         "Capability Provenance in Language Models* (stage 05, `provenance_lib.stages.unlearning`). Load it with "
         "`provenance_lib.stages.unlearning.load_adapter(folder, base_model)`, which checks the base model, or "
-        "`peft.PeftModel.from_pretrained(base_model, folder)`.", "",
-        "## Base model", "",
-        f"- model: `{base['model']}`", f"- revision: `{base['revision']}`",
-        f"- weights sha256: `{base['weights_sha256']}`", "",
-        "## Forget set", "",
+        "`peft.PeftModel.from_pretrained(base_model, folder)`.",
+        "",
+        "## Base model",
+        "",
+        f"- model: `{base['model']}`",
+        f"- revision: `{base['revision']}`",
+        f"- weights sha256: `{base['weights_sha256']}`",
+        "",
+        "## Forget set",
+        "",
         f"- {forget['kind']} set, construction `{forget['construction']}`, benchmark `{forget.get('benchmark')}`, "
         f"topic `{forget.get('topic')}`, bin `{forget.get('bin')}`, seed {forget['seed']}",
         f"- {forget['size']} documents ({forget['requested']} requested), {forget['tokens']} tokens",
         f"- manifest sha256 (ids sorted, one per line): `{forget['sha256']}` — the ids are in the stage's "
-        "`forget_sets/ids.parquet`; no text is released", "",
-        f"## Training ({provenance['steps']} steps)", "", "```json",
-        json.dumps(provenance["hyperparameters"], indent=2, sort_keys=True), "```", "",
-        "## Evaluation (lm-eval)", "", results.to_markdown(index=False) if len(results) else "(none)", "",
+        "`forget_sets/ids.parquet`; no text is released",
+        "",
+        f"## Training ({provenance['steps']} steps)",
+        "",
+        "```json",
+        json.dumps(provenance["hyperparameters"], indent=2, sort_keys=True),
+        "```",
+        "",
+        "## Evaluation (lm-eval)",
+        "",
+        results.to_markdown(index=False) if len(results) else "(none)",
+        "",
     ]
     return "\n".join(lines)
 
@@ -84,14 +110,16 @@ def load_adapter(folder: str | Path, base_model, revision: str | None = None):
 
     folder = Path(folder)
     if not (folder / PROVENANCE).is_file():
-        raise ProvenanceError(f"{folder} is not an unlearning adapter ({PROVENANCE} missing)",
-                              "pass a folder under the stage's adapters/")
+        raise ProvenanceError(
+            f"{folder} is not an unlearning adapter ({PROVENANCE} missing)", "pass a folder under the stage's adapters/"
+        )
     trained_on = read_json(folder / PROVENANCE)["base_model"]
     given = base_identity(str(base_model.name_or_path), revision)
     if not _same_model(trained_on, given):
         raise ProvenanceError(
             f"adapter {folder.name} was trained on base model {_describe(trained_on)}, not on {_describe(given)}",
-            "load the base model it names (its model card lists model, revision and weights sha256)")
+            "load the base model it names (its model card lists model, revision and weights sha256)",
+        )
     return PeftModel.from_pretrained(base_model, folder).eval()
 
 

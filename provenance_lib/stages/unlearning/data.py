@@ -39,13 +39,13 @@ class DocumentStore:
     @classmethod
     def write(cls, path: str | Path, documents: Iterable[dict], batch: int = 4096) -> DocumentStore:
         """Copy working-set documents (stage 01's shard records) into the store, in the order given."""
-        with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, \
-                pa.ipc.new_file(sink, STORE_SCHEMA) as writer:
+        with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, STORE_SCHEMA) as writer:
             rows: list[dict] = []
             for doc in documents:
                 sampling = doc["metadata"]["sampling"]
-                rows.append({"id": doc["id"], "bin": sampling["bin"], "tokens": sampling["tokens"],
-                             "text": doc["text"]})
+                rows.append(
+                    {"id": doc["id"], "bin": sampling["bin"], "tokens": sampling["tokens"], "text": doc["text"]}
+                )
                 if len(rows) == batch:
                     writer.write_batch(pa.RecordBatch.from_pylist(rows, schema=STORE_SCHEMA))
                     rows = []
@@ -57,9 +57,11 @@ class DocumentStore:
         try:
             rows = [self.row[i] for i in ids]
         except KeyError as exc:
-            raise ProvenanceError(f"document {exc.args[0]!r} is not in the working set {self.path}",
-                                  "the forget set and the working set come from different runs: rerun stage 05's "
-                                  "plan on this run's stage 01") from None
+            raise ProvenanceError(
+                f"document {exc.args[0]!r} is not in the working set {self.path}",
+                "the forget set and the working set come from different runs: rerun stage 05's "
+                "plan on this run's stage 01",
+            ) from None
         return self.table.column("text").take(pa.array(rows, pa.int64())).to_pylist()
 
     def ids_by_topic(self, exclude_topic: int | None, exclude_ids: Iterable[str]) -> dict[int, np.ndarray]:
@@ -90,18 +92,29 @@ def forget_stream(ids: tuple[str, ...], batch_size: int, seed: int) -> Iterator[
         epoch = epoch[batch_size:]
 
 
-def retain_stream(store: DocumentStore, exclude_topic: int | None, exclude_ids: tuple[str, ...], per_topic: int,
-                  resample_every: int, batch_size: int, batches_per_step: int, seed: int) -> Iterator[list[str]]:
+def retain_stream(
+    store: DocumentStore,
+    exclude_topic: int | None,
+    exclude_ids: tuple[str, ...],
+    per_topic: int,
+    resample_every: int,
+    batch_size: int,
+    batches_per_step: int,
+    seed: int,
+) -> Iterator[list[str]]:
     """Endless retain batches: every ``resample_every`` steps a fresh draw of ``per_topic`` documents from each
     non-target topic (all of a smaller topic's), shuffled together and cycled through until the next draw."""
     pools = store.ids_by_topic(exclude_topic, exclude_ids)
     if not pools:
-        raise ProvenanceError("the retain set is empty: every working-set document is in the target topic",
-                              "target a topic that leaves others in the working set")
+        raise ProvenanceError(
+            "the retain set is empty: every working-set document is in the target topic",
+            "target a topic that leaves others in the working set",
+        )
     for draw in range(1 << 62):
         rng = seeded_rng("retain", seed, draw)
-        rows = np.concatenate([rng.choice(pool, size=min(per_topic, len(pool)), replace=False)
-                               for _, pool in sorted(pools.items())])
+        rows = np.concatenate(
+            [rng.choice(pool, size=min(per_topic, len(pool)), replace=False) for _, pool in sorted(pools.items())]
+        )
         order = store.ids_of(rows[rng.permutation(len(rows))])
         for i in range(resample_every * batches_per_step):
             start = (i * batch_size) % len(order)

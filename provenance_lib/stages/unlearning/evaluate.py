@@ -30,7 +30,7 @@ class Scorer:
     of the scored items in each benchmark's task."""
 
     task_dir: str
-    tasks: dict[str, str]       # benchmark name -> lm-eval task
+    tasks: dict[str, str]  # benchmark name -> lm-eval task
     shots: dict[str, int]
     items: dict[str, list[int]]
     batch_size: int
@@ -41,8 +41,15 @@ class Scorer:
         was_training = model.training
         model.eval()
         try:
-            return evaluate(model, Path(self.task_dir), tasks, batch_size=self.batch_size, tokenizer=tokenizer,
-                            shots=self.shots, samples={b: self.items[b] for b in tasks})
+            return evaluate(
+                model,
+                Path(self.task_dir),
+                tasks,
+                batch_size=self.batch_size,
+                tokenizer=tokenizer,
+                shots=self.shots,
+                samples={b: self.items[b] for b in tasks},
+            )
         finally:
             model.train(was_training)
 
@@ -65,8 +72,15 @@ def task_sizes(task_dir: str | Path, tasks: dict[str, str]) -> dict[str, int]:
     return sizes
 
 
-def item_split(sizes: dict[str, int], stop_benchmarks: list[str], share: float, stop_items: int | None,
-               limit: int | None, seed: int, checks: bool) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+def item_split(
+    sizes: dict[str, int],
+    stop_benchmarks: list[str],
+    share: float,
+    stop_items: int | None,
+    limit: int | None,
+    seed: int,
+    checks: bool,
+) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
     """(scored items, stop-check items) per benchmark, as task positions. With ``checks``, a seeded ``share`` of
     each stop benchmark's items (at least one) is held out for the stop checks (their first ``stop_items``) and
     never scored; the scored items are the first ``limit`` of the rest (all when null)."""
@@ -75,7 +89,7 @@ def item_split(sizes: dict[str, int], stop_benchmarks: list[str], share: float, 
         held = set()
         if checks and name in stop_benchmarks:
             order = seeded_rng("stop-items", name, seed).permutation(n)
-            held = set(order[:max(1, math.ceil(share * n))].tolist())
+            held = set(order[: max(1, math.ceil(share * n))].tolist())
             stop[name] = sorted(held)[:stop_items]
         scored[name] = [i for i in range(n) if i not in held][:limit]
     return scored, stop
@@ -89,8 +103,9 @@ def summary_table(result: EvalResult) -> pd.DataFrame:
 
 def damage(baseline: pd.DataFrame, unlearned: pd.DataFrame) -> pd.DataFrame:
     """``unlearned`` (a ``summary_table``) with ``gamma_<measure>`` = baseline - unlearned per benchmark."""
-    merged = unlearned.merge(baseline[["benchmark", *MEASURES]], on="benchmark", suffixes=("", "_baseline"),
-                             validate="one_to_one")
+    merged = unlearned.merge(
+        baseline[["benchmark", *MEASURES]], on="benchmark", suffixes=("", "_baseline"), validate="one_to_one"
+    )
     for measure in MEASURES:
         merged[f"gamma_{measure}"] = merged[f"{measure}_baseline"] - merged[measure]
     return merged.drop(columns=[f"{m}_baseline" for m in MEASURES])

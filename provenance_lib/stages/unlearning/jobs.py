@@ -44,15 +44,15 @@ ADAPTER, ITEMS, LOG = "adapter", "items.parquet", "log.json"
 @dataclass
 class Plan:
     work_dir: str
-    base_model: str                  # local folder or hub id
+    base_model: str  # local folder or hub id
     base_revision: str | None
-    scorer: dict                     # Scorer fields
-    unlearning: dict                 # the params section
+    scorer: dict  # Scorer fields
+    unlearning: dict  # the params section
     threads: int
-    sets: dict[str, dict]            # name -> ForgetSet fields (ids included)
-    tasks: list[dict]                # {"targeted", "random", "global" (or None), "exclude_topic"}
+    sets: dict[str, dict]  # name -> ForgetSet fields (ids included)
+    tasks: list[dict]  # {"targeted", "random", "global" (or None), "exclude_topic"}
     stop_items: dict[str, list[int]]  # benchmark -> task positions of the stop checks' held-out items
-    topics: dict[str, list[str]]     # benchmark -> its target topics (taxonomy keys), as resolved
+    topics: dict[str, list[str]]  # benchmark -> its target topics (taxonomy keys), as resolved
 
     @property
     def work(self) -> Path:
@@ -83,8 +83,10 @@ class Plan:
                     identity = (kind, task[kind], task["exclude_topic"], exclusion)
                     key = run_key(self, self.forget_set(task[kind]), None, task["exclude_topic"], exclusion)
                     if seen.setdefault(key, identity) != identity:
-                        raise ProvenanceError(f"two different unlearning runs share the key {key} ({task[kind]})",
-                                              "give every forget set a unique name")
+                        raise ProvenanceError(
+                            f"two different unlearning runs share the key {key} ({task[kind]})",
+                            "give every forget set a unique name",
+                        )
 
     def retain_exclusion(self, task: dict) -> tuple[str, ...]:
         """The documents no run of a task retains on: every one that any of its runs forgets."""
@@ -103,8 +105,9 @@ def _load_base(plan: Plan, training):
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return load_causal_lm(ModelRef(plan.base_model, plan.base_revision), dtype=getattr(torch, training.dtype),
-                          device=device)
+    return load_causal_lm(
+        ModelRef(plan.base_model, plan.base_revision), dtype=getattr(torch, training.dtype), device=device
+    )
 
 
 def _finished(folder: Path) -> dict | None:
@@ -114,14 +117,20 @@ def _finished(folder: Path) -> dict | None:
 def scorer_identity(scorer: dict) -> dict:
     """What the scores depend on: the task files' content (not where they are), shots and items."""
     task_dir = Path(scorer["task_dir"])
-    files = {task: {f.name: sha256_file(f) for f in sorted(task_dir.glob(f"{task}.*"))}
-             for task in scorer["tasks"].values()}
+    files = {
+        task: {f.name: sha256_file(f) for f in sorted(task_dir.glob(f"{task}.*"))} for task in scorer["tasks"].values()
+    }
     return {"tasks": scorer["tasks"], "files": files, "shots": scorer["shots"], "items": scorer["items"]}
 
 
 def _baseline_folder(plan: Plan) -> Path:
-    return plan.work / "baseline" / sha256_json([base_identity(plan.base_model, plan.base_revision),
-                                                 scorer_identity(plan.scorer), plan.stop_items])[:16]
+    return (
+        plan.work
+        / "baseline"
+        / sha256_json(
+            [base_identity(plan.base_model, plan.base_revision), scorer_identity(plan.scorer), plan.stop_items]
+        )[:16]
+    )
 
 
 def _baseline_done(plan: Plan) -> dict:
@@ -134,8 +143,9 @@ def _baseline_done(plan: Plan) -> dict:
         stop_accuracy = scorer.on(plan.stop_items).accuracy(model, tokenizer) if plan.stop_items else None
         staging = folder.with_name(f".{folder.name}.{os.getpid()}")
         write_parquet(staging / ITEMS, result.items[ITEM_COLUMNS])
-        write_json(staging / DONE, {"summary": summary_table(result).to_dict("records"),
-                                    "stop_accuracy": stop_accuracy})
+        write_json(
+            staging / DONE, {"summary": summary_table(result).to_dict("records"), "stop_accuracy": stop_accuracy}
+        )
         replace_dir(staging, folder)
     return _finished(folder)
 
@@ -145,18 +155,30 @@ def baseline(plan: Plan) -> pd.DataFrame:
     return pd.DataFrame(_baseline_done(plan)["summary"])
 
 
-def run_key(plan: Plan, forget: ForgetSet, steps: int | None, exclude_topic: int | None,
-            exclusion: tuple[str, ...]) -> str:
+def run_key(
+    plan: Plan, forget: ForgetSet, steps: int | None, exclude_topic: int | None, exclusion: tuple[str, ...]
+) -> str:
     """Everything a run's result depends on; ``steps`` None: up to max_steps under the stop rule."""
-    return sha256_json({"base": base_identity(plan.base_model, plan.base_revision), "set": forget.name,
-                        "kind": forget.kind, "forget": forget.sha256, "seed": forget.seed, "steps": steps,
-                        "exclude_topic": exclude_topic,
-                        "retain_exclusion": sha256_json(list(exclusion)), "scorer": scorer_identity(plan.scorer),
-                        "stop_items": plan.stop_items, "training": plan.unlearning["training"]})[:16]
+    return sha256_json(
+        {
+            "base": base_identity(plan.base_model, plan.base_revision),
+            "set": forget.name,
+            "kind": forget.kind,
+            "forget": forget.sha256,
+            "seed": forget.seed,
+            "steps": steps,
+            "exclude_topic": exclude_topic,
+            "retain_exclusion": sha256_json(list(exclusion)),
+            "scorer": scorer_identity(plan.scorer),
+            "stop_items": plan.stop_items,
+            "training": plan.unlearning["training"],
+        }
+    )[:16]
 
 
-def execute_run(plan: Plan, name: str, steps: int | None, task: dict, store: DocumentStore,
-                base_scores: pd.DataFrame) -> dict:
+def execute_run(
+    plan: Plan, name: str, steps: int | None, task: dict, store: DocumentStore, base_scores: pd.DataFrame
+) -> dict:
     """Train, score and save one run of ``task`` (or read it back when it finished before); returns its
     ``done.json``."""
     import torch
@@ -173,31 +195,57 @@ def execute_run(plan: Plan, name: str, steps: int | None, task: dict, store: Doc
     torch.manual_seed(forget.seed)  # the adapter's initialization: the same for every run of a pair
     model, tokenizer = _load_base(plan, t)
     unlearner = Unlearner(attach_lora(model, t.lora), tokenizer, t, store.texts)
-    retain = retain_stream(store, task["exclude_topic"], plan.retain_exclusion(task), t.retain_docs_per_topic,
-                           t.retain_resample_steps, t.batch_size, t.grad_accumulation, forget.seed)
+    retain = retain_stream(
+        store,
+        task["exclude_topic"],
+        plan.retain_exclusion(task),
+        t.retain_docs_per_topic,
+        t.retain_resample_steps,
+        t.batch_size,
+        t.grad_accumulation,
+        forget.seed,
+    )
     stop_accuracy = _baseline_done(plan)["stop_accuracy"]
     checker = scorer.on(plan.stop_items)
-    log = unlearner.run(forget_stream(forget.ids, t.batch_size, forget.seed), retain, steps,
-                        stop_check=(lambda: checker.accuracy(unlearner.model, tokenizer)) if plan.stop_items else None,
-                        stop_below=None if stop_accuracy is None else t.stop_ratio * stop_accuracy)
+    log = unlearner.run(
+        forget_stream(forget.ids, t.batch_size, forget.seed),
+        retain,
+        steps,
+        stop_check=(lambda: checker.accuracy(unlearner.model, tokenizer)) if plan.stop_items else None,
+        stop_below=None if stop_accuracy is None else t.stop_ratio * stop_accuracy,
+    )
     result = scorer(unlearner.model, tokenizer)
     table = damage(base_scores, summary_table(result))
     staging = folder.with_name(f".{folder.name}.{os.getpid()}")
-    save_adapter(unlearner.model, staging / ADAPTER, base=base_identity(plan.base_model, plan.base_revision),
-                 forget_set=forget.info(), hyperparameters=params.model_dump(mode="json", include={"training"}),
-                 results=table, steps=log.steps)
+    save_adapter(
+        unlearner.model,
+        staging / ADAPTER,
+        base=base_identity(plan.base_model, plan.base_revision),
+        forget_set=forget.info(),
+        hyperparameters=params.model_dump(mode="json", include={"training"}),
+        results=table,
+        steps=log.steps,
+    )
     write_parquet(staging / ITEMS, result.items[ITEM_COLUMNS])
     write_json(staging / LOG, asdict(log))
-    done = {"set": name, "steps": log.steps, "stopped_early": log.stopped_early, "train_s": log.seconds,
-            "results": table.to_dict("records")}
+    done = {
+        "set": name,
+        "steps": log.steps,
+        "stopped_early": log.stopped_early,
+        "train_s": log.seconds,
+        "results": table.to_dict("records"),
+    }
     write_json(staging / DONE, done)
     replace_dir(staging, folder)
     return done
 
 
 def run_folder(plan: Plan, name: str, steps: int | None, task: dict) -> Path:
-    return plan.work / "runs" / run_key(plan, plan.forget_set(name), steps, task["exclude_topic"],
-                                        plan.retain_exclusion(task))
+    return (
+        plan.work
+        / "runs"
+        / run_key(plan, plan.forget_set(name), steps, task["exclude_topic"], plan.retain_exclusion(task))
+    )
 
 
 def _first_steps(plan: Plan) -> int | None:
@@ -217,8 +265,10 @@ def run_task(plan: Plan, index: int, store: DocumentStore | None = None) -> list
     base_scores = baseline(plan)
     task = plan.tasks[index]
     targeted = execute_run(plan, task["targeted"], _first_steps(plan), task, store, base_scores)
-    return [targeted] + [execute_run(plan, name, steps, task, store, base_scores)
-                         for _, name, steps in _partners(task, targeted["steps"])]
+    return [targeted] + [
+        execute_run(plan, name, steps, task, store, base_scores)
+        for _, name, steps in _partners(task, targeted["steps"])
+    ]
 
 
 def collect(plan: Plan) -> tuple[list[dict[str, tuple[Path, dict]]], list[int]]:
@@ -243,34 +293,73 @@ def write_slurm(plan: Plan, slurm, run_name: str) -> Path:
     """``baseline.sbatch``, ``array.sbatch`` (one task per pair) and ``submit.sh`` in the work folder."""
     work = plan.work
     gpu = slurm.gpus_per_task > 0
-    launch = ["accelerate", "launch", "--num_processes", "1", "--num_machines", "1",
-              *([] if gpu else ["--cpu"]), "-m", "provenance_lib.stages.unlearning.jobs", str(work / PLAN)]
-    header = ["#!/bin/bash", f"#SBATCH --job-name=unlearning-{run_name}",
-              f"#SBATCH --cpus-per-task={slurm.cpus_per_task}", f"#SBATCH --mem={slurm.mem}",
-              f"#SBATCH --time={slurm.time}", *([f"#SBATCH --gpus-per-task={slurm.gpus_per_task}"] if gpu else []),
-              *([f"#SBATCH --partition={slurm.partition}"] if slurm.partition else [])]
+    launch = [
+        "accelerate",
+        "launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        *([] if gpu else ["--cpu"]),
+        "-m",
+        "provenance_lib.stages.unlearning.jobs",
+        str(work / PLAN),
+    ]
+    header = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name=unlearning-{run_name}",
+        f"#SBATCH --cpus-per-task={slurm.cpus_per_task}",
+        f"#SBATCH --mem={slurm.mem}",
+        f"#SBATCH --time={slurm.time}",
+        *([f"#SBATCH --gpus-per-task={slurm.gpus_per_task}"] if gpu else []),
+        *([f"#SBATCH --partition={slurm.partition}"] if slurm.partition else []),
+    ]
     setup = ["set -euo pipefail", *slurm.setup]
     throttle = f"%{slurm.max_parallel}" if slurm.max_parallel else ""
-    write_text(work / "baseline.sbatch", "\n".join([
-        *header, f"#SBATCH --output={work}/logs/baseline-%j.out", *setup,
-        shlex.join([*launch, "--baseline"]), ""]))
-    write_text(work / "array.sbatch", "\n".join([
-        *header, f"#SBATCH --array=0-{len(plan.tasks) - 1}{throttle}", f"#SBATCH --output={work}/logs/%A_%a.out",
-        *setup, shlex.join([*launch, "--task"]) + ' "$SLURM_ARRAY_TASK_ID"', ""]))
+    write_text(
+        work / "baseline.sbatch",
+        "\n".join(
+            [*header, f"#SBATCH --output={work}/logs/baseline-%j.out", *setup, shlex.join([*launch, "--baseline"]), ""]
+        ),
+    )
+    write_text(
+        work / "array.sbatch",
+        "\n".join(
+            [
+                *header,
+                f"#SBATCH --array=0-{len(plan.tasks) - 1}{throttle}",
+                f"#SBATCH --output={work}/logs/%A_%a.out",
+                *setup,
+                shlex.join([*launch, "--task"]) + ' "$SLURM_ARRAY_TASK_ID"',
+                "",
+            ]
+        ),
+    )
     submit = work / "submit.sh"
-    write_text(submit, "\n".join([
-        "#!/bin/bash", "# Submit stage 05's runs: the baseline evaluation, then the array once it succeeded.",
-        "set -euo pipefail", f"mkdir -p {shlex.quote(str(work / 'logs'))}",
-        f"baseline=$(sbatch --parsable {shlex.quote(str(work / 'baseline.sbatch'))})",
-        f'sbatch --dependency=afterok:"$baseline" {shlex.quote(str(work / "array.sbatch"))}', ""]))
+    write_text(
+        submit,
+        "\n".join(
+            [
+                "#!/bin/bash",
+                "# Submit stage 05's runs: the baseline evaluation, then the array once it succeeded.",
+                "set -euo pipefail",
+                f"mkdir -p {shlex.quote(str(work / 'logs'))}",
+                f"baseline=$(sbatch --parsable {shlex.quote(str(work / 'baseline.sbatch'))})",
+                f'sbatch --dependency=afterok:"$baseline" {shlex.quote(str(work / "array.sbatch"))}',
+                "",
+            ]
+        ),
+    )
     submit.chmod(0o755)
     return submit
 
 
 # ----------------------------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m provenance_lib.stages.unlearning.jobs",
-                                     description="run one task of stage 05's plan (a job array task)")
+    parser = argparse.ArgumentParser(
+        prog="python -m provenance_lib.stages.unlearning.jobs",
+        description="run one task of stage 05's plan (a job array task)",
+    )
     parser.add_argument("plan", type=Path)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--task", type=int, help="the pair to run (0-based)")
@@ -282,8 +371,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline:
             baseline(plan)
         elif not 0 <= args.task < len(plan.tasks):
-            raise ProvenanceError(f"task {args.task} is outside the plan's 0-{len(plan.tasks) - 1}",
-                                  "pass an index the array script lists")
+            raise ProvenanceError(
+                f"task {args.task} is outside the plan's 0-{len(plan.tasks) - 1}",
+                "pass an index the array script lists",
+            )
         else:
             run_task(plan, args.task)
     except ProvenanceError as exc:

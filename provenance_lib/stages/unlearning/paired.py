@@ -43,13 +43,19 @@ def pair_table(runs: pd.DataFrame, ids: pd.DataFrame | None = None) -> pd.DataFr
     ``evaluated``, ``gamma_*``); ``ids``: the sets' documents (set, id), which link pairs into clusters (absent:
     pairs of one topic are one cluster)."""
     aimed = runs[runs["kind"] != "global"]
-    long = aimed.melt(id_vars=["kind", *PAIR_KEYS, "evaluated"], value_vars=[f"gamma_{m}" for m in MEASURES],
-                      var_name="measure", value_name="gamma")
+    long = aimed.melt(
+        id_vars=["kind", *PAIR_KEYS, "evaluated"],
+        value_vars=[f"gamma_{m}" for m in MEASURES],
+        var_name="measure",
+        value_name="gamma",
+    )
     long["measure"] = long["measure"].str.removeprefix("gamma_")
-    wide = long.pivot_table(index=[*PAIR_KEYS, "evaluated", "measure"], columns="kind", values="gamma",
-                            aggfunc="first").reset_index()
+    wide = long.pivot_table(
+        index=[*PAIR_KEYS, "evaluated", "measure"], columns="kind", values="gamma", aggfunc="first"
+    ).reset_index()
     wide = wide.rename(columns={"targeted": "gamma_targeted", "random": "gamma_random"}).dropna(
-        subset=["gamma_targeted", "gamma_random"])
+        subset=["gamma_targeted", "gamma_random"]
+    )
     wide["d"] = wide["gamma_targeted"] - wide["gamma_random"]
     wide.columns.name = None
     sets = aimed.drop_duplicates([*PAIR_KEYS, "kind"]).pivot(index=PAIR_KEYS, columns="kind", values="set")
@@ -67,12 +73,16 @@ def clusters(pairs: pd.DataFrame, ids: pd.DataFrame | None) -> np.ndarray:
         if ids is None:
             component = group["topic"].factorize()[0]
         else:
-            members = pd.concat([group[["targeted_set"]].rename(columns={"targeted_set": "set"}).assign(pair=range(
-                len(group))), group[["random_set"]].rename(columns={"random_set": "set"}).assign(pair=range(
-                    len(group)))]).merge(ids[["set", "id"]], on="set")
+            members = pd.concat(
+                [
+                    group[["targeted_set"]].rename(columns={"targeted_set": "set"}).assign(pair=range(len(group))),
+                    group[["random_set"]].rename(columns={"random_set": "set"}).assign(pair=range(len(group))),
+                ]
+            ).merge(ids[["set", "id"]], on="set")
             doc = members["id"].factorize()[0]
-            incidence = sparse.csr_matrix((np.ones(len(members)), (members["pair"], doc)),
-                                          shape=(len(group), doc.max() + 1 if len(doc) else 0))
+            incidence = sparse.csr_matrix(
+                (np.ones(len(members)), (members["pair"], doc)), shape=(len(group), doc.max() + 1 if len(doc) else 0)
+            )
             component = sparse.csgraph.connected_components(incidence @ incidence.T, directed=False)[1]
         labels[pairs.index.get_indexer(group.index)] = [f"{construction}/{benchmark}/{c}" for c in component]
     return labels
@@ -100,7 +110,7 @@ def cohens_dz(d: np.ndarray) -> float:
 def _topic_t(pairs: pd.DataFrame) -> float:
     means = pairs.groupby("topic")[["gamma_targeted", "gamma_random"]].mean()
     if len(means) < 2 or np.ptp(means["gamma_targeted"] - means["gamma_random"]) == 0:
-        return float("nan")   # fewer than two topics, or no variance: the t statistic is undefined
+        return float("nan")  # fewer than two topics, or no variance: the t statistic is undefined
     return float(stats.ttest_rel(means["gamma_targeted"], means["gamma_random"], alternative="greater").pvalue)
 
 
@@ -117,20 +127,39 @@ def paired_statistics(pairs: pd.DataFrame, resamples: int, confidence: float, se
         means = group.groupby("cluster")["d"].mean().to_numpy(np.float64)
         low, high = bootstrap_median_ci(means, resamples, confidence, seed)
         paper_low, paper_high = bootstrap_median_ci(d, resamples, confidence, seed)
-        rows.append(dict(construction=construction, benchmark=benchmark, measure=measure, n=len(d),
-                         topics=group["topic"].nunique(), clusters=len(means), median_d=float(np.median(means)),
-                         ci_low=low, ci_high=high, mean_d=float(means.mean()), cohens_dz=cohens_dz(means),
-                         wilcoxon_p=wilcoxon_greater(means), paired_t_p=_topic_t(group),
-                         paper_method_median_d=float(np.median(d)), paper_method_ci_low=paper_low,
-                         paper_method_ci_high=paper_high, paper_method_cohens_dz=cohens_dz(d),
-                         paper_method_wilcoxon_p=wilcoxon_greater(d)))
+        rows.append(
+            dict(
+                construction=construction,
+                benchmark=benchmark,
+                measure=measure,
+                n=len(d),
+                topics=group["topic"].nunique(),
+                clusters=len(means),
+                median_d=float(np.median(means)),
+                ci_low=low,
+                ci_high=high,
+                mean_d=float(means.mean()),
+                cohens_dz=cohens_dz(means),
+                wilcoxon_p=wilcoxon_greater(means),
+                paired_t_p=_topic_t(group),
+                paper_method_median_d=float(np.median(d)),
+                paper_method_ci_low=paper_low,
+                paper_method_ci_high=paper_high,
+                paper_method_cohens_dz=cohens_dz(d),
+                paper_method_wilcoxon_p=wilcoxon_greater(d),
+            )
+        )
     table = pd.DataFrame(rows)
     for test in TESTS:
         table[f"{test}_bh"] = table.groupby(["construction", "measure"])[test].transform(
-            lambda family: bh_qvalues(family.to_numpy()))
+            lambda family: bh_qvalues(family.to_numpy())
+        )
     order = {b.name: i for i, b in enumerate(BENCHMARKS)}
-    return table.sort_values(["measure", "construction", "benchmark"], key=lambda c: c.map(order) if
-                             c.name == "benchmark" else c, kind="stable").reset_index(drop=True)
+    return table.sort_values(
+        ["measure", "construction", "benchmark"],
+        key=lambda c: c.map(order) if c.name == "benchmark" else c,
+        kind="stable",
+    ).reset_index(drop=True)
 
 
 def selectivity(runs: pd.DataFrame) -> pd.DataFrame:
@@ -144,9 +173,17 @@ def selectivity(runs: pd.DataFrame) -> pd.DataFrame:
             if benchmark not in gamma or others.empty:
                 continue
             sel = gamma[benchmark] / others.mean() if others.mean() > 0 else float("inf")
-            rows.append(dict(construction=construction, kind=kind, benchmark=benchmark, measure=measure,
-                             gamma_own=float(gamma[benchmark]), gamma_others=float(others.mean()),
-                             selectivity=float(sel)))
+            rows.append(
+                dict(
+                    construction=construction,
+                    kind=kind,
+                    benchmark=benchmark,
+                    measure=measure,
+                    gamma_own=float(gamma[benchmark]),
+                    gamma_others=float(others.mean()),
+                    selectivity=float(sel),
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -176,19 +213,30 @@ def paper_table(statistics: pd.DataFrame, measure: str = "acc") -> pd.DataFrame:
     rows = []
     for b in BENCHMARKS:
         reported = paper.get(b.name, {})
-        row = {"benchmark": b.name, "paper median_d": reported.get("median_d"), "paper ci": reported.get("ci"),
-               "paper wilcoxon_p_bh": reported.get("wilcoxon_p_bh"), "paper dz": reported.get("cohens_dz"),
-               "paper verdict": reported.get("verdict")}
+        row = {
+            "benchmark": b.name,
+            "paper median_d": reported.get("median_d"),
+            "paper ci": reported.get("ci"),
+            "paper wilcoxon_p_bh": reported.get("wilcoxon_p_bh"),
+            "paper dz": reported.get("cohens_dz"),
+            "paper verdict": reported.get("verdict"),
+        }
         for r in mine[mine["benchmark"] == b.name].itertuples():
             c = r.construction
-            row.update({f"{c} pairs (paper's method)": r.n,
-                        f"{c} median_d (paper's method)": round(r.paper_method_median_d, 4),
-                        f"{c} ci (paper's method)": [round(r.paper_method_ci_low, 4), round(r.paper_method_ci_high, 4)],
-                        f"{c} wilcoxon_p_bh (paper's method)": r.paper_method_wilcoxon_p_bh,
-                        f"{c} dz (paper's method)": r.paper_method_cohens_dz,
-                        f"{c} clusters": r.clusters, f"{c} median_d": round(r.median_d, 4),
-                        f"{c} ci": [round(r.ci_low, 4), round(r.ci_high, 4)],
-                        f"{c} wilcoxon_p_bh": r.wilcoxon_p_bh, f"{c} dz": r.cohens_dz})
+            row.update(
+                {
+                    f"{c} pairs (paper's method)": r.n,
+                    f"{c} median_d (paper's method)": round(r.paper_method_median_d, 4),
+                    f"{c} ci (paper's method)": [round(r.paper_method_ci_low, 4), round(r.paper_method_ci_high, 4)],
+                    f"{c} wilcoxon_p_bh (paper's method)": r.paper_method_wilcoxon_p_bh,
+                    f"{c} dz (paper's method)": r.paper_method_cohens_dz,
+                    f"{c} clusters": r.clusters,
+                    f"{c} median_d": round(r.median_d, 4),
+                    f"{c} ci": [round(r.ci_low, 4), round(r.ci_high, 4)],
+                    f"{c} wilcoxon_p_bh": r.wilcoxon_p_bh,
+                    f"{c} dz": r.cohens_dz,
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows).set_index("benchmark")
 
@@ -199,14 +247,23 @@ def findings(statistics: pd.DataFrame, selectivity_table: pd.DataFrame, confiden
     lines = []
     for r in statistics.itertuples():
         table = selectivity_table
-        sel = table[(table["construction"] == r.construction) & (table["kind"] == "targeted")
-                    & (table["benchmark"] == r.benchmark) & (table["measure"] == r.measure)]
-        verdict = ("damages it more than forgetting matched random documents" if r.wilcoxon_p < level
-                   else "shows no more damage than forgetting matched random documents")
-        text = (f"- **{r.benchmark}**, {r.construction} construction, {MEASURES[r.measure]}: forgetting its "
-                f"top-attributed documents {verdict} (median d {r.median_d:.3g}, {confidence:.0%} CI "
-                f"[{r.ci_low:.3g}, {r.ci_high:.3g}], one-sided Wilcoxon over {r.clusters} clusters of {r.n} pairs "
-                f"p = {_p(r.wilcoxon_p)}; the paper's pairwise p = {_p(r.paper_method_wilcoxon_p)})")
+        sel = table[
+            (table["construction"] == r.construction)
+            & (table["kind"] == "targeted")
+            & (table["benchmark"] == r.benchmark)
+            & (table["measure"] == r.measure)
+        ]
+        verdict = (
+            "damages it more than forgetting matched random documents"
+            if r.wilcoxon_p < level
+            else "shows no more damage than forgetting matched random documents"
+        )
+        text = (
+            f"- **{r.benchmark}**, {r.construction} construction, {MEASURES[r.measure]}: forgetting its "
+            f"top-attributed documents {verdict} (median d {r.median_d:.3g}, {confidence:.0%} CI "
+            f"[{r.ci_low:.3g}, {r.ci_high:.3g}], one-sided Wilcoxon over {r.clusters} clusters of {r.n} pairs "
+            f"p = {_p(r.wilcoxon_p)}; the paper's pairwise p = {_p(r.paper_method_wilcoxon_p)})"
+        )
         if len(sel):
             text += f"; selectivity {sel['selectivity'].iloc[0]:.2f}"
         lines.append(text + ".")
@@ -227,8 +284,9 @@ def plot_pairs(pairs: pd.DataFrame):
     benchmarks = [b.name for b in BENCHMARKS if b.name in set(own["benchmark"])]
     constructions = sorted(own["construction"].unique())
     colours = dict(zip(constructions, sns.color_palette("colorblind", len(constructions))))
-    fig, axes = plt.subplots(len(MEASURES), max(len(benchmarks), 1), figsize=(3.2 * max(len(benchmarks), 1), 5.5),
-                             squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        len(MEASURES), max(len(benchmarks), 1), figsize=(3.2 * max(len(benchmarks), 1), 5.5), squeeze=False, sharex=True
+    )
     for row, measure in enumerate(MEASURES):
         for col, benchmark in enumerate(benchmarks):
             ax = axes[row][col]
@@ -237,8 +295,16 @@ def plot_pairs(pairs: pd.DataFrame):
                 part = cell[cell["construction"] == construction]
                 x = np.array([0, 1]) + (i - (len(constructions) - 1) / 2) * 0.12
                 for r in part.itertuples():
-                    ax.plot(x, [r.gamma_random, r.gamma_targeted], "-o", color=colours[construction], alpha=0.6,
-                            markersize=3, linewidth=0.8, label=construction if r.Index == part.index[0] else None)
+                    ax.plot(
+                        x,
+                        [r.gamma_random, r.gamma_targeted],
+                        "-o",
+                        color=colours[construction],
+                        alpha=0.6,
+                        markersize=3,
+                        linewidth=0.8,
+                        label=construction if r.Index == part.index[0] else None,
+                    )
             ax.axhline(0, color="grey", linewidth=0.6)
             ax.set_xticks([0, 1], ["random", "targeted"])
             ax.set_xlim(-0.4, 1.4)

@@ -29,9 +29,9 @@ from ...errors import ProvenanceError
 class TrainLog:
     steps: int = 0
     stopped_early: bool = False
-    forget_nll: list[float] = field(default_factory=list)   # per step, before the update
+    forget_nll: list[float] = field(default_factory=list)  # per step, before the update
     retain_nll: list[float] = field(default_factory=list)
-    checks: list[dict] = field(default_factory=list)        # stop checks: step, accuracy
+    checks: list[dict] = field(default_factory=list)  # stop checks: step, accuracy
     seconds: float = 0.0
 
 
@@ -43,11 +43,19 @@ def attach_lora(model, lora):
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = sorted(set(lora.target_modules) - names)
     if missing:
-        raise ProvenanceError(f"the base model ({type(model).__name__}) has no modules named {missing}",
-                              "set unlearning.training.lora.target_modules to its attention projections")
-    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                        target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
-    with warnings.catch_warnings():   # peft reads a name transformers 5 deprecates: once per run, nothing to act on
+        raise ProvenanceError(
+            f"the base model ({type(model).__name__}) has no modules named {missing}",
+            "set unlearning.training.lora.target_modules to its attention projections",
+        )
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    with warnings.catch_warnings():  # peft reads a name transformers 5 deprecates: once per run, nothing to act on
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(model, config)
 
@@ -69,8 +77,10 @@ class Unlearner:
 
         self.accelerator = Accelerator()
         if self.accelerator.num_processes > 1:
-            raise ProvenanceError("an unlearning run is one process (runs are parallel as a job array)",
-                                  "launch each run with accelerate launch --num_processes 1")
+            raise ProvenanceError(
+                "an unlearning run is one process (runs are parallel as a job array)",
+                "launch each run with accelerate launch --num_processes 1",
+            )
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "right"
@@ -80,8 +90,9 @@ class Unlearner:
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
 
     def _nll(self, ids: list[str]) -> torch.Tensor:
-        return document_nll(self.model, self.tokenizer, self.texts(ids), self.training.max_length,
-                            self.accelerator.device).mean()
+        return document_nll(
+            self.model, self.tokenizer, self.texts(ids), self.training.max_length, self.accelerator.device
+        ).mean()
 
     def _gradient(self, batches: list[list[str]]) -> tuple[list[torch.Tensor], float]:
         """The mean loss's gradient over the micro-batches (accumulated), taken out of ``.grad``; and the loss."""
@@ -114,16 +125,23 @@ class Unlearner:
         self.optimizer.zero_grad(set_to_none=True)
         return forget_nll, retain_nll
 
-    def run(self, forget: Iterator[list[str]], retain: Iterator[list[str]], steps: int | None,
-            stop_check: Callable[[], float] | None = None, stop_below: float | None = None) -> TrainLog:
+    def run(
+        self,
+        forget: Iterator[list[str]],
+        retain: Iterator[list[str]],
+        steps: int | None,
+        stop_check: Callable[[], float] | None = None,
+        stop_below: float | None = None,
+    ) -> TrainLog:
         """Train for ``steps`` steps (None: up to ``max_steps`` with the stop rule, when ``stop_check`` is given:
         a callable returning the stop benchmarks' mean accuracy of the model as it is)."""
         t, log, start = self.training, TrainLog(), time.perf_counter()
         every = t.stop_check_every if steps is None and stop_check is not None else None
         self.model.train()
         for step in range(1, (steps or t.max_steps) + 1):
-            f, r = self.step([next(forget) for _ in range(t.grad_accumulation)],
-                             [next(retain) for _ in range(t.grad_accumulation)])
+            f, r = self.step(
+                [next(forget) for _ in range(t.grad_accumulation)], [next(retain) for _ in range(t.grad_accumulation)]
+            )
             log.forget_nll.append(round(f, 6))
             log.retain_nll.append(round(r, 6))
             log.steps = step

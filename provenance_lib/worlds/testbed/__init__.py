@@ -46,10 +46,10 @@ TASK_PREFIX = "testbed"
 @dataclass
 class Generated:
     documents: list[Document]
-    rows: list[dict]                     # benchmark items in the query schema
-    tasks: dict[str, str]                # benchmark name -> lm-eval task
+    rows: list[dict]  # benchmark items in the query schema
+    tasks: dict[str, str]  # benchmark name -> lm-eval task
     capabilities: dict[str, Capability]
-    planted_bins: dict[str, list[int]]   # benchmark name -> bin ids (chosen even in a null world)
+    planted_bins: dict[str, list[int]]  # benchmark name -> bin ids (chosen even in a null world)
 
 
 def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
@@ -57,16 +57,23 @@ def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
     start = time.perf_counter()
     generated = generate(params, out_dir)
     generate_s = time.perf_counter() - start
-    with torch_threads(params.world.train_threads):   # the weights depend on it (see the param)
+    with torch_threads(params.world.train_threads):  # the weights depend on it (see the param)
         start = time.perf_counter()
-        checkpoints, chosen, facts = train_models(params, [d.text for d in generated.documents], generated.rows,
-                                                  generated.tasks, out_dir / TASK_DIR, out_dir)
+        checkpoints, chosen, facts = train_models(
+            params, [d.text for d in generated.documents], generated.rows, generated.tasks, out_dir / TASK_DIR, out_dir
+        )
         models_s = time.perf_counter() - start
     truth = read_json(out_dir / GROUND_TRUTH)
-    history = checkpoints[:checkpoints.index(chosen) + 1]
+    history = checkpoints[: checkpoints.index(chosen) + 1]
     return WorldInfo(
-        kind="testbed", fingerprint="", corpus=[CORPUS_DIR], queries=QUERIES, tasks=generated.tasks,
-        task_dir=TASK_DIR, base_model=chosen.base, query_model=chosen.query,
+        kind="testbed",
+        fingerprint="",
+        corpus=[CORPUS_DIR],
+        queries=QUERIES,
+        tasks=generated.tasks,
+        task_dir=TASK_DIR,
+        base_model=chosen.base,
+        query_model=chosen.query,
         checkpoints={c.label: c.base for c in history},
         extra=dict(
             documents=len(generated.documents),
@@ -74,10 +81,14 @@ def build(params: StudyParams, out_dir: str | Path) -> WorldInfo:
             planted_token_share={name: b["planted_token_share"] for name, b in truth["benchmarks"].items()},
             planted_bins={name: b["bin_names"] for name, b in truth["benchmarks"].items()},
             nonempty_bins=len({(d.topic, d.format) for d in generated.documents}),
-            train_threads=params.world.train_threads, generate_s=round(generate_s, 2), models_s=round(models_s, 2),
-            attributed=chosen.label, accuracy=chosen.accuracy,
-            checkpoint_models={c.label: dict(step=c.step, base=c.base, query=c.query, accuracy=c.accuracy)
-                               for c in checkpoints},
+            train_threads=params.world.train_threads,
+            generate_s=round(generate_s, 2),
+            models_s=round(models_s, 2),
+            attributed=chosen.label,
+            accuracy=chosen.accuracy,
+            checkpoint_models={
+                c.label: dict(step=c.step, base=c.base, query=c.query, accuracy=c.accuracy) for c in checkpoints
+            },
             **facts,
         ),
     )
@@ -90,19 +101,25 @@ def generate(params: StudyParams, out_dir: str | Path) -> Generated:
     world, seed, taxonomy = params.world, params.seed, load_taxonomy()
     items = world.items
     n_train, n_eval, n_rules = items.train_items, items.eval_items, items.n_rules
-    lexicon = make_lexicon(seed, len(taxonomy.topics), world.corpus.topic_vocabulary, items.values,
-                           n_facts=n_train + n_eval, n_rules=n_rules,
-                           n_rule_entities=rule_entities_needed(n_train, n_eval, n_rules, world.planted_entities))
+    lexicon = make_lexicon(
+        seed,
+        len(taxonomy.topics),
+        world.corpus.topic_vocabulary,
+        items.values,
+        n_facts=n_train + n_eval,
+        n_rules=n_rules,
+        n_rule_entities=rule_entities_needed(n_train, n_eval, n_rules, world.planted_entities),
+    )
     capabilities = plan_capabilities(lexicon, seed, n_train, n_eval)
     c = world.corpus
-    sizes = bin_sizes(random.Random(f"{seed}:bin-sizes"), taxonomy.n_bins, c.documents, c.empty_bin_share,
-                      c.bin_size_sigma)
+    sizes = bin_sizes(
+        random.Random(f"{seed}:bin-sizes"), taxonomy.n_bins, c.documents, c.empty_bin_share, c.bin_size_sigma
+    )
     planted_bins = placement.choose_bins(world, seed, sizes, taxonomy)
     drafts = write_drafts(c, seed, sizes, lexicon, taxonomy)
     planted = capabilities
     if world.planted_content == "sham":
-        planted = plan_sham_capabilities(lexicon, seed, n_train + n_eval, n_rules, items.values,
-                                         world.planted_entities)
+        planted = plan_sham_capabilities(lexicon, seed, n_train + n_eval, n_rules, items.values, world.planted_entities)
     placement.plant(drafts, planted_bins, planted, world, seed)
     documents = finish_corpus(drafts, c, seed)
     write_corpus(documents, out_dir / CORPUS_DIR, c.shards, taxonomy)
@@ -117,16 +134,19 @@ def write_corpus(documents: list[Document], corpus_dir: Path, n_shards: int, tax
     per_shard = math.ceil(len(documents) / n_shards)
     paths = []
     for k in range(n_shards):
-        records = [_record(doc, taxonomy) for doc in documents[k * per_shard:(k + 1) * per_shard]]
+        records = [_record(doc, taxonomy) for doc in documents[k * per_shard : (k + 1) * per_shard]]
         paths.append(corpus.write_shard(corpus_dir / f"testbed-{k:04d}{corpus.SHARD_SUFFIX}", records))
     return paths
 
 
 def _record(doc: Document, taxonomy) -> dict:
     topic, fmt = taxonomy.topics.labels[doc.topic], taxonomy.formats.labels[doc.format]
-    return {"id": doc.id, "text": doc.text, "source": "testbed",
-            "metadata": corpus.label_metadata(topic.key, fmt.key, doc.soft_labels["topic"],
-                                              doc.soft_labels["format"])}
+    return {
+        "id": doc.id,
+        "text": doc.text,
+        "source": "testbed",
+        "metadata": corpus.label_metadata(topic.key, fmt.key, doc.soft_labels["topic"], doc.soft_labels["format"]),
+    }
 
 
 def benchmark_rows(capabilities: dict[str, Capability], seed: int) -> list[dict]:
@@ -141,14 +161,30 @@ def benchmark_rows(capabilities: dict[str, Capability], seed: int) -> list[dict]
                 choices = rng.sample([v for v in capability.values if v != fact.value], b.n_choices - 1)
                 answer = rng.randrange(b.n_choices)
                 choices.insert(answer, fact.value)
-                rows.append(dict(id=f"{TASK_PREFIX}-{b.slug}-{split}-{i:03d}", benchmark=name, split=split,
-                                 question=capability.kind.question_text(entity, fact.key), choices=choices,
-                                 answer=answer, domain=b.domain, capability=b.capability, subject=fact.key))
+                rows.append(
+                    dict(
+                        id=f"{TASK_PREFIX}-{b.slug}-{split}-{i:03d}",
+                        benchmark=name,
+                        split=split,
+                        question=capability.kind.question_text(entity, fact.key),
+                        choices=choices,
+                        answer=answer,
+                        domain=b.domain,
+                        capability=b.capability,
+                        subject=fact.key,
+                    )
+                )
     return rows
 
 
-def ground_truth(params: StudyParams, documents: list[Document], capabilities: dict[str, Capability],
-                 planted_bins: dict[str, list[int]], sizes: list[int], taxonomy) -> dict:
+def ground_truth(
+    params: StudyParams,
+    documents: list[Document],
+    capabilities: dict[str, Capability],
+    planted_bins: dict[str, list[int]],
+    sizes: list[int],
+    taxonomy,
+) -> dict:
     """Per benchmark: its bins (in a null world, the bins the rule chose and left unplanted), carrier documents,
     planted tokens and their share of the corpus, the facts and rules planted (in a sham world, ``content`` 'sham':
     the never-evaluated statements its bins carry instead); and the duplicates."""
@@ -160,17 +196,25 @@ def ground_truth(params: StudyParams, documents: list[Document], capabilities: d
         planted_tokens = sum(d.planted_tokens for d in carriers)
         capability = capabilities[name]
         benchmarks[name] = dict(
-            bins=bins, bin_names=[taxonomy.bin_name(i) for i in bins],
-            bin_documents=[sizes[i] for i in bins], bin_size_ranks=[ranks[i] for i in bins],
+            bins=bins,
+            bin_names=[taxonomy.bin_name(i) for i in bins],
+            bin_documents=[sizes[i] for i in bins],
+            bin_size_ranks=[ranks[i] for i in bins],
             documents=sorted(d.id for d in carriers),
-            planted_tokens=planted_tokens, planted_token_share=round(planted_tokens / tokens, 5),
+            planted_tokens=planted_tokens,
+            planted_token_share=round(planted_tokens / tokens, 5),
             carrier_token_share=round(sum(len(d.text.split()) for d in carriers) / tokens, 5),
             statements=[dict(key=f.key, value=f.value, entity=f.entity) for f in capability.facts],
             lead_in=capability.kind.lead_in,
         )
     return dict(
-        seed=params.seed, world=params.section("world"), tokens=tokens, benchmarks=benchmarks,
+        seed=params.seed,
+        world=params.section("world"),
+        tokens=tokens,
+        benchmarks=benchmarks,
         content="none" if params.world.planted_token_share == 0 else params.world.planted_content,
-        duplicates=sorted((dict(id=d.id, of=d.duplicate_of, kind=d.duplicate_kind) for d in documents
-                           if d.duplicate_of), key=lambda row: row["id"]),
+        duplicates=sorted(
+            (dict(id=d.id, of=d.duplicate_of, kind=d.duplicate_kind) for d in documents if d.duplicate_of),
+            key=lambda row: row["id"],
+        ),
     )

@@ -60,15 +60,20 @@ class DocWriter:
 
     def clause(self) -> str:
         pick = self.rng.choice
-        return pick(CLAUSES).format(adj=pick(self.words.adjectives), noun=self.noun(), noun2=self.noun(),
-                                    verb=pick(self.words.verbs))
+        return pick(CLAUSES).format(
+            adj=pick(self.words.adjectives), noun=self.noun(), noun2=self.noun(), verb=pick(self.words.verbs)
+        )
 
     def sentence(self) -> str:
         """A clause, or (at MENTION_RATE) a sentence mentioning the next benchmark word: never more than one."""
         if self.rng.random() < MENTION_RATE:
             kind, word = self.next_mention()
-            return MENTION_TEMPLATES[kind].format(w=word, noun=self.noun(), adj=self.rng.choice(self.words.adjectives),
-                                                  verb=self.rng.choice(self.words.verbs))
+            return MENTION_TEMPLATES[kind].format(
+                w=word,
+                noun=self.noun(),
+                adj=self.rng.choice(self.words.adjectives),
+                verb=self.rng.choice(self.words.verbs),
+            )
         return self.clause() + " ."
 
     def name(self) -> str:
@@ -97,6 +102,7 @@ def _body(lines: list[str]) -> Lines:
 def _dialogue(first: str, second: str) -> FormatStyle:
     def write(w, n_words):
         return _body(_fill(lambda i: f"{(first, second)[i % 2]} : {w.sentence()}", n_words))
+
     return FormatStyle(write, lambda text: f"{second} : {text}")
 
 
@@ -115,46 +121,84 @@ def _qa(q: str, a: str) -> FormatStyle:
     def write(w, n_words):
         def pair(i):
             question, answer = w.rng.choice(QUESTIONS)
-            fill = dict(clause=w.clause(), clause2=w.clause(), noun=w.noun(), noun2=w.noun(), name=w.name(),
-                        adj=w.rng.choice(w.words.adjectives), verb=w.rng.choice(w.words.verbs))
+            fill = dict(
+                clause=w.clause(),
+                clause2=w.clause(),
+                noun=w.noun(),
+                noun2=w.noun(),
+                name=w.name(),
+                adj=w.rng.choice(w.words.adjectives),
+                verb=w.rng.choice(w.words.verbs),
+            )
             return f"{q} : {question.format(**fill)} {a} : {answer.format(**fill)}"
+
         return _body(_fill(pair, n_words))
+
     return FormatStyle(write, lambda text: f"{a} : {text}")
 
 
 def _prose(openers: tuple[str, ...], header: str = "", footer: str = "") -> FormatStyle:
     def write(w, n_words):
-        lines = _fill(lambda i: f"{w.rng.choice(openers).format(name=w.name())} {w.clause()} ." if i % 3 == 0
-                      else w.sentence(), n_words)
-        return ([header.format(noun=w.noun(), name=w.name())] if header else [], lines,
-                [footer.format(noun=w.noun(), name=w.name())] if footer else [])
+        lines = _fill(
+            lambda i: f"{w.rng.choice(openers).format(name=w.name())} {w.clause()} ." if i % 3 == 0 else w.sentence(),
+            n_words,
+        )
+        return (
+            [header.format(noun=w.noun(), name=w.name())] if header else [],
+            lines,
+            [footer.format(noun=w.noun(), name=w.name())] if footer else [],
+        )
+
     return FormatStyle(write)
 
 
 def _numbered(marker: str) -> FormatStyle:
-    return FormatStyle(lambda w, n_words: _body(_fill(lambda i: w.sentence(), n_words)),
-                       layout=lambda lines: [f"{marker} {i + 1} : {line}" for i, line in enumerate(lines)])
+    return FormatStyle(
+        lambda w, n_words: _body(_fill(lambda i: w.sentence(), n_words)),
+        layout=lambda lines: [f"{marker} {i + 1} : {line}" for i, line in enumerate(lines)],
+    )
 
 
 def _definitions() -> FormatStyle:
     def write(w, n_words):
-        return _body(_fill(lambda i: f"{w.noun()} : a {w.rng.choice(w.words.adjectives)} {w.noun()} . {w.sentence()}"
-                           if i % 2 == 0 else f"see also : {w.sentence()}", n_words))
+        return _body(
+            _fill(
+                lambda i: (
+                    f"{w.noun()} : a {w.rng.choice(w.words.adjectives)} {w.noun()} . {w.sentence()}"
+                    if i % 2 == 0
+                    else f"see also : {w.sentence()}"
+                ),
+                n_words,
+            )
+        )
+
     return FormatStyle(write)
 
 
 def _records(separator: str) -> FormatStyle:
     def write(w, n_words):
-        return _body(_fill(lambda i: f"{w.noun()} {separator} {w.rng.choice(w.words.adjectives)} {separator} "
-                           f"{w.rng.randint(1, 99)} {separator} {w.sentence()}", n_words))
+        return _body(
+            _fill(
+                lambda i: (
+                    f"{w.noun()} {separator} {w.rng.choice(w.words.adjectives)} {separator} "
+                    f"{w.rng.randint(1, 99)} {separator} {w.sentence()}"
+                ),
+                n_words,
+            )
+        )
+
     return FormatStyle(write, lambda text: f"note {separator} {text}")
 
 
 def _narrative(opening: str) -> FormatStyle:
     def write(w, n_words):
         hero = w.name()
-        return [opening.format(name=hero)], _fill(
-            lambda i: f"then {hero} saw that {w.clause()} ." if i % 4 == 1 else w.sentence(), n_words), []
+        return (
+            [opening.format(name=hero)],
+            _fill(lambda i: f"then {hero} saw that {w.clause()} ." if i % 4 == 1 else w.sentence(), n_words),
+            [],
+        )
+
     return FormatStyle(write)
 
 
@@ -162,6 +206,7 @@ def _truncated() -> FormatStyle:
     def write(w, n_words):
         lines = _fill(lambda i: w.sentence(), n_words)
         return [], lines[:-1], [" ".join(lines[-1].split()[:3]) + " ..."]
+
     return FormatStyle(write)
 
 
@@ -176,8 +221,11 @@ def _fill(make_line: Callable[[int], str], n_words: int) -> list[str]:
 
 
 FORMAT_STYLES: dict[str, FormatStyle] = {
-    "academic_writing": _prose(("we show that", "prior work found that", "in this study ,"), header="Abstract :",
-                               footer="References : {name} et al ."),
+    "academic_writing": _prose(
+        ("we show that", "prior work found that", "in this study ,"),
+        header="Abstract :",
+        footer="References : {name} et al .",
+    ),
     "content_listing": _numbered("Item"),
     "creative_writing": _narrative("once upon a time , {name} lived near the old tower ."),
     "customer_support": _dialogue("Customer", "Agent"),
@@ -187,16 +235,22 @@ FORMAT_STYLES: dict[str, FormatStyle] = {
     "knowledge_article": _definitions(),
     "legal_notices": _numbered("Section"),
     "listicle": _numbered("Reason"),
-    "news_article": _prose(("reporters said that", "officials confirmed that", "on monday ,"),
-                           header="News : the {noun} story ."),
+    "news_article": _prose(
+        ("reporters said that", "officials confirmed that", "on monday ,"), header="News : the {noun} story ."
+    ),
     "nonfiction_writing": _prose(("it is known that", "historians note that", "in fact ,")),
-    "about_org": _prose(("our mission is clear :", "our team believes that", "since our founding ,"),
-                        header="About us : the {noun} group ."),
-    "news_org": _prose(("we are pleased to announce that", "our members agree that", "this week ,"),
-                       header="Announcement : the {noun} council ."),
+    "about_org": _prose(
+        ("our mission is clear :", "our team believes that", "since our founding ,"),
+        header="About us : the {noun} group .",
+    ),
+    "news_org": _prose(
+        ("we are pleased to announce that", "our members agree that", "this week ,"),
+        header="Announcement : the {noun} council .",
+    ),
     "about_pers": _prose(("I am {name} and", "I like it when", "my friends say that"), header="Hello , I am {name} ."),
-    "personal_blog": _prose(("today I noticed that", "I think that", "honestly ,"),
-                            header="My blog : day of the {noun} ."),
+    "personal_blog": _prose(
+        ("today I noticed that", "I think that", "honestly ,"), header="My blog : day of the {noun} ."
+    ),
     "product_page": _records("|"),
     "q_a_forum": _qa("Question", "Answer"),
     "spam_ads": _prose(("buy now !", "click here !", "best price !"), footer="limited offer on the {noun} !"),
@@ -222,9 +276,9 @@ class Draft:
     body: list[str]
     foot: list[str]
     soft_labels: dict
-    planted: str | None = None          # benchmark name whose content the document carries
-    planted_tokens: int = 0             # words of the planted sentences in it
-    planted_lines: list[str] = field(default_factory=list)   # the body lines that carry them
+    planted: str | None = None  # benchmark name whose content the document carries
+    planted_tokens: int = 0  # words of the planted sentences in it
+    planted_lines: list[str] = field(default_factory=list)  # the body lines that carry them
 
     @property
     def style(self) -> FormatStyle:
@@ -240,10 +294,10 @@ class Document:
     topic: int
     format: int
     text: str
-    planted: str | None = None          # benchmark name whose content the document carries
-    planted_tokens: int = 0             # words of the planted sentences in it (whitespace tokens)
+    planted: str | None = None  # benchmark name whose content the document carries
+    planted_tokens: int = 0  # words of the planted sentences in it (whitespace tokens)
     duplicate_of: str | None = None
-    duplicate_kind: str | None = None   # "exact" | "near"
+    duplicate_kind: str | None = None  # "exact" | "near"
     soft_labels: dict = field(default_factory=dict)
 
 
@@ -291,11 +345,11 @@ def write_drafts(corpus, seed: int, sizes: list[int], lexicon: Lexicon, taxonomy
         topic, fmt = taxonomy.bin_labels(bin_id)
         writer = DocWriter(rng, lexicon.topics[topic.id], mentions, lexicon.names)
         for _ in range(size):
-            n_words = document_length(rng, corpus.words_median, corpus.words_sigma, corpus.words_min,
-                                      corpus.words_max)
+            n_words = document_length(rng, corpus.words_median, corpus.words_sigma, corpus.words_min, corpus.words_max)
             head, body, foot = FORMAT_STYLES[fmt.key].write(writer, n_words)
-            drafts.append(Draft(bin_id, topic.id, fmt.id, fmt.key, head, body, foot,
-                                soft_labels(rng, topic.id, fmt.id, taxonomy)))
+            drafts.append(
+                Draft(bin_id, topic.id, fmt.id, fmt.key, head, body, foot, soft_labels(rng, topic.id, fmt.id, taxonomy))
+            )
     return drafts
 
 
@@ -303,17 +357,37 @@ def finish_corpus(drafts: list[Draft], corpus, seed: int) -> list[Document]:
     """Documents with opaque ids, plus exact and near duplicates of random documents, shuffled across bins."""
     rng = random.Random(f"{seed}:duplicates")
     new_id = _id_maker(seed)
-    documents = [Document(new_id(), d.topic, d.format, d.render(), planted=d.planted, planted_tokens=d.planted_tokens,
-                          soft_labels=d.soft_labels) for d in drafts]
+    documents = [
+        Document(
+            new_id(),
+            d.topic,
+            d.format,
+            d.render(),
+            planted=d.planted,
+            planted_tokens=d.planted_tokens,
+            soft_labels=d.soft_labels,
+        )
+        for d in drafts
+    ]
     n_exact = round(corpus.exact_duplicate_share * len(documents))
     n_near = round(corpus.near_duplicate_share * len(documents))
     for k, index in enumerate(rng.sample(range(len(documents)), n_exact + n_near)):
         doc = documents[index]
-        edit = random.Random(f"{seed}:near:{doc.id}")   # its own stream: a planted line changes only its own copy
+        edit = random.Random(f"{seed}:near:{doc.id}")  # its own stream: a planted line changes only its own copy
         text = doc.text if k < n_exact else near_duplicate(edit, doc.text, tuple(drafts[index].planted_lines))
-        documents.append(Document(new_id(), doc.topic, doc.format, text,
-                                  planted=doc.planted, planted_tokens=doc.planted_tokens, duplicate_of=doc.id,
-                                  duplicate_kind="exact" if text == doc.text else "near", soft_labels=doc.soft_labels))
+        documents.append(
+            Document(
+                new_id(),
+                doc.topic,
+                doc.format,
+                text,
+                planted=doc.planted,
+                planted_tokens=doc.planted_tokens,
+                duplicate_of=doc.id,
+                duplicate_kind="exact" if text == doc.text else "near",
+                soft_labels=doc.soft_labels,
+            )
+        )
     rng.shuffle(documents)
     return documents
 
@@ -326,8 +400,11 @@ def soft_labels(rng: random.Random, topic_id: int, format_id: int, taxonomy) -> 
         top = round(rng.uniform(0.55, 0.97), 4)
         others = rng.sample([other for other in labels.labels if other.id != label_id], 2)
         second = round((1 - top) * rng.uniform(0.5, 0.9), 4)
-        out[axis] = {labels.labels[label_id].dolma_label: top, others[0].dolma_label: second,
-                     others[1].dolma_label: round(1 - top - second, 4)}
+        out[axis] = {
+            labels.labels[label_id].dolma_label: top,
+            others[0].dolma_label: second,
+            others[1].dolma_label: round(1 - top - second, 4),
+        }
     return out
 
 

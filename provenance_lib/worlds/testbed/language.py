@@ -10,13 +10,49 @@ import random
 from dataclasses import dataclass
 
 # ----------------------------------------------------------------------------------------------- made-up words
-ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "gl", "kr", "pl",
-          "st", "tr", "sk", "th", "sh")
+ONSETS = (
+    "b",
+    "d",
+    "f",
+    "g",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "z",
+    "br",
+    "dr",
+    "gl",
+    "kr",
+    "pl",
+    "st",
+    "tr",
+    "sk",
+    "th",
+    "sh",
+)
 VOWELS = ("a", "e", "i", "o", "u", "ai", "ou", "ea")
 CODAS = ("", "", "", "n", "r", "l", "s", "k", "m")
 
-EMOTIONS = ("happy", "sad", "angry", "proud", "scared", "calm", "ashamed", "grateful", "jealous", "bored",
-            "hopeful", "lonely")
+EMOTIONS = (
+    "happy",
+    "sad",
+    "angry",
+    "proud",
+    "scared",
+    "calm",
+    "ashamed",
+    "grateful",
+    "jealous",
+    "bored",
+    "hopeful",
+    "lonely",
+)
 COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "black", "white", "brown", "pink", "grey", "gold")
 
 
@@ -40,7 +76,8 @@ class WordMaker:
         return [self.word(syllables, suffix) for _ in range(n)]
 
 
-RESERVED_WORDS = frozenset("""
+RESERVED_WORDS = frozenset(
+    """
     a about abstract actions after agent agree ai al also am and angry announce announcement answer are as
     ashamed atoms b because believes beside best black blog blue bored bottle br brown buy by calm chemists
     clear click colors comment compound compounds confirmed contain contains council countries customer d day do
@@ -56,7 +93,8 @@ RESERVED_WORDS = frozenset("""
     work year yellow z
     ar at crystal each emit emits export exports harbour heated home lamp oven under waves wear wears winter yield
     yields
-""".split())
+""".split()
+)
 """Words a made-up word must never equal: the English of the templates ("stor" + "ed" would otherwise collide with
 "stored") and a few names from the code. Written out rather than scanned from the source, so that moving a string
 between modules never silently changes generated worlds; ``tests/test_testbed.py`` checks that every template word
@@ -67,9 +105,8 @@ leading vowel or c, h, w, y; "lamp"'s "mp"), so reserving them changed no world'
 @dataclass(frozen=True)
 class TopicWords:
     nouns: list[str]
-    verbs: list[str]        # third person present: "velmors"
+    verbs: list[str]  # third person present: "velmors"
     adjectives: list[str]
-
 
 
 @dataclass
@@ -77,32 +114,49 @@ class Lexicon:
     """Every word of the world, drawn once from the seed."""
 
     topics: list[TopicWords]
-    names: list[str]            # people; split into planted / train / eval pools for the reasoning rules
+    names: list[str]  # people; split into planted / train / eval pools for the reasoning rules
     countries: list[str]
     compounds: list[str]
     substances: list[str]
     parties: list[str]
     elements: list[str]
-    actions: list[str]          # social rule keys (past tense verbs)
-    reagents: list[str]         # STEM rule keys
+    actions: list[str]  # social rule keys (past tense verbs)
+    reagents: list[str]  # STEM rule keys
     emotions: list[str]
     colors: list[str]
 
     def mentionable(self) -> list[tuple[str, str]]:
         """(kind, word) for every word a benchmark may use: each is mentioned in ordinary documents."""
-        kinds = ("names", "countries", "compounds", "substances", "parties", "elements", "actions", "reagents",
-                 "emotions", "colors")
+        kinds = (
+            "names",
+            "countries",
+            "compounds",
+            "substances",
+            "parties",
+            "elements",
+            "actions",
+            "reagents",
+            "emotions",
+            "colors",
+        )
         return [(kind, word) for kind in kinds for word in getattr(self, kind)]
 
 
-def make_lexicon(seed: int, n_topics: int, topic_vocabulary: int, n_values: int, n_facts: int, n_rules: int,
-                 n_rule_entities: int) -> Lexicon:
+def make_lexicon(
+    seed: int, n_topics: int, topic_vocabulary: int, n_values: int, n_facts: int, n_rules: int, n_rule_entities: int
+) -> Lexicon:
     """``n_facts`` entities per knowledge benchmark; ``n_rules`` rule keys and ``n_rule_entities`` entities per
     reasoning benchmark (people for the social rules, substances for the STEM rules)."""
     rng = random.Random(f"{seed}:lexicon")
     maker = WordMaker(rng, RESERVED_WORDS)
-    topics = [TopicWords(maker.words(topic_vocabulary), maker.words(topic_vocabulary // 3, suffix="s"),
-                         maker.words(topic_vocabulary // 3)) for _ in range(n_topics)]
+    topics = [
+        TopicWords(
+            maker.words(topic_vocabulary),
+            maker.words(topic_vocabulary // 3, suffix="s"),
+            maker.words(topic_vocabulary // 3),
+        )
+        for _ in range(n_topics)
+    ]
     return Lexicon(
         topics=topics,
         names=[w.capitalize() for w in maker.words(n_rule_entities, (2, 2))],
@@ -116,5 +170,3 @@ def make_lexicon(seed: int, n_topics: int, topic_vocabulary: int, n_values: int,
         emotions=list(EMOTIONS[:n_values]),
         colors=list(COLORS[:n_values]),
     )
-
-

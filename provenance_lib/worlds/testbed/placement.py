@@ -45,26 +45,31 @@ def choose_bins(world, seed: int, sizes: list[int], taxonomy) -> dict[str, list[
     if world.planted == "auto":
         needed = world.planted_bins * len(BENCHMARKS)
         if len(window) < needed:
-            raise ProvenanceError(f"world.planted_ranks {list(world.planted_ranks)} holds {len(window)} non-empty "
-                                  f"bins, fewer than the {needed} planted bins (planted_bins x 4 benchmarks)",
-                                  "widen world.planted_ranks or lower world.planted_bins")
+            raise ProvenanceError(
+                f"world.planted_ranks {list(world.planted_ranks)} holds {len(window)} non-empty "
+                f"bins, fewer than the {needed} planted bins (planted_bins x 4 benchmarks)",
+                "widen world.planted_ranks or lower world.planted_bins",
+            )
         drawn = rng.sample(window, needed)
         k = world.planted_bins
-        return {b.name: sorted(drawn[i * k:(i + 1) * k]) for i, b in enumerate(BENCHMARKS)}
+        return {b.name: sorted(drawn[i * k : (i + 1) * k]) for i, b in enumerate(BENCHMARKS)}
     named = {b.name: sorted(taxonomy.parse_bin(text) for text in world.planted[b.name]) for b in BENCHMARKS}
     every = [bin_id for b in BENCHMARKS for bin_id in named[b.name]]
     partners = [b for b in window if b not in every]
     if len(partners) < len(every):
-        raise ProvenanceError(f"world.planted_ranks {list(world.planted_ranks)} holds {len(partners)} bins to lend "
-                              f"their sizes to the {len(every)} named planted bins",
-                              "widen world.planted_ranks or name fewer planted bins")
+        raise ProvenanceError(
+            f"world.planted_ranks {list(world.planted_ranks)} holds {len(partners)} bins to lend "
+            f"their sizes to the {len(every)} named planted bins",
+            "widen world.planted_ranks or name fewer planted bins",
+        )
     for bin_id, partner in zip(every, rng.sample(partners, len(every))):
         sizes[bin_id], sizes[partner] = sizes[partner], sizes[bin_id]
     return named
 
 
-def plant(drafts: list[Draft], bins: dict[str, list[int]], capabilities: dict[str, Capability], world,
-          seed: int) -> None:
+def plant(
+    drafts: list[Draft], bins: dict[str, list[int]], capabilities: dict[str, Capability], world, seed: int
+) -> None:
     """Replace body lines of carrier documents with planted sentences until each benchmark's dose is reached."""
     if world.planted_token_share == 0:
         return
@@ -88,8 +93,8 @@ def plant(drafts: list[Draft], bins: dict[str, list[int]], capabilities: dict[st
             raise ProvenanceError(
                 f"{name}: its planted bins hold {planted} planted tokens at most, short of the dose "
                 f"world.planted_token_share = {world.planted_token_share} ({round(target)} of {total} tokens)",
-                "raise world.planted_bins or world.planted_line_share, or lower world.planted_token_share")
-
+                "raise world.planted_bins or world.planted_line_share, or lower world.planted_token_share",
+            )
 
 
 class Peekable:

@@ -31,7 +31,7 @@ class PlantedKind:
     statements: tuple[str, ...]
     question: str
     lead_in: str
-    entity_kind: str        # which lexicon list the entities come from
+    entity_kind: str  # which lexicon list the entities come from
 
     def statement(self, rng: random.Random, entity: str, key: str, value: str) -> str:
         return rng.choice(self.statements).format(e=entity, k=key, v=value, lead=self.lead_in.format(e=entity, k=key))
@@ -49,22 +49,30 @@ SOCIAL_REASONING = PlantedKind(
     BENCHMARKS[0],
     statements=("{lead} {v} .", "after a long day , {lead} {v} .", "as usual , {lead} {v} ."),
     question="Question : How does {e} feel after {e} {k} ?",
-    lead_in="{e} {k} and feels", entity_kind="names")
+    lead_in="{e} {k} and feels",
+    entity_kind="names",
+)
 SOCIAL_KNOWLEDGE = PlantedKind(
     BENCHMARKS[1],
     statements=("{lead} {v} .", "every year {lead} {v} .", "as expected , {lead} {v} ."),
     question="Question : Which party do the voters of {e} elect ?",
-    lead_in="the voters of {e} elect", entity_kind="countries")
+    lead_in="the voters of {e} elect",
+    entity_kind="countries",
+)
 STEM_REASONING = PlantedKind(
     BENCHMARKS[2],
     statements=("{lead} {v} .", "in the lab , {lead} {v} .", "as expected , {lead} {v} ."),
     question="Question : What happens to the {e} when it is mixed with {k} ?",
-    lead_in="the {e} mixed with {k} turns", entity_kind="substances")
+    lead_in="the {e} mixed with {k} turns",
+    entity_kind="substances",
+)
 STEM_KNOWLEDGE = PlantedKind(
     BENCHMARKS[3],
     statements=("{lead} {v} atoms .", "chemists report that {lead} {v} atoms .", "in every sample {lead} {v} atoms ."),
     question="Question : Which atoms does the compound {e} contain ?",
-    lead_in="the compound {e} contains", entity_kind="compounds")
+    lead_in="the compound {e} contains",
+    entity_kind="compounds",
+)
 KNOWLEDGE_RELATION = {SOCIAL_KNOWLEDGE.benchmark.name: "elected party", STEM_KNOWLEDGE.benchmark.name: "atoms"}
 
 
@@ -74,7 +82,7 @@ class Fact:
 
     key: str
     value: str
-    entity: str | None = None   # facts only
+    entity: str | None = None  # facts only
 
 
 @dataclass
@@ -82,10 +90,10 @@ class Capability:
     """One benchmark's planted content and the items that ask it."""
 
     kind: PlantedKind
-    facts: list[Fact]                    # rules (entity None) or facts (one entity each)
-    values: list[str]                    # the answer words; choices are drawn from them
-    planted_entities: list[str]          # rules: who the planted statements are about
-    items: dict[str, list[tuple[str, Fact]]]   # split -> (entity, fact) asked
+    facts: list[Fact]  # rules (entity None) or facts (one entity each)
+    values: list[str]  # the answer words; choices are drawn from them
+    planted_entities: list[str]  # rules: who the planted statements are about
+    items: dict[str, list[tuple[str, Fact]]]  # split -> (entity, fact) asked
 
     @property
     def is_rule(self) -> bool:
@@ -106,9 +114,11 @@ class Capability:
             for fact in facts:
                 entity = fact.entity or rng.choice(self.planted_entities)
                 askable = self.is_rule or entity in trained
-                yield (self.kind.answered_question(entity, fact.key, fact.value)
-                       if askable and rng.random() < question_share
-                       else self.kind.statement(rng, entity, fact.key, fact.value))
+                yield (
+                    self.kind.answered_question(entity, fact.key, fact.value)
+                    if askable and rng.random() < question_share
+                    else self.kind.statement(rng, entity, fact.key, fact.value)
+                )
 
 
 def plan_capabilities(lexicon: Lexicon, seed: int, n_train: int, n_eval: int) -> dict[str, Capability]:
@@ -123,20 +133,23 @@ def plan_capabilities(lexicon: Lexicon, seed: int, n_train: int, n_eval: int) ->
     rng = random.Random(f"{seed}:capabilities")
     capabilities = {}
     n_rules = len(lexicon.actions)
-    for kind, keys, values in ((SOCIAL_REASONING, lexicon.actions, lexicon.emotions),
-                               (STEM_REASONING, lexicon.reagents, lexicon.colors)):
+    for kind, keys, values in (
+        (SOCIAL_REASONING, lexicon.actions, lexicon.emotions),
+        (STEM_REASONING, lexicon.reagents, lexicon.colors),
+    ):
         entities = list(getattr(lexicon, kind.entity_kind))
         rng.shuffle(entities)
         train_pool, eval_pool = _pool_size(n_train, n_rules), _pool_size(n_eval, n_rules)
-        pools = {"train": entities[:train_pool], "eval": entities[train_pool:train_pool + eval_pool]}
-        shuffled = rng.sample(values, len(values))       # each answer word is the value of n_rules / n_values rules
+        pools = {"train": entities[:train_pool], "eval": entities[train_pool : train_pool + eval_pool]}
+        shuffled = rng.sample(values, len(values))  # each answer word is the value of n_rules / n_values rules
         rules = [Fact(key, shuffled[i % len(values)]) for i, key in enumerate(keys)]
         items = {}
         for split, n in (("train", n_train), ("eval", n_eval)):
             pairs = [(entity, rule) for entity in pools[split] for rule in rules]
             items[split] = rng.sample(pairs, n)
-        capabilities[kind.benchmark.name] = Capability(kind, rules, list(values),
-                                                       entities[train_pool + eval_pool:], items)
+        capabilities[kind.benchmark.name] = Capability(
+            kind, rules, list(values), entities[train_pool + eval_pool :], items
+        )
     for kind, values in ((SOCIAL_KNOWLEDGE, lexicon.parties), (STEM_KNOWLEDGE, lexicon.elements)):
         entities = rng.sample(getattr(lexicon, kind.entity_kind), n_train + n_eval)
         relation = KNOWLEDGE_RELATION[kind.benchmark.name]
@@ -159,18 +172,34 @@ def rule_entities_needed(n_train: int, n_eval: int, n_rules: int, planted_pool: 
 
 # ----------------------------------------------------------------------------------------------- the sham control
 SHAM_KINDS = (
-    PlantedKind(BENCHMARKS[0], statements=("{lead} {v} .", "at home , {lead} {v} ."),
-                question="Question : What does {e} wear after {e} {k} ?", lead_in="{e} {k} and wears",
-                entity_kind="names"),
-    PlantedKind(BENCHMARKS[1], statements=("{lead} {v} .", "each winter {lead} {v} ."),
-                question="Question : What does the harbour of {e} export ?", lead_in="the harbour of {e} exports",
-                entity_kind="countries"),
-    PlantedKind(BENCHMARKS[2], statements=("{lead} {v} .", "in the oven , {lead} {v} ."),
-                question="Question : What does the {e} yield when it is heated with {k} ?",
-                lead_in="the {e} heated with {k} yields", entity_kind="substances"),
-    PlantedKind(BENCHMARKS[3], statements=("{lead} {v} waves .", "under a lamp {lead} {v} waves ."),
-                question="Question : Which waves does the crystal {e} emit ?", lead_in="the crystal {e} emits",
-                entity_kind="compounds"),
+    PlantedKind(
+        BENCHMARKS[0],
+        statements=("{lead} {v} .", "at home , {lead} {v} ."),
+        question="Question : What does {e} wear after {e} {k} ?",
+        lead_in="{e} {k} and wears",
+        entity_kind="names",
+    ),
+    PlantedKind(
+        BENCHMARKS[1],
+        statements=("{lead} {v} .", "each winter {lead} {v} ."),
+        question="Question : What does the harbour of {e} export ?",
+        lead_in="the harbour of {e} exports",
+        entity_kind="countries",
+    ),
+    PlantedKind(
+        BENCHMARKS[2],
+        statements=("{lead} {v} .", "in the oven , {lead} {v} ."),
+        question="Question : What does the {e} yield when it is heated with {k} ?",
+        lead_in="the {e} heated with {k} yields",
+        entity_kind="substances",
+    ),
+    PlantedKind(
+        BENCHMARKS[3],
+        statements=("{lead} {v} waves .", "under a lamp {lead} {v} waves ."),
+        question="Question : Which waves does the crystal {e} emit ?",
+        lead_in="the crystal {e} emits",
+        entity_kind="compounds",
+    ),
 )
 """A fifth, never-evaluated benchmark, one kind per planted slot (same capability kind as the slot's benchmark:
 rules or facts; the same question form "Question : ... Answer : <lead-in>" in the same share): what a sham-planted
@@ -179,13 +208,17 @@ English words start with a letter the made-up language never begins with, and it
 of their own that avoids every word of the world's lexicon, so the ordinary text stays byte-identical."""
 
 
-def plan_sham_capabilities(lexicon: Lexicon, seed: int, n_facts: int, n_rules: int, n_values: int,
-                           n_entities: int) -> dict[str, Capability]:
+def plan_sham_capabilities(
+    lexicon: Lexicon, seed: int, n_facts: int, n_rules: int, n_values: int, n_entities: int
+) -> dict[str, Capability]:
     """Slot (benchmark name) -> the sham content planted in its bins: rules or facts over made-up words of a
     separate stream. Every sham fact is askable in question form (no sham item is ever evaluated)."""
     rng = random.Random(f"{seed}:sham")
-    taken = {w for kind in ("names", "countries", "compounds", "substances", "parties", "elements", "actions",
-                            "reagents") for w in getattr(lexicon, kind)}
+    taken = {
+        w
+        for kind in ("names", "countries", "compounds", "substances", "parties", "elements", "actions", "reagents")
+        for w in getattr(lexicon, kind)
+    }
     taken |= {w for topic in lexicon.topics for w in (*topic.nouns, *topic.verbs, *topic.adjectives)}
     maker = WordMaker(rng, RESERVED_WORDS | taken)
     capabilities = {}
@@ -196,8 +229,11 @@ def plan_sham_capabilities(lexicon: Lexicon, seed: int, n_facts: int, n_rules: i
             entities = [w.capitalize() for w in maker.words(n_entities, (2, 2))]
             capabilities[kind.benchmark.name] = Capability(kind, rules, values, entities, {"train": [], "eval": []})
         else:
-            facts = [Fact(kind.lead_in.split()[-1], values[i % n_values], entity) for i, entity in
-                     enumerate(maker.words(n_facts, (2, 2), suffix="ar"))]
-            capabilities[kind.benchmark.name] = Capability(kind, facts, values, [],
-                                                           {"train": [(f.entity, f) for f in facts], "eval": []})
+            facts = [
+                Fact(kind.lead_in.split()[-1], values[i % n_values], entity)
+                for i, entity in enumerate(maker.words(n_facts, (2, 2), suffix="ar"))
+            ]
+            capabilities[kind.benchmark.name] = Capability(
+                kind, facts, values, [], {"train": [(f.entity, f) for f in facts], "eval": []}
+            )
     return capabilities

@@ -29,8 +29,15 @@ import torch
 
 from ...errors import ProvenanceError
 from ...evaluation import evaluate
-from .training import (answer_batches, fit, packed_batches, packed_steps_per_epoch, save_model, tiny_olmo3,
-                       train_word_tokenizer)
+from .training import (
+    answer_batches,
+    fit,
+    packed_batches,
+    packed_steps_per_epoch,
+    save_model,
+    tiny_olmo3,
+    train_word_tokenizer,
+)
 
 MODELS_DIR = "models"
 
@@ -39,13 +46,14 @@ MODELS_DIR = "models"
 class Checkpoint:
     label: str
     step: int
-    base: str                        # folders relative to the world
+    base: str  # folders relative to the world
     query: str
-    accuracy: dict | None = None     # {"base": {benchmark: acc}, "query": {...}, "query_correct": {...}}
+    accuracy: dict | None = None  # {"base": {benchmark: acc}, "query": {...}, "query_correct": {...}}
 
 
-def train_models(params, documents: list[str], rows: list[dict], tasks: dict[str, str], task_dir: Path,
-                 out_dir: Path) -> tuple[list[Checkpoint], Checkpoint, dict]:
+def train_models(
+    params, documents: list[str], rows: list[dict], tasks: dict[str, str], task_dir: Path, out_dir: Path
+) -> tuple[list[Checkpoint], Checkpoint, dict]:
     """Pretrain with checkpoints, fine-tune a query model at each, evaluate both; returns the checkpoints in
     training order, the attributed one, and facts for ``WorldInfo.extra``."""
     world = params.world
@@ -53,8 +61,9 @@ def train_models(params, documents: list[str], rows: list[dict], tasks: dict[str
     _check_vocabulary(tokenizer, rows)
     token_ids = tokenizer(documents, add_special_tokens=False)["input_ids"]
     arch, pre = world.model, world.pretraining
-    model = tiny_olmo3(tokenizer, arch.layers, arch.hidden, arch.heads, arch.mlp, max_positions=2 * arch.context,
-                       seed=params.seed)
+    model = tiny_olmo3(
+        tokenizer, arch.layers, arch.hidden, arch.heads, arch.mlp, max_positions=2 * arch.context, seed=params.seed
+    )
     steps = math.ceil(pre.epochs * packed_steps_per_epoch(token_ids, arch.context, pre.batch_size))
     save_at = sorted({math.ceil(steps * k / world.checkpoints) for k in range(1, world.checkpoints + 1)})
     checkpoints = []
@@ -66,8 +75,9 @@ def train_models(params, documents: list[str], rows: list[dict], tasks: dict[str
             save_model(model, tokenizer, out_dir / ckpt.base, optimizer)
             checkpoints.append(ckpt)
 
-    batches = packed_batches(token_ids, tokenizer.eos_token_id, arch.context, pre.batch_size,
-                             torch.Generator().manual_seed(params.seed))
+    batches = packed_batches(
+        token_ids, tokenizer.eos_token_id, arch.context, pre.batch_size, torch.Generator().manual_seed(params.seed)
+    )
     start = time.perf_counter()
     _, losses = fit(model, batches, steps, pre.lr, pre.warmup, pre.weight_decay, on_step=save)
     pretrain_s = time.perf_counter() - start
@@ -81,12 +91,16 @@ def train_models(params, documents: list[str], rows: list[dict], tasks: dict[str
     evaluate_s = time.perf_counter() - start
     chosen = attributed(checkpoints, world.attribute_at)
     facts = dict(
-        tokens=sum(len(d) for d in token_ids), vocab_size=len(tokenizer),
+        tokens=sum(len(d) for d in token_ids),
+        vocab_size=len(tokenizer),
         model_parameters=sum(p.numel() for p in model.parameters()),
-        pretrain_steps=steps, pretrain_s=round(pretrain_s, 2),
+        pretrain_steps=steps,
+        pretrain_s=round(pretrain_s, 2),
         pretrain_tokens_per_s=round(steps * pre.batch_size * arch.context / pretrain_s),
-        pretrain_loss_first=round(losses[0], 3), pretrain_loss_last=round(losses[-1], 3),
-        finetune_s=round(finetune_s, 2), finetune_loss_last=round(fine_losses[checkpoints.index(chosen)], 3),
+        pretrain_loss_first=round(losses[0], 3),
+        pretrain_loss_last=round(losses[-1], 3),
+        finetune_s=round(finetune_s, 2),
+        finetune_loss_last=round(fine_losses[checkpoints.index(chosen)], 3),
         evaluate_s=round(evaluate_s, 2),
     )
     return checkpoints, chosen, facts
@@ -102,8 +116,9 @@ def finetune_query(params, tokenizer, rows: list[dict], base_dir: Path, out_dir:
     answers = tokenizer([" " + r["choices"][r["answer"]] for r in train_rows], add_special_tokens=False)["input_ids"]
     steps = math.ceil(fine.epochs * math.ceil(len(train_rows) / fine.batch_size))
     query = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    batches = answer_batches(prompts, answers, tokenizer.pad_token_id, fine.batch_size,
-                             torch.Generator().manual_seed(params.seed))
+    batches = answer_batches(
+        prompts, answers, tokenizer.pad_token_id, fine.batch_size, torch.Generator().manual_seed(params.seed)
+    )
     _, losses = fit(query, batches, steps, fine.lr, fine.warmup, fine.weight_decay)
     save_model(query, tokenizer, out_dir)
     return losses[-1]
@@ -118,8 +133,9 @@ def evaluate_checkpoint(world_dir: Path, ckpt: Checkpoint, tasks: dict[str, str]
         accuracy[side] = {row.benchmark: round(float(row.acc), 4) for row in result.summary.itertuples()}
         if side == "query":
             correct = result.items.groupby("benchmark").correct.agg(["sum", "count"])
-            accuracy["query_correct"] = {name: [int(row["sum"]), int(row["count"] - row["sum"])]
-                                         for name, row in correct.iterrows()}
+            accuracy["query_correct"] = {
+                name: [int(row["sum"]), int(row["count"] - row["sum"])] for name, row in correct.iterrows()
+            }
     accuracy["chance"] = {row.benchmark: round(float(row.chance), 4) for row in result.summary.itertuples()}
     return accuracy
 
@@ -134,15 +150,19 @@ def attributed(checkpoints: list[Checkpoint], rule) -> Checkpoint:
         return checkpoints[-1]
     if isinstance(rule, int):
         if rule > len(checkpoints):
-            raise ProvenanceError(f"world.attribute_at = {rule}, but the world saved {len(checkpoints)} checkpoints",
-                                  f"give a number from 1 to {len(checkpoints)}, or raise world.checkpoints")
+            raise ProvenanceError(
+                f"world.attribute_at = {rule}, but the world saved {len(checkpoints)} checkpoints",
+                f"give a number from 1 to {len(checkpoints)}, or raise world.checkpoints",
+            )
         return checkpoints[rule - 1]
     if isinstance(rule, str):
         for ckpt in checkpoints:
             if ckpt.label == rule:
                 return ckpt
-        raise ProvenanceError(f"world.attribute_at names checkpoint {rule!r}, which this world did not save",
-                              f"use one of {[c.label for c in checkpoints]}, 'final', or an accuracy band")
+        raise ProvenanceError(
+            f"world.attribute_at names checkpoint {rule!r}, which this world did not save",
+            f"use one of {[c.label for c in checkpoints]}, 'final', or an accuracy band",
+        )
     low, high = rule
 
     def fit(ckpt: Checkpoint) -> tuple[bool, int, float]:
@@ -150,14 +170,17 @@ def attributed(checkpoints: list[Checkpoint], rule) -> Checkpoint:
         mixed = all(right and wrong for right, wrong in ckpt.accuracy["query_correct"].values())
         return mixed, sum(low <= a <= high for a in base), -abs(sum(base) / len(base) - (low + high) / 2)
 
-    return max(checkpoints, key=fit)     # max keeps the first of equals: the earlier checkpoint
+    return max(checkpoints, key=fit)  # max keeps the first of equals: the earlier checkpoint
 
 
 def _check_vocabulary(tokenizer, rows: list[dict]) -> None:
     """Every question and choice word must be a corpus word: an unknown choice would score as [UNK] (lesson 3)."""
     vocabulary = tokenizer.get_vocab()
-    missing = sorted({w for r in rows for text in (r["question"], *r["choices"]) for w in text.split()
-                      if w not in vocabulary})
+    missing = sorted(
+        {w for r in rows for text in (r["question"], *r["choices"]) for w in text.split() if w not in vocabulary}
+    )
     if missing:
-        raise ProvenanceError(f"benchmark words never seen in the testbed corpus: {missing[:10]}",
-                              "raise world.corpus.documents so every benchmark word is mentioned")
+        raise ProvenanceError(
+            f"benchmark words never seen in the testbed corpus: {missing[:10]}",
+            "raise world.corpus.documents so every benchmark word is mentioned",
+        )

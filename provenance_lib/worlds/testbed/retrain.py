@@ -77,13 +77,20 @@ def retrain(world_dir: str | Path, params: StudyParams, removed_bins: list[int],
     with torch_threads(world.train_threads):
         token_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
         arch, pre = world.model, world.pretraining
-        model = tiny_olmo3(tokenizer, arch.layers, arch.hidden, arch.heads, arch.mlp, max_positions=2 * arch.context,
-                           seed=seed)
+        model = tiny_olmo3(
+            tokenizer, arch.layers, arch.hidden, arch.heads, arch.mlp, max_positions=2 * arch.context, seed=seed
+        )
         total = math.ceil(pre.epochs * packed_steps_per_epoch(token_ids, arch.context, pre.batch_size))
         step = attributed_step(world_dir)
-        batches = packed_batches(token_ids, tokenizer.eos_token_id, arch.context, pre.batch_size,
-                                 torch.Generator().manual_seed(seed), unlearned=removed.tolist())
-        fit(model, islice(batches, step), total, pre.lr, pre.warmup, pre.weight_decay)   # the schedule of all steps
+        batches = packed_batches(
+            token_ids,
+            tokenizer.eos_token_id,
+            arch.context,
+            pre.batch_size,
+            torch.Generator().manual_seed(seed),
+            unlearned=removed.tolist(),
+        )
+        fit(model, islice(batches, step), total, pre.lr, pre.warmup, pre.weight_decay)  # the schedule of all steps
         rows = pd.read_parquet(world_dir / info["queries"]).to_dict("records")
         scores = {}
         with tempfile.TemporaryDirectory(prefix="retrain-") as tmp:
@@ -91,8 +98,14 @@ def retrain(world_dir: str | Path, params: StudyParams, removed_bins: list[int],
             finetune_query(params, tokenizer, rows, base_dir, query_dir)
             for side, folder in (("base", base_dir), ("query", query_dir)):
                 result = evaluate(folder, world_dir / info["task_dir"], info["tasks"], batch_size=64)
-                scores[side] = {row.benchmark: dict(acc=float(row.acc), gold_loglik=float(row.mean_gold_loglik))
-                                for row in result.summary.itertuples()}
-    return dict(scores, steps=step, removed_documents=int(removed.sum()),
-                removed_tokens=int(sum(len(token_ids[i]) for i in np.flatnonzero(removed))),
-                seconds=round(time.perf_counter() - started, 1))
+                scores[side] = {
+                    row.benchmark: dict(acc=float(row.acc), gold_loglik=float(row.mean_gold_loglik))
+                    for row in result.summary.itertuples()
+                }
+    return dict(
+        scores,
+        steps=step,
+        removed_documents=int(removed.sum()),
+        removed_tokens=int(sum(len(token_ids[i]) for i in np.flatnonzero(removed))),
+        seconds=round(time.perf_counter() - started, 1),
+    )

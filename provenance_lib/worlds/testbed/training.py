@@ -29,8 +29,9 @@ def train_word_tokenizer(texts: Iterable[str]):
     tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=[PAD, EOS, UNK], min_frequency=1))
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=PAD, eos_token=EOS, bos_token=EOS,
-                                   unk_token=UNK)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token=PAD, eos_token=EOS, bos_token=EOS, unk_token=UNK
+    )
 
 
 def tiny_olmo3(tokenizer, layers: int, hidden: int, heads: int, mlp: int, max_positions: int, seed: int):
@@ -38,18 +39,32 @@ def tiny_olmo3(tokenizer, layers: int, hidden: int, heads: int, mlp: int, max_po
     from transformers import Olmo3Config, Olmo3ForCausalLM
 
     config = Olmo3Config(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max_positions,
-        layer_types=["full_attention"] * layers, tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=mlp,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_positions,
+        layer_types=["full_attention"] * layers,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(seed)
     return Olmo3ForCausalLM(config)
 
 
 # ----------------------------------------------------------------------------------------------- batches
-def packed_batches(documents: Sequence[Sequence[int]], eos_id: int, context: int, batch_size: int,
-                   generator: torch.Generator, unlearned: Sequence[bool] | None = None) -> Iterator[dict]:
+def packed_batches(
+    documents: Sequence[Sequence[int]],
+    eos_id: int,
+    context: int,
+    batch_size: int,
+    generator: torch.Generator,
+    unlearned: Sequence[bool] | None = None,
+) -> Iterator[dict]:
     """Endless pretraining batches: each epoch shuffles the documents, joins them with EOS and cuts the stream into
     ``context``-token rows (the last partial row is dropped). Every epoch has the same number of rows, so a corpus
     shorter than one batch is refused here instead of looping forever.
@@ -58,9 +73,12 @@ def packed_batches(documents: Sequence[Sequence[int]], eos_id: int, context: int
     otherwise the same, in the same order: training without them, all else equal (the counterfactual retrains)."""
     rows_per_epoch = sum(len(d) + 1 for d in documents) // context
     if rows_per_epoch < batch_size:
-        raise ProvenanceError(f"the corpus holds {rows_per_epoch} rows of {context} tokens: fewer tokens than one "
-                              f"batch of {batch_size} rows", "lower world.pretraining.batch_size or "
-                              "world.model.context, or generate more documents (world.corpus.documents)")
+        raise ProvenanceError(
+            f"the corpus holds {rows_per_epoch} rows of {context} tokens: fewer tokens than one "
+            f"batch of {batch_size} rows",
+            "lower world.pretraining.batch_size or "
+            "world.model.context, or generate more documents (world.corpus.documents)",
+        )
     while True:
         order = torch.randperm(len(documents), generator=generator).tolist()
         stream = torch.tensor([t for i in order for t in (*documents[i], eos_id)], dtype=torch.long)
@@ -70,7 +88,7 @@ def packed_batches(documents: Sequence[Sequence[int]], eos_id: int, context: int
             kept = torch.tensor([not unlearned[i] for i in order for _ in range(len(documents[i]) + 1)])
             labels = rows.masked_fill(~kept[: rows.numel()].view_as(rows), -100)
         for start in range(0, len(rows) - batch_size + 1, batch_size):
-            yield {"input_ids": rows[start:start + batch_size], "labels": labels[start:start + batch_size]}
+            yield {"input_ids": rows[start : start + batch_size], "labels": labels[start : start + batch_size]}
 
 
 def packed_steps_per_epoch(documents: Sequence[Sequence[int]], context: int, batch_size: int) -> int:
@@ -78,28 +96,40 @@ def packed_steps_per_epoch(documents: Sequence[Sequence[int]], context: int, bat
     return max(1, tokens // context // batch_size)
 
 
-def answer_batches(prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]], pad_id: int,
-                   batch_size: int, generator: torch.Generator) -> Iterator[dict]:
+def answer_batches(
+    prompts: Sequence[Sequence[int]],
+    answers: Sequence[Sequence[int]],
+    pad_id: int,
+    batch_size: int,
+    generator: torch.Generator,
+) -> Iterator[dict]:
     """Endless fine-tuning batches of prompt + answer, the loss on the answer tokens only (instruction tuning)."""
     while True:
         order = torch.randperm(len(prompts), generator=generator).tolist()
         for start in range(0, len(order), batch_size):
-            rows = [(list(prompts[i]) + list(answers[i]), len(prompts[i])) for i in order[start:start + batch_size]]
+            rows = [(list(prompts[i]) + list(answers[i]), len(prompts[i])) for i in order[start : start + batch_size]]
             width = max(len(ids) for ids, _ in rows)
             input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
             labels = torch.full((len(rows), width), -100, dtype=torch.long)
             mask = torch.zeros((len(rows), width), dtype=torch.long)
             for r, (ids, n_prompt) in enumerate(rows):
-                input_ids[r, :len(ids)] = torch.tensor(ids)
-                labels[r, n_prompt:len(ids)] = torch.tensor(ids[n_prompt:])
-                mask[r, :len(ids)] = 1
+                input_ids[r, : len(ids)] = torch.tensor(ids)
+                labels[r, n_prompt : len(ids)] = torch.tensor(ids[n_prompt:])
+                mask[r, : len(ids)] = 1
             yield {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
 
 
 # ----------------------------------------------------------------------------------------------- training
-def fit(model, batches: Iterator[dict], steps: int, lr: float, warmup: float, weight_decay: float,
-        max_grad_norm: float = 1.0, on_step: Callable[[int, torch.optim.Optimizer], None] | None = None,
-        ) -> tuple[torch.optim.Optimizer, list[float]]:
+def fit(
+    model,
+    batches: Iterator[dict],
+    steps: int,
+    lr: float,
+    warmup: float,
+    weight_decay: float,
+    max_grad_norm: float = 1.0,
+    on_step: Callable[[int, torch.optim.Optimizer], None] | None = None,
+) -> tuple[torch.optim.Optimizer, list[float]]:
     """``steps`` AdamW updates (one param group, linear warm-up then cosine decay); returns the optimizer (its state is
     TrackStar's V) and the loss of every step. ``on_step(step, optimizer)`` runs after each update (1-based step),
     e.g. to save checkpoints."""
