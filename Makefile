@@ -13,7 +13,7 @@ export OMP_NUM_THREADS ?= 2
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 
-.PHONY: env study world lint test test-all bench docs report-check clean-env
+.PHONY: env study world lint test test-all bench docs readme-figure report-check clean-env
 
 env: $(VENV)/.installed
 
@@ -65,3 +65,8 @@ bench: env
 
 clean-env:
 	rm -rf $(VENV)
+
+# The README's figure: stage 04's profile correlations on the paper's released matrix (the paper-released study).
+readme-figure: env
+	$(PY) -m provenance_lib run params/paper-released.yaml
+	cp runs/paper-released/04_contrast/profile_correlations.png docs/figures/profile_correlations.png
