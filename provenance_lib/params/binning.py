@@ -37,8 +37,8 @@ class Binning(Section):
         default="topk",
         description=(
             "the aggregation the study reads first: stage 03's headline heatmaps and top bins, and the report's. The "
-            "known-answers table (`validate`; README, Known answers) chose topk: it ranks planted bins higher than the "
-            "paper's bin mean on every seed, with null worlds' false flags well under 5%. 'paper' is always computed, "
+            "default is the reading the known-answers rule (`validation_effects.chosen`) picks from `validate`'s "
+            "table (docs/known-answers.md, bench/results/known_answers.md). 'paper' is always computed, "
             "shown beside it, exported in the paper's layout, and what stage 04 compares with the paper's values. A "
             "reading that is not computed (left out of variants; a released matrix has only 'paper') falls back to "
             "'paper', and stage 03's summary says why"
