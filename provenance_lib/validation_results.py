@@ -173,13 +173,16 @@ def verdict(document: dict) -> list[str]:
     if rule is not None:
         study = "not in the table" if default is None else name(default)
         lines.append(
-            f"- The rule chooses {name(rule)}; the package default (`binning.reading` under the study's own "
-            f"settings) is {'that record' if default is rule else study + ': they differ'}."
+            f"- The rule chooses {name(rule)}; the package default when this was measured (`binning.reading` under "
+            f"the study's own settings) was {'that record' if default is rule else study + ', another record'}."
         )
     if sham:
+        spread = (
+            "none" if max(sham) == 0 else f"{min(sham)} to {max(sham)}" if min(sham) < max(sham) else str(max(sham))
+        )
         lines.append(
-            f"- Under the study's own stage 02 settings a sham bin is ranked first in at most {max(sham)} of "
-            f"{full} sham cells, whatever the reading."
+            f"- Under the study's own stage 02 settings a sham bin is ranked first in {spread} of the {full} "
+            "sham cells, across readings."
         )
     if lds:
         below = sum(r["lds_median"] < r["noise_ceiling"] for r in lds)

@@ -131,8 +131,8 @@ def test_checkpoint_summed_is_skipped_with_a_reason_when_there_is_one_checkpoint
 def test_the_reading_falls_back_to_the_paper_variant_with_its_reason_when_not_computed():
     docs, queries, matrix = score_matrix()
     _, _, skipped = compute(scores_from_matrix(docs, queries, matrix))
-    computed = dict(variants=["paper", "centered", "topk", "format_residualized"], skipped=skipped)
-    assert binning.reading_of(Binning(), computed) == dict(reading="topk")
+    computed = dict(variants=["paper", "centered", "topk", "format_residualized", "mean_null"], skipped=skipped)
+    assert binning.reading_of(Binning(), computed) == dict(reading="mean_null")
     fallback = binning.reading_of(Binning(reading="checkpoint_summed"), computed)
     assert fallback["reading"] == "paper" and "single checkpoint" in fallback["reading_fallback"]
     computed = dict(variants=["paper", "centered"], skipped={})

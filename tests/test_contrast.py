@@ -168,8 +168,8 @@ def planted_run(tmp_path_factory):
 
 def test_stage_03_finds_every_planted_bin_and_writes_the_released_layout(planted_run):
     run_dir, result, _ = planted_run
-    assert result.reading == "topk"
-    for variant in ("topk", "paper"):  # the reading, and the paper's definition beside it
+    assert result.reading == RunRecord(run_dir).run.params["binning"]["reading"]
+    for variant in (result.reading, "paper"):  # the reading, and the paper's definition beside it
         tops = result.top_bins(1, variant)
         assert dict(zip(tops["benchmark"], tops["bin_name"])) == PLANTED, variant
     assert (run_dir / "03_binning" / "zscored_mmlu_social_science.csv").is_file()

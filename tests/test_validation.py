@@ -17,6 +17,7 @@ from provenance_lib.artifacts import read_json, write_json
 from provenance_lib.context import open_stage
 from provenance_lib.errors import ProvenanceError
 from provenance_lib.params import Validation
+from provenance_lib.params.binning import Binning
 from provenance_lib.stages import binning
 from provenance_lib.stages.sampling import MANIFEST
 from provenance_lib.stats import separation
@@ -465,3 +466,14 @@ def test_validate_miniature_runs_stages_01_to_03_the_retrains_and_the_notebook(t
     assert result.summary["lds_median"].notna().all() and result.summary["chosen"].sum() == 1
     document = read_json(tmp_path / "results" / "known_answers.json")
     assert len(document["records"]) == len(result.summary) and document["cost"]["retrains"] == 23
+
+
+def test_the_default_reading_is_the_one_the_known_answers_rule_chose():
+    """Every attribution default is justified by the table: ``binning.reading`` (the model default and the studies'
+    params) is the reading the rule chose in the committed ``bench/results/known_answers.json``."""
+    document = read_json(PARAMS.parent / "bench" / "results" / "known_answers.json")
+    (chosen,) = [r for r in document["records"] if r["chosen_by_rule"]]
+    assert chosen["setting"] == "default", "the rule chose a stage 02 setting: make it the studies' default too"
+    assert Binning().reading == chosen["reading"]
+    for study in ("testbed", "real-mini", "paper"):
+        assert params.load(PARAMS / f"{study}.yaml").binning.reading == chosen["reading"], study

@@ -34,7 +34,7 @@ class Binning(Section):
         ),
     )
     reading: Variant = Field(
-        default="topk",
+        default="mean_null",
         description=(
             "the aggregation the study reads first: stage 03's headline heatmaps and top bins, and the report's. The "
             "default is the reading the known-answers rule (`validation_effects.chosen`) picks from `validate`'s "
