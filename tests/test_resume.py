@@ -14,34 +14,10 @@ import pytest
 
 from provenance_lib.artifacts import read_json
 
+import test_gradients
+
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = [
-    "world.corpus.documents=300",
-    "world.corpus.empty_bin_share=0.9",
-    "world.planted_bins=1",
-    "world.planted_ranks=[1,8]",
-    "world.planted_token_share=0.02",
-    "world.checkpoints=2",
-    "world.attribute_at=final",
-    "world.items.eval_items=6",
-    "world.items.train_items=4",
-    "world.items.values=4",
-    "world.model.layers=1",
-    "world.model.hidden=32",
-    "world.model.heads=2",
-    "world.model.mlp=64",
-    "world.model.context=32",
-    "world.pretraining.epochs=1",
-    "world.finetuning.epochs=1",
-    "sampling.target_per_bin=3",
-    "gradients.max_length=24",
-    "gradients.token_batch_size=512",
-    "gradients.checkpoint_every=16",
-    "gradients.v.calibration_documents=8",
-    "gradients.curvature.train_documents=24",
-    "gradients.exactness.enabled=false",
-    "gradients.query.variants=false",
-]
+SMALL = [*test_gradients.SMALL, *test_gradients.QUICK]  # stage 02's small world, its diagnostics off
 TIMINGS = {"02_gradients/collection.json"}  # wall-clock timings of the attempt: the one artifact that may differ
 
 

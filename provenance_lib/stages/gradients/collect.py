@@ -60,7 +60,7 @@ def load_model(ref: ModelRef, device: str):
     set-up makes the embedding weight require grad instead: each backward pass then forms its vocab x hidden
     gradient, and with tied embeddings also the output layer's — 12% of a plain forward + backward on the testbed
     model.) bergson reads the gradient dtype off a parameter that requires grad: the smallest one, a norm weight,
-    serves. On CUDA, the math SDPA kernel (bergson issue #235)."""
+    serves. On CUDA, the math SDPA kernel (bergson's ``force_math_sdp``, as bergson's own CUDA runs set it)."""
     model, tokenizer = load_causal_lm(ref, dtype=torch.float32, device=device)
     if device == "cuda":
         from bergson.config import IndexConfig
